@@ -1,0 +1,24 @@
+"""vsquant: the NumPy reference of VS-Quant's numerics (Dai et al., MLSys 2021).
+
+The golden model the transaction-level simulator is checked against, bit for bit:
+the ``W/A/ws/as`` config (:mod:`.config`), calibration of Eq. 1's alpha (:mod:`.calibration`),
+the quantizers of Eq. 1-3 and Eq. 7a-7j (:mod:`.quantize`), the integer vector MAC of Eq. 4-5
+and Sec. 5 (:mod:`.vector_mac`), the PPU (:mod:`.ppu`) and reference layers (:mod:`.layers`).
+Imports nothing of the rest of the project.
+"""
+from .calibration import CALIBRATION_METHODS, calibrate_amax
+from .config import COARSE, QuantConfig, ScaleFormat, parse_config
+from .layers import GemmOperands, LayerResult, conv2d, linear, matmul
+from .ppu import ACTIVATIONS, apply_activation, post_process, quantize_activation, quantize_weight
+from .quantize import (QuantizedTensor, qmax, quantize_per_channel, quantize_per_tensor, quantize_per_vector,
+                       quantize_two_level, quantize_with_scale, sqnr_db)
+from .vector_mac import AccumulatorOverflow, MacResult, gated_count, round_scale_product, vector_mac
+
+__all__ = [
+    "CALIBRATION_METHODS", "calibrate_amax", "COARSE", "QuantConfig", "ScaleFormat", "parse_config",
+    "GemmOperands", "LayerResult", "conv2d", "linear", "matmul", "ACTIVATIONS", "apply_activation",
+    "post_process", "quantize_activation", "quantize_weight", "QuantizedTensor", "qmax",
+    "quantize_per_channel", "quantize_per_tensor", "quantize_per_vector", "quantize_two_level",
+    "quantize_with_scale", "sqnr_db", "AccumulatorOverflow", "MacResult", "gated_count",
+    "round_scale_product", "vector_mac",
+]

@@ -1,0 +1,107 @@
+"""The post-processing unit (PPU) of Sec. 5 and Fig. 2c, and operand quantization per config.
+
+After a layer's accumulation the PPU applies the coarse fp scales (gamma of activations and
+weights, times 2^shift for a rounded scale product), adds the bias, applies the activation
+function, and quantizes the output dynamically per vector for the next layer: the vector max
+unit (Eq. 7a), a reciprocal and shift (Eq. 7b), quantize (Eq. 7c), and for two-level scales
+the integer per-vector scales (Eq. 7e-7g). The baseline PPU (``-`` scales) does per-channel /
+per-layer scaling instead.
+
+``quantize_weight`` and ``quantize_activation`` map a :class:`~vsquant.config.QuantConfig`
+onto the quantizers: weights per output channel (row), activations per layer (tensor).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .config import QuantConfig
+from .quantize import (QuantizedTensor, check_finite, qmax, quantize_per_channel, quantize_per_tensor,
+                       quantize_per_vector, quantize_two_level, quantize_with_scale)
+from .vector_mac import MacResult
+
+
+def _gelu(y):
+    from scipy.special import erf
+    return 0.5 * y * (1.0 + erf(y / math.sqrt(2.0)))
+
+
+def _gelu_tanh(y):
+    return 0.5 * y * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (y + 0.044715 * y ** 3)))
+
+
+ACTIVATIONS = {
+    None: lambda y: y,
+    "none": lambda y: y,
+    "relu": lambda y: np.maximum(y, 0.0),
+    "relu6": lambda y: np.clip(y, 0.0, 6.0),
+    "gelu": _gelu,
+    "gelu_tanh": _gelu_tanh,
+}
+
+
+def apply_activation(y: np.ndarray, activation: str | None) -> np.ndarray:
+    try:
+        fn = ACTIVATIONS[activation]
+    except KeyError:
+        raise ValueError(f"activation {activation!r} is not supported by the PPU; allowed: "
+                         f"{', '.join(str(k) for k in ACTIVATIONS if k)}") from None
+    return fn(y)
+
+
+def coarse_scale(a_gamma: np.ndarray, w_gamma: np.ndarray, shift: int) -> np.ndarray:
+    """The PPU's per-output fp scale gamma_a[m] * gamma_w[n] * 2^shift (Eq. 7j applied to Eq. 5)."""
+    s = np.asarray(a_gamma, np.float64)[:, None] * np.asarray(w_gamma, np.float64)[None, :]
+    return s * float(2 ** shift) if shift else s
+
+
+def post_process(acc: np.ndarray, a_gamma: np.ndarray, w_gamma: np.ndarray, shift: int,
+                 bias: np.ndarray | None = None, activation: str | None = None) -> np.ndarray:
+    """Coarse scales, bias and activation on an (M, N) block of accumulators (float64 out)."""
+    y = acc * coarse_scale(a_gamma, w_gamma, shift)
+    if bias is not None:
+        y = y + np.asarray(bias, np.float64)[None, :]
+    return apply_activation(y, activation)
+
+
+def post_process_mac(mac: MacResult, a: QuantizedTensor, w: QuantizedTensor, bias=None, activation=None):
+    return post_process(mac.acc, a.gamma.reshape(-1), w.gamma.reshape(-1), mac.scale_shift, bias, activation)
+
+
+def quantize_weight(w, cfg: QuantConfig, *, method: str = "max", **calib) -> QuantizedTensor:
+    """Weights per the config: per-channel ('-'), two-level per output channel, or fp per vector."""
+    fmt = cfg.weight_scale
+    if fmt.kind == "coarse":
+        return quantize_per_channel(w, cfg.weight_bits, method=method, vector_size=cfg.vector_size, **calib)
+    if fmt.kind == "int":
+        return quantize_two_level(w, cfg.weight_bits, fmt.bits, cfg.vector_size, per="row",
+                                  requantize=cfg.requantize, nonzero_scales=cfg.nonzero_scales)
+    return quantize_per_vector(w, cfg.weight_bits, cfg.vector_size, scale_format=f"fp{fmt.bits}")
+
+
+def quantize_activation(x, cfg: QuantConfig, *, unsigned: bool | None = None, gamma=None,
+                        amax: float | None = None, method: str = "max", **calib) -> QuantizedTensor:
+    """Activations per the config, as the PPU produces them for the next layer.
+
+    ``-``: per-layer scale from ``amax`` (static, calibrated) or from this tensor (dynamic,
+    ``method``); integer ``as``: two-level with a per-layer gamma, static if given;
+    ``fp16``/``fp32``: single-level fp per-vector scales.
+    Unsigned activations (``4U``) must be non-negative: negatives raise instead of being clipped.
+    """
+    x = check_finite(x, "activation")
+    unsigned = cfg.act_unsigned if unsigned is None else unsigned
+    if unsigned and x.size and x.min() < 0:
+        raise ValueError(
+            f"unsigned activations ({cfg.act_bits}U in {cfg}) got {int((x < 0).sum())} negative values; "
+            "quantize this tensor as signed (unsigned=False), e.g. the network input")
+    fmt = cfg.act_scale
+    if fmt.kind == "coarse":
+        if amax is not None:
+            return quantize_with_scale(x, float(amax) / qmax(cfg.act_bits, unsigned), cfg.act_bits, unsigned,
+                                       "tensor", cfg.vector_size)
+        return quantize_per_tensor(x, cfg.act_bits, unsigned, method=method, vector_size=cfg.vector_size, **calib)
+    if fmt.kind == "int":
+        return quantize_two_level(x, cfg.act_bits, fmt.bits, cfg.vector_size, unsigned, per="tensor",
+                                  gamma=gamma, requantize=cfg.requantize, nonzero_scales=cfg.nonzero_scales)
+    return quantize_per_vector(x, cfg.act_bits, cfg.vector_size, unsigned, scale_format=f"fp{fmt.bits}")

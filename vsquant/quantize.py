@@ -1,0 +1,277 @@
+"""Quantizers of the VS-Quant paper on NumPy arrays; vectors lie along the last axis.
+
+- per-tensor and per-channel scale-only quantization, Eq. 1-3 (Sec. 3), with a calibrated
+  clipping range alpha (``vsquant.calibration``: max, percentile, entropy, MSE);
+- per-vector quantization with a floating-point scale per vector, Eq. 7a-7d (Sec. 4.1);
+- two-level quantization with an M-bit unsigned integer scale per vector and an fp coarse
+  scale gamma per row (weights: per output channel) or per tensor (activations), Eq. 7a-7j
+  (Sec. 4.4).
+
+All return a :class:`QuantizedTensor`: ``x ~= values * scales (per vector) * gamma (per row)``.
+Rounding is to nearest, ties to even (``np.rint``, as ``torch.round``), so a PyTorch
+fake-quant path can reproduce these integers exactly.
+
+The paper's order (Eq. 7c) takes the integer values from the fp per-vector scale and only
+dequantizes with the two-level scale (Eq. 7j). Named options change that:
+
+- ``requantize=True``: take the integer values with the two-level scale ``sq*gamma`` instead
+  (what the options paragraph after Eq. 7 calls "back-calculating"), so values and the scale
+  they are dequantized with agree.
+- ``nonzero_scales=True``: a non-zero vector whose integer scale rounds to 0 (Eq. 7g) gets
+  scale 1 instead, so it is not flushed to zero.
+- ``gamma=...``: a static (calibrated) coarse scale instead of the dynamic one of Eq. 7e-7f;
+  integer scales that then exceed 2^M-1 saturate.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .calibration import calibrate_amax
+
+
+def qmax(bits: int, unsigned: bool = False) -> int:
+    """Largest integer of the symmetric N-bit range: 2^(N-1)-1, or 2^N-1 unsigned (Eq. 1-2)."""
+    return (1 << bits) - 1 if unsigned else (1 << (bits - 1)) - 1
+
+
+def qmin(bits: int, unsigned: bool = False) -> int:
+    return 0 if unsigned else -qmax(bits, False)
+
+
+def check_finite(x: np.ndarray, what: str = "input") -> np.ndarray:
+    """Reject NaN/Inf with an error that says how many there are."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise TypeError(f"{what} must be a real numeric array, got dtype {x.dtype}")
+    if x.dtype.kind == "f":
+        bad = ~np.isfinite(x)
+        if bad.any():
+            raise ValueError(
+                f"{what} has {int(bad.sum())} non-finite values (NaN or Inf) out of {x.size}; "
+                "quantization needs finite inputs")
+    return np.asarray(x, dtype=np.float64)
+
+
+def num_vectors(length: int, vector_size: int) -> int:
+    return -(-length // vector_size)
+
+
+def to_vectors(x: np.ndarray, vector_size: int) -> np.ndarray:
+    """View the last axis as ceil(L/V) vectors of V, zero-padding the last vector."""
+    length = x.shape[-1]
+    nv = num_vectors(length, vector_size)
+    pad = nv * vector_size - length
+    if pad:
+        x = np.concatenate([x, np.zeros(x.shape[:-1] + (pad,), x.dtype)], axis=-1)
+    return x.reshape(x.shape[:-1] + (nv, vector_size))
+
+
+def from_vectors(xv: np.ndarray, length: int) -> np.ndarray:
+    return xv.reshape(xv.shape[:-2] + (-1,))[..., :length]
+
+
+def expand_vector_scales(scales: np.ndarray, length: int, vector_size: int) -> np.ndarray:
+    """Broadcast one scale per vector to every element (the 'broadcast correspondingly' of Eq. 7c)."""
+    return np.repeat(scales, vector_size, axis=-1)[..., :length]
+
+
+def int_dtype(bits: int):
+    """Smallest signed NumPy integer type holding an N-bit (or N-bit unsigned) value."""
+    return np.int8 if bits <= 7 else np.int16 if bits <= 15 else np.int32
+
+
+def _safe_scale(s: np.ndarray) -> np.ndarray:
+    """Scales with 0 replaced by +inf, so x / s is 0 for an all-zero vector or tensor."""
+    return np.where(s > 0, s, np.inf)
+
+
+def _round_clip_into(y: np.ndarray, bits: int, unsigned: bool) -> np.ndarray:
+    """Eq. 2's round-to-nearest (ties to even) and clip, in place, then to the integer type."""
+    np.rint(y, out=y)
+    np.clip(y, qmin(bits, unsigned), qmax(bits, unsigned), out=y)
+    return y.astype(int_dtype(bits + (1 if unsigned else 0)))
+
+
+def _quantize_rows(x: np.ndarray, scale: np.ndarray, bits: int, unsigned: bool) -> np.ndarray:
+    """Eq. 2 with one scale per row (all axes but the last)."""
+    return _round_clip_into(x / _safe_scale(scale)[..., None], bits, unsigned)
+
+
+def _quantize_vectors(xv: np.ndarray, s: np.ndarray, length: int, bits: int, unsigned: bool) -> np.ndarray:
+    """Eq. 7c on the vector view (..., nv, V) with one scale per vector; returns (..., length)."""
+    q = _round_clip_into(xv / _safe_scale(s)[..., None], bits, unsigned)
+    return np.ascontiguousarray(from_vectors(q, length))
+
+
+@dataclass(frozen=True, eq=False)
+class QuantizedTensor:
+    """Integer values with their scales: ``x ~= values * expand(scales) * gamma``.
+
+    ``values``  integers (int32), same shape as the input.
+    ``scales``  one per vector along the last axis, shape ``x.shape[:-1] + (ceil(L/V),)``:
+                int32 for two-level (Eq. 7g), float for single-level fp per-vector scales
+                (Eq. 7b), ``None`` for per-tensor/per-channel quantization.
+    ``gamma``   the fp coarse scale, shape ``x.shape[:-1]`` (one per row): Eq. 7f for two-level,
+                Eq. 1 for per-tensor/per-channel, 1.0 for single-level per-vector.
+    """
+
+    values: np.ndarray
+    scales: np.ndarray | None
+    gamma: np.ndarray
+    bits: int
+    unsigned: bool
+    vector_size: int
+    scheme: str  # "tensor" | "channel" | "vector" | "two_level"
+    scale_bits: int = 0  # M for two-level, 16/32 for fp per-vector
+
+    @property
+    def shape(self):
+        return self.values.shape
+
+    @property
+    def num_vectors(self) -> int:
+        return num_vectors(self.values.shape[-1], self.vector_size)
+
+    def element_scales(self) -> np.ndarray:
+        """The full scale of every element: expand(scales) * gamma (float64)."""
+        g = np.broadcast_to(self.gamma, self.values.shape[:-1])[..., None]
+        if self.scales is None:
+            return np.broadcast_to(g, self.values.shape).astype(np.float64)
+        s = expand_vector_scales(self.scales.astype(np.float64), self.values.shape[-1], self.vector_size)
+        return s * g
+
+    def dequantize(self) -> np.ndarray:
+        """Simulated-quantized values: Eq. 3, Eq. 7d (single-level) or Eq. 7j (two-level)."""
+        return self.values.astype(np.float64) * self.element_scales()
+
+    @property
+    def storage_bits(self) -> int:
+        """Bits to store values plus per-vector scales (the buffers' view, Sec. 4.4)."""
+        n = self.values.size * self.bits
+        if self.scales is not None:
+            n += self.scales.size * self.scale_bits
+        return n
+
+
+def _rows_gamma(x: np.ndarray, gamma) -> np.ndarray:
+    return np.ascontiguousarray(np.broadcast_to(np.asarray(gamma, np.float64), x.shape[:-1]))
+
+
+def quantize_with_scale(x, scale, bits: int, unsigned: bool = False, scheme: str = "tensor",
+                        vector_size: int = 16) -> QuantizedTensor:
+    """Eq. 2 with a given scale (scalar, or one per row); used with calibrated (static) scales."""
+    x = check_finite(x)
+    gamma = _rows_gamma(x, scale)
+    values = _quantize_rows(x, gamma, bits, unsigned)
+    return QuantizedTensor(values, None, gamma, bits, unsigned, vector_size, scheme)
+
+
+def quantize_per_tensor(x, bits: int, unsigned: bool = False, *, method: str = "max",
+                        amax: float | None = None, vector_size: int = 16, **calib) -> QuantizedTensor:
+    """Per-tensor (per-layer) scaling, Eq. 1-2: one alpha for the whole tensor."""
+    x = check_finite(x)
+    if amax is None:
+        amax = calibrate_amax(x, method, bits=bits, unsigned=unsigned, **calib)
+    return quantize_with_scale(x, float(amax) / qmax(bits, unsigned), bits, unsigned, "tensor", vector_size)
+
+
+def quantize_per_channel(x, bits: int, unsigned: bool = False, *, method: str = "max",
+                         amax=None, vector_size: int = 16, **calib) -> QuantizedTensor:
+    """Per-channel scaling, Eq. 1-2 with one alpha per index of the first axis (output channel)."""
+    x = check_finite(x)
+    if x.ndim < 2:
+        raise ValueError(f"per-channel quantization needs at least 2 axes (channels first), got shape {x.shape}")
+    if amax is None:
+        amax = calibrate_amax(x.reshape(x.shape[0], -1), method, bits=bits, unsigned=unsigned,
+                              channel_axis=0, **calib)
+    amax = np.asarray(amax, np.float64).reshape((x.shape[0],) + (1,) * (x.ndim - 2))
+    scale = np.broadcast_to(amax / qmax(bits, unsigned), x.shape[:-1])
+    return quantize_with_scale(x, scale, bits, unsigned, "channel", vector_size)
+
+
+def vector_amax(x: np.ndarray, vector_size: int, unsigned: bool) -> np.ndarray:
+    """Eq. 7a: the absolute maximum of each vector (the PPU's vector max unit); last vector may be short."""
+    L = x.shape[-1]
+    nv = num_vectors(L, vector_size)
+    if x.size == 0:
+        return np.zeros(x.shape[:-1] + (nv,))
+    mag = np.maximum(x, 0.0) if unsigned else np.abs(x)
+    m = np.maximum.reduceat(mag.reshape(-1, L), np.arange(0, L, vector_size), axis=1)
+    return m.reshape(x.shape[:-1] + (nv,))
+
+
+_FLOAT_DTYPES = {16: np.float16, 32: np.float32, 64: np.float64}
+
+
+def quantize_per_vector(x, bits: int, vector_size: int = 16, unsigned: bool = False, *,
+                        scale_format: str | int = "fp32") -> QuantizedTensor:
+    """Single-level per-vector scaling with fp scales, Eq. 7a-7d.
+
+    The scale ``s = xmax / qmax`` (Eq. 7b) is stored in ``scale_format`` (fp16, fp32 or fp64)
+    and the values are taken with the stored scale (Eq. 7c), clipped to the N-bit range so a
+    scale rounded down in fp16 cannot overflow it.
+    """
+    x = check_finite(x)
+    fbits = int(str(scale_format).lower().removeprefix("fp"))
+    if fbits not in _FLOAT_DTYPES:
+        raise ValueError(f"scale_format {scale_format!r} must be one of fp16, fp32, fp64")
+    xv = to_vectors(x, vector_size)
+    s = (vector_amax(x, vector_size, unsigned) / qmax(bits, unsigned)).astype(_FLOAT_DTYPES[fbits])
+    values = _quantize_vectors(xv, s.astype(np.float64), x.shape[-1], bits, unsigned)
+    gamma = np.ones(x.shape[:-1])
+    return QuantizedTensor(values, s, gamma, bits, unsigned, vector_size, "vector", fbits)
+
+
+def quantize_two_level(x, bits: int, scale_bits: int, vector_size: int = 16, unsigned: bool = False, *,
+                       per: str = "row", gamma=None, requantize: bool = False,
+                       nonzero_scales: bool = False) -> QuantizedTensor:
+    """Two-level per-vector quantization, Eq. 7a-7j.
+
+    ``per="row"``: one gamma per index of the first axis (weights: per output channel, the
+    paper's k; for a 2-D array, per row);
+    ``per="tensor"``: one gamma for the tensor (activations: per layer).
+    ``gamma``: a static coarse scale (scalar or per row) instead of Eq. 7e-7f.
+    ``requantize``, ``nonzero_scales``: the variants described in the module docstring.
+    """
+    x = check_finite(x)
+    if per not in ("row", "tensor"):
+        raise ValueError(f"per={per!r}: the coarse scale is per 'row' or per 'tensor'")
+    if not 1 <= scale_bits <= 30:
+        raise ValueError(f"scale_bits={scale_bits} must be in [1, 30]")
+    q = qmax(bits, unsigned)
+    smax_int = (1 << scale_bits) - 1
+    xv = to_vectors(x, vector_size)
+    s = vector_amax(x, vector_size, unsigned) / q                                     # Eq. 7a-7b
+    if gamma is None:
+        if per == "row" and x.ndim > 1:  # per index of the first axis (a weight's output channel k)
+            smax = s.reshape(s.shape[0], -1).max(axis=1).reshape((-1,) + (1,) * (s.ndim - 2))
+        else:
+            smax = s.max() if s.size else 0.0
+        g = np.broadcast_to(smax / smax_int, x.shape[:-1])                   # Eq. 7e-7f
+    else:
+        g = _rows_gamma(x, gamma)
+        if (g < 0).any():
+            raise ValueError("a static gamma must be non-negative")
+    sq = s / _safe_scale(g)[..., None]
+    np.rint(sq, out=sq)
+    np.clip(sq, 0, smax_int, out=sq)                                         # Eq. 7g
+    if nonzero_scales:
+        sq[(s > 0) & (sq == 0)] = 1.0
+    if requantize:
+        values = _quantize_vectors(xv, sq * g[..., None], x.shape[-1], bits, unsigned)   # Eq. 7h scale
+    else:
+        values = _quantize_vectors(xv, s, x.shape[-1], bits, unsigned)                  # Eq. 7c
+    return QuantizedTensor(values, sq.astype(np.int32), np.ascontiguousarray(g, np.float64),
+                           bits, unsigned, vector_size, "two_level", scale_bits)
+
+
+def sqnr_db(x, xq) -> float:
+    """Signal-to-quantization-noise ratio 10*log10(sum x^2 / sum (x - xq)^2) in dB."""
+    x = np.asarray(x, np.float64)
+    err = np.sum((x - np.asarray(xq, np.float64)) ** 2)
+    sig = np.sum(x ** 2)
+    if err == 0:
+        return float("inf")
+    return float(10.0 * np.log10(sig / err))
