@@ -217,6 +217,22 @@ def test_entropy_matches_pytorch_quantization_loop(bits, unsigned, dist):
     assert got == pytest.approx(i_ref / num_bins * m, rel=1e-12)
 
 
+@pytest.mark.parametrize("n_low,n_high", [(1000, 1), (7, 3), (123457, 98765)])
+def test_entropy_ties_go_to_the_last_threshold(n_low, n_high):
+    # two magnitudes, 0.5 (bin 1024) and 1 (bin 2047): candidates i = 1025 and i = 2048 both
+    # have KL == 0 (P and Q are one identical spike / identical), every other one has
+    # KL = inf, except i = 1024 whose Q is all zero (nan in pytorch-quantization, where
+    # np.argmin would pick it; inf here). Ties go to the last candidate: amax = max.
+    x = np.concatenate([np.full(n_low, -0.5), np.full(n_high, 1.0)])
+    hist = np.histogram(np.abs(x), bins=2048, range=(0.0, 1.0))[0].astype(float)
+    hist[0] = hist[1]
+    for i in (1025, 2048):
+        p, q = hist[:i].copy(), hist[:i].copy()
+        p[-1] += hist[i:].sum()
+        assert scipy_entropy(p, q) == 0.0
+    assert calibrate_amax(x, "entropy") == 1.0
+
+
 def test_entropy_end_to_end_against_reference_histogram(gauss):
     # the reference bins |x| over [0, max] (np.histogram edges), as pytorch-quantization does
     mag = np.abs(gauss[:200_000])
@@ -322,7 +338,7 @@ def test_fake_quantize_known_values():
                                np.array([0, 0, 1, 1, 3]) / 3)
     np.testing.assert_array_equal(fake_quantize_symmetric(x, 0.0, 8), np.zeros(5))
     xs = np.array([[1.0, -2.0], [3.0, 4.0]])
-    out = fake_quantize_symmetric(xs, np.array([[0.0], [4.0]]), 8)
+    out = fake_quantize_symmetric(xs + 0.3, np.array([[0.0], [127.0]]), 8)  # row 1: s = 1
     np.testing.assert_allclose(out, [[0.0, 0.0], [3.0, 4.0]])
     assert fake_quantize_symmetric(xs.astype(np.float32), 1.0, 8).dtype == np.float32
     with pytest.raises(ValueError):

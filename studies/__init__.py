@@ -1,0 +1,1 @@
+"""Design-space studies: sweeps, results store, Pareto fronts, plots."""

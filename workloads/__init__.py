@@ -1,0 +1,1 @@
+"""Named workloads: models, inputs and their accuracy metrics."""

