@@ -30,7 +30,10 @@ def tiny_checkpoint(tmp_path_factory):
     model.save_pretrained(path)
     vocab = path / "vocab.txt"
     vocab.write_text("\n".join(VOCAB) + "\n")
-    tok = transformers.BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    # from a directory holding only vocab.txt (works on transformers 4.x and 5.x, whose
+    # constructors name the vocabulary argument differently); then write the full tokenizer files
+    tok = transformers.BertTokenizerFast.from_pretrained(str(path), local_files_only=True)
+    assert len(tok) == len(VOCAB)
     tok.save_pretrained(path)
     return path, model
 

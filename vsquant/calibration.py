@@ -10,9 +10,10 @@ Sources:
   Neural Network Inference", Sec. 3 (Eq. 1-3) and Table 2.
 - NVIDIA pytorch-quantization (TensorRT repo, ``tools/pytorch-quantization``),
   ``calib/histogram.py``: ``HistogramCalibrator`` and ``_compute_amax_entropy``, which the
-  "entropy" method reproduces (see below); Wu et al. 2020, "Integer Quantization for Deep
-  Learning Inference: Principles and Empirical Evaluation" (arXiv:2004.09602) for the
-  max/percentile/entropy/MSE calibrators.
+  "entropy" method reproduces (see below).
+- Wu, Judd, Zhang, Isaev, Micikevicius 2020, "Integer Quantization for Deep Learning
+  Inference: Principles and Empirical Evaluation" (arXiv:2004.09602, cited by the paper):
+  max, percentile and entropy calibration.
 - S. Migacz, "8-bit Inference with TensorRT", GTC 2017 (the KL-divergence calibration).
 - Banner, Nahshan, Soudry 2019, "Post training 4-bit quantization of convolutional networks
   for rapid-deployment" (ACIQ): the MSE-optimal clip of a Gaussian, ~2.5 sigma at 4 bits.
@@ -20,7 +21,9 @@ Sources:
 Conventions (shared with ``vsquant.quantize``): symmetric scale-only quantization with
 round-to-nearest-even (``np.rint``).  Signed N-bit values are clipped to
 ``[-(2^(N-1)-1), 2^(N-1)-1]`` with ``s = alpha / (2^(N-1)-1)``; unsigned ones (e.g. ReLU
-outputs, the "U" of Table 2) to ``[0, 2^N-1]`` with ``s = alpha / (2^N-1)``.  The magnitude
+outputs, the "U" of Table 2) to ``[0, 2^N-1]`` with ``s = alpha / (2^N-1)`` (the paper's text
+prints ``[0, 2^(N-1)-1]``; the full N-bit unsigned range is pytorch-quantization's and
+``vsquant.quantize``'s convention).  The magnitude
 being calibrated is ``|x|`` for signed and ``max(x, 0)`` for unsigned quantization (negative
 values are clipped to 0 by an unsigned quantizer whatever alpha is).  Every method returns
 ``0 <= alpha <= max magnitude``; an all-zero input (or channel) gives alpha 0, and callers
@@ -43,7 +46,8 @@ candidate thresholds (closed form per quantization group, so 2048 bins take mill
 
 Deviations from pytorch-quantization, all in degenerate corners: ``start_bin`` is
 ``min(128, num_bins)`` (pytorch-quantization fails on fewer than 128 bins); a candidate
-whose ``Q`` is all zero scores ``inf`` instead of ``nan``; KL values within a relative
+whose ``Q`` is all zero scores ``inf`` instead of ``nan`` (there ``np.argmin`` would pick the
+nan, e.g. data with only the magnitudes 0.5 and 1 gives 0.5 instead of 1); KL values within a relative
 ``1e-12`` of the minimum count as ties (so round-off cannot move the last-argmin choice); the
 histogram is taken of ``magnitude / max`` over ``[0, 1]`` and the edges rescaled, which avoids
 overflow/underflow for extreme magnitudes; for unsigned data the magnitude is ``max(x, 0)``
@@ -54,6 +58,11 @@ rather than ``|x|``.
 ``k/128`` of the max magnitude, then 33 points spanning the two neighbouring grid cells of
 the best one; ties go to the larger alpha.  It is evaluated on the data itself (not on a
 histogram), vectorized over channels.
+
+Measured on 1e6 samples of N(0, 1) (max |x| = 4.73; seed 0): 8 bits -- max 4.73,
+percentile(99.99) 3.89, entropy 4.66, mse 3.92; 4 bits -- entropy 3.60, mse 2.48 (the exact
+optimum of this 15-level quantizer for a Gaussian is 2.474 sigma, 3.921 sigma at 8 bits).
+Per call: entropy ~13 ms (2048 bins), mse ~0.4 s; per-channel entropy loops over channels.
 """
 from __future__ import annotations
 
