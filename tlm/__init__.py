@@ -2,6 +2,12 @@
 
 Kernel (IEEE 1666-2011 TLM-2.0): the generic payload (§14), sockets with blocking
 transport (§11.1.1), the quantum keeper (§16.2) and a memory target.
+
+Hardware (paper Sec. 5, Fig. 2), one component per file: vector MAC units
+(``vector_mac_unit``), weight and activation buffers storing a scale beside every vector
+(``buffers``), the accumulation collector, the PPU, the PE, DRAM / global buffer / NoC
+(``interconnect``), the accelerator top (``accelerator``), declarative hardware presets
+(``hardware``, ``presets/*.yaml``), tiles and layer tasks (``transactions``), action counts.
 """
 
 # -- kernel ---------------------------------------------------------------------------
@@ -11,6 +17,10 @@ from .quantum import QuantumKeeper
 from .memory import Memory, occupy
 
 # -- hardware -------------------------------------------------------------------------
+from .actions import ActionCounts
+from .hardware import DEFAULT_PRESET, HardwareSpec, PESpec, list_presets, load_hardware
+from .transactions import GemmShape, GemmTile, LayerTask, Tiling
+from .accelerator import Accelerator, LayerRun
 
 __all__ = [
     # kernel
@@ -25,4 +35,16 @@ __all__ = [
     "Memory",
     "occupy",
     # hardware
+    "ActionCounts",
+    "DEFAULT_PRESET",
+    "HardwareSpec",
+    "PESpec",
+    "list_presets",
+    "load_hardware",
+    "GemmShape",
+    "GemmTile",
+    "LayerTask",
+    "Tiling",
+    "Accelerator",
+    "LayerRun",
 ]

@@ -146,6 +146,12 @@ class QuantizedTensor:
         """Simulated-quantized values: Eq. 3, Eq. 7d (single-level) or Eq. 7j (two-level)."""
         return self.values.astype(np.float64) * self.element_scales()
 
+    def take_rows(self, r0: int, r1: int) -> "QuantizedTensor":
+        """Rows [r0, r1) of a 2-D quantized operand (views, no copy): a tile's slice."""
+        sc = None if self.scales is None else self.scales[r0:r1]
+        return QuantizedTensor(self.values[r0:r1], sc, self.gamma[r0:r1], self.bits, self.unsigned,
+                               self.vector_size, self.scheme, self.scale_bits)
+
     @property
     def storage_bits(self) -> int:
         """Bits to store values plus per-vector scales (the buffers' view, Sec. 4.4)."""

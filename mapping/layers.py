@@ -1,0 +1,67 @@
+"""Lowering one MAC layer to a :class:`tlm.transactions.LayerTask` (GEMM view, tiles per PE).
+
+Linear, conv2d and matmul become GEMMs with the reduction axis cut into vectors of V, using
+the same operand lowering as the ``vsquant`` reference layers (so the TLM and the reference
+see the same integers), then :mod:`mapping.tiling` spreads them over the PE array.
+``operands=False`` gives a timing-only task: shapes and schedule, no tensors.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from vsquant import QuantConfig
+from vsquant.layers import GemmOperands, _as_gemm_activation, conv2d_operands, conv_output_size, matmul_operands
+from vsquant.ppu import quantize_activation, quantize_weight
+from vsquant.quantize import QuantizedTensor, check_finite
+from tlm.transactions import GemmShape, LayerTask
+
+from .tiling import schedule_layer
+
+
+def _task(name, kind, shapes, cfg, hw, operands, activation, out_unsigned, has_bias, extra):
+    tilings, schedule = schedule_layer(shapes, cfg, hw)
+    return LayerTask(name, shapes, tilings, schedule, operands, activation, out_unsigned, True, kind,
+                     has_bias, extra)
+
+
+def linear_task(x, weight, bias, cfg, hw, *, activation=None, name="linear", unsigned_input=None,
+                out_unsigned=False) -> LayerTask:
+    cfg = QuantConfig.parse(cfg)
+    if isinstance(weight, QuantizedTensor):
+        wq = weight
+    else:
+        wq = quantize_weight(check_finite(weight, "weight"), cfg)
+    N, K = wq.shape
+    xq = x if isinstance(x, QuantizedTensor) else quantize_activation(check_finite(x, "input"), cfg,
+                                                                         unsigned=unsigned_input)
+    if xq.shape[-1] != K:
+        raise ValueError(f"{name}: input last axis must be in_features={K}, got shape {xq.shape}")
+    g = GemmOperands(_as_gemm_activation(xq), wq, None if bias is None else check_finite(bias, "bias"))
+    shape = GemmShape(g.a.shape[0], K, N)
+    return _task(name, "linear", [shape], cfg, hw, [g], activation, out_unsigned, bias is not None,
+                 {"out_shape": xq.shape[:-1] + (N,)})
+
+
+def linear_timing_task(M, K, N, cfg, hw, *, has_bias=True, activation=None, name="linear") -> LayerTask:
+    cfg = QuantConfig.parse(cfg)
+    return _task(name, "linear", [GemmShape(M, K, N)], cfg, hw, None, activation, False, has_bias,
+                 {"out_shape": (M, N)})
+
+
+def conv2d_task(x, weight, bias, cfg, hw, stride=1, padding=0, dilation=1, groups=1, *, activation=None,
+                name="conv2d", unsigned_input=None, out_unsigned=False) -> LayerTask:
+    cfg = QuantConfig.parse(cfg)
+    gemms, out_nhwc = conv2d_operands(x, weight, bias, cfg, stride, padding, dilation, groups,
+                                      unsigned_input=unsigned_input)
+    shapes = [GemmShape(g.a.shape[0], g.a.shape[1], g.w.shape[0]) for g in gemms]
+    return _task(name, "conv2d", shapes, cfg, hw, gemms, activation, out_unsigned, bias is not None,
+                 {"out_nhwc": out_nhwc})
+
+
+def matmul_task(a, b, cfg, hw, *, a_unsigned=False, b_unsigned=False, name="matmul",
+                out_unsigned=False) -> LayerTask:
+    cfg = QuantConfig.parse(cfg)
+    gemms, batch, (M, K, N) = matmul_operands(a, b, cfg, a_unsigned=a_unsigned, b_unsigned=b_unsigned)
+    shapes = [GemmShape(g.a.shape[0], g.a.shape[1], g.w.shape[0]) for g in gemms]
+    return _task(name, "matmul", shapes, cfg, hw, gemms, None, out_unsigned, False,
+                 {"out_shape": tuple(batch) + (M, N)})

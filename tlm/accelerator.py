@@ -1,0 +1,168 @@
+"""The accelerator top (paper Sec. 5, Fig. 2; MAGNet/Simba-style PE array): runs layers.
+
+``Accelerator(hw, cfg).run_layer(task)`` builds the PE array, the NoC, global buffer and DRAM
+as SimPy processes and resources, runs every PE's tile schedule, and returns a
+:class:`LayerRun`: cycles (and the analytic ideal they are compared with), per-PE compute and
+stall cycles, which resource limited the layer, the action counts the cost model prices, and,
+with real numerics, the layer's output and its dynamic per-vector requantization.
+
+The requantization of the outputs needs the layer-wide maximum for the per-layer gamma
+(Eq. 7e-7f) or the per-layer scale of the baseline: the PPUs' vector maxima are reduced over
+the NoC, then every PE quantizes its blocks (one more pass over its outputs).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import simpy
+
+from vsquant import QuantConfig
+from vsquant.quantize import num_vectors
+
+from .actions import ActionCounts
+from .interconnect import MemorySystem
+from .pe import PE
+from .vector_mac_unit import PIPELINE_DEPTH
+from .transactions import LayerTask
+
+
+@dataclass(eq=False)
+class LayerRun:
+    name: str
+    cycles: int
+    ideal_cycles: int
+    compute_cycles: list[int]
+    stall_cycles: list[int]
+    requant_cycles: int
+    fill_cycles: int            # start-up load + pipeline depth + PPU drain + requantization, critical PE
+    bottleneck: str
+    busy: dict
+    actions: ActionCounts
+    macs: int
+    output: np.ndarray | None = None
+    output_q: object | None = None
+    gated: int | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def utilization(self) -> float:
+        """Useful MACs over the MAC slots the array had during the layer's cycles."""
+        return self.ideal_cycles / self.cycles if self.cycles else 0.0
+
+
+class Accelerator:
+    """A PE array with its memory hierarchy, for one datapath config ``cfg``."""
+
+    def __init__(self, hw, cfg: QuantConfig | str):
+        self.hw = hw
+        self.cfg = QuantConfig.parse(cfg)
+        if self.cfg.vector_size != hw.vector_size:
+            raise ValueError(f"config {self.cfg} has V={self.cfg.vector_size}; hardware {hw.name} has "
+                             f"V={hw.vector_size}")
+
+    @property
+    def macs_per_cycle(self) -> int:
+        return self.hw.num_pes * self.hw.pe.lanes * self.hw.vector_size
+
+    def run_layer(self, task: LayerTask) -> LayerRun:
+        hw, cfg = self.hw, self.cfg
+        env = simpy.Environment()
+        actions = ActionCounts()
+        mem = MemorySystem(env, hw, actions)
+        input_bits = sum(s.M * num_vectors(s.K, hw.vector_size) * (hw.vector_size * cfg.act_bits
+                                                                       + cfg.act_scale.storage_bits)
+                         for s in task.shapes)
+        mem.reset_layer(input_bits, task.operands)
+        pes = []
+        for i, tiles in enumerate(task.schedule):
+            if not tiles:
+                continue
+            pe = PE(env, i, hw, cfg, actions)
+            pe.noc.bind(mem.socket)
+            pes.append(pe)
+            env.process(pe.run(task, tiles))
+        env.run()
+        stuck = [pe.index for pe in pes if not pe.done]
+        if stuck:
+            raise RuntimeError(f"layer {task.name}: PEs {stuck} did not finish their schedule (a deadlock in the "
+                               "simulated hardware); this is a simulator bug, please report it with the layer")
+        compute_end = env.now
+
+        # dynamic requantization of the outputs: reduce the vector maxima, then quantize
+        elements = sum(t.rows * t.cols for pe in pes for t, _, _ in pe.blocks)
+        requant = 0
+        output = output_q = None
+        if task.requantize_output:
+            per_pe = [sum(t.rows * t.cols for t, _, _ in pe.blocks) for pe in pes]
+            reduce_cycles = math.ceil(math.log2(max(len(pes), 1))) * hw.noc_hop_latency * 2 if len(pes) > 1 else 0
+            needs_pass = cfg.act_scale.kind in ("int", "coarse")
+            rate = hw.pe.ppu_elements_per_cycle
+            requant = reduce_cycles + (max(-(-n // rate) for n in per_pe) if (needs_pass and per_pe) else 0)
+        if task.operands is not None:
+            output = self._assemble(task, pes)
+        if task.requantize_output:
+            layer_amax = max((m for pe in pes for _, _, m in pe.blocks if m is not None), default=None)
+            if pes and output is not None:
+                output_q = pes[0].ppu.quantize(self._output_layout(task, output), task.out_unsigned, layer_amax)
+            actions.add("ppu.quantize", elements, unit="element", out_bits=cfg.act_bits)
+            if cfg.act_scale.per_vector:
+                actions.add("ppu.reciprocal", _out_vectors(task, hw.vector_size), unit="vector")
+        cycles = compute_end + requant
+
+        comp = [pe.compute_cycles for pe in pes]
+        stall = [pe.stall_cycles for pe in pes]
+        busy = mem.busy()
+        ideal = -(-sum(s.M * s.N * num_vectors(s.K, hw.vector_size) for s in task.shapes) * hw.vector_size
+                  // self.macs_per_cycle)
+        stall_by: dict = {}
+        for pe in pes:
+            for name, c in pe.stall_by.items():
+                stall_by[name] = stall_by.get(name, 0) + c
+        # the layer is limited by compute unless its PEs stalled for more than 2% of their work;
+        # then by the channel its stalled loads spent the most time in
+        if pes and sum(stall) > 0.02 * sum(comp):
+            bottleneck = max(stall_by, key=stall_by.get)
+        else:
+            bottleneck = "compute"
+        gated = None if task.operands is None else int(actions["accumulator.gated"])
+        fill = 0
+        if pes:
+            crit = max(pes, key=lambda pe: pe.finish)
+            fill = crit.start_wait + PIPELINE_DEPTH + (crit.finish - crit.last_compute_end) + requant
+        return LayerRun(task.name, int(cycles), int(ideal), comp, stall, int(requant), int(fill), bottleneck,
+                        busy, actions,
+                        task.macs, output, output_q, gated,
+                        extra={"tilings": [t.describe() for t in task.tilings],
+                               "stall_by": {k: round(v) for k, v in stall_by.items()}})
+
+    # -- numerics assembly -------------------------------------------------------------------
+    @staticmethod
+    def _assemble(task: LayerTask, pes) -> np.ndarray:
+        """The layer's float PPU output, from the blocks the PEs produced."""
+        ys = [np.empty((s.M, s.N)) for s in task.shapes]
+        for pe in pes:
+            for t, y, _ in pe.blocks:
+                ys[t.gemm][t.m0:t.m1, t.n0:t.n1] = y
+        kind = task.kind
+        if kind == "linear":
+            return ys[0].reshape(task.extra["out_shape"])
+        if kind == "conv2d":
+            B, Ho, Wo, K = task.extra["out_nhwc"]
+            return np.concatenate(ys, axis=1).reshape(B, Ho, Wo, K).transpose(0, 3, 1, 2)
+        if kind == "matmul":
+            return np.stack(ys).reshape(task.extra["out_shape"])
+        raise ValueError(f"layer kind {kind!r} is not a MAC layer (linear, conv2d, matmul)")
+
+    @staticmethod
+    def _output_layout(task: LayerTask, y: np.ndarray) -> np.ndarray:
+        """Vectors of the output run along its channels: channels-last for conv."""
+        return y.transpose(0, 2, 3, 1) if task.kind == "conv2d" else y
+
+
+def _out_vectors(task: LayerTask, V: int) -> int:
+    if task.kind == "conv2d":
+        B, Ho, Wo, K = task.extra["out_nhwc"]
+        return B * Ho * Wo * num_vectors(K, V)
+    return sum(s.M * num_vectors(s.N, V) for s in task.shapes)

@@ -1,0 +1,51 @@
+"""The accumulation collector of a PE (paper Sec. 5, Fig. 2a).
+
+Holds the partial sums of the output block a PE is working on and accumulates, in integers,
+the scaled partial sums of successive vectors ("temporally accumulates them across multiple
+cycles in an integer format"). Its width is the partial-sum width of Sec. 5 (W+A+log2 V plus
+the scale-product width) plus the hardware's headroom bits; a value that does not fit is an
+overflow, reported with the layer, never wrapped silently. Capacity is in entries (outputs).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from vsquant import AccumulatorOverflow, QuantConfig
+
+
+class AccumulationCollector:
+    def __init__(self, name: str, entries: int, cfg: QuantConfig, headroom_bits: int, actions):
+        self.name = name
+        self.entries = int(entries)
+        self.cfg = cfg
+        self.width = cfg.partial_sum_bits + int(headroom_bits)
+        self.actions = actions
+        self.blocks: dict = {}
+
+    def start(self, key, rows: int, cols: int):
+        if rows * cols > self.entries:
+            raise ValueError(f"{self.name}: an output block of {rows}x{cols} = {rows * cols} partial sums "
+                             f"exceeds the collector's {self.entries} entries")
+        self.blocks[key] = None
+
+    def accumulate(self, key, acc, tile, gated):
+        n = tile.rows * tile.cols * tile.nvec
+        if gated is not None:
+            self.actions.add("accumulator.gated", gated, unit="accumulation", width=self.width)
+            n -= gated
+        self.actions.add("accumulator.add", n, unit="accumulation", width=self.width)
+        if acc is not None:
+            peak = max(float(acc.max()), -float(acc.min())) if acc.size else 0.0
+            if peak > 2.0 ** (self.width - 1) - 1:
+                raise AccumulatorOverflow(
+                    f"{self.name}: |partial sum| reached {peak:.0f}, beyond the {self.width}-bit collector "
+                    f"({self.cfg.partial_sum_bits}-bit partial sums of {self.cfg} + headroom)")
+        self.blocks[key] = acc
+
+    def drain(self, key, rows: int, cols: int):
+        self.actions.add("accumulator.read", rows * cols, unit="entry", width=self.width)
+        return self.blocks.pop(key)
+
+    @property
+    def peak_bits_needed(self) -> int:
+        return self.width

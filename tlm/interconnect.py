@@ -1,0 +1,144 @@
+"""DRAM, global buffer and NoC: the memory hierarchy above the PEs (MAGNet/Simba style, Sec. 5).
+
+Each is a TLM target with a bandwidth in bits per cycle, modelled as a ``simpy.Resource``
+held for ``ceil(bits / bandwidth)`` cycles (contention: the stall a PE sees is its queueing
+time), and counts its actions in bits. The NoC delivers a tile from the global buffer to a
+PE's buffer; with multicast, PEs that need the same tile (the same weights on PEs split along
+M, the same activations on PEs split along N) get it from one global-buffer read. Weights
+come from DRAM the first time a layer touches them; activations live in the global buffer
+when the layer's input fits it, otherwise they stream from DRAM too.
+"""
+from __future__ import annotations
+
+import simpy
+
+from .actions import ActionCounts
+from .memory import occupy
+from .payload import Command, Payload, ResponseStatus
+from .sockets import TargetSocket
+
+
+def _cycles(bits: float, per_cycle: float) -> int:
+    return int(-(-bits // per_cycle))
+
+
+class BandwidthPort:
+    """A shared channel of ``bits_per_cycle``; records its busy cycles to name the bottleneck."""
+
+    def __init__(self, env, name: str, bits_per_cycle: float, latency: int, actions: ActionCounts, verb: str):
+        self.env = env
+        self.name = name
+        self.bits_per_cycle = bits_per_cycle
+        self.latency = latency
+        self.actions = actions
+        self.verb = verb
+        self.resource = simpy.Resource(env, capacity=1)
+        self.busy = 0
+
+    def transfer(self, bits: int, delay: float = 0, stages: dict | None = None):
+        """Move ``bits`` through the channel; a generator returning the remaining delay (0).
+
+        ``stages`` accumulates the cycles spent here (queueing, transfer, latency) by channel name.
+        """
+        occ = _cycles(bits, self.bits_per_cycle)
+        self.busy += occ
+        self.actions.add(f"{self.name}.{self.verb}", bits, unit="bit")
+        t0 = self.env.now
+        yield from occupy(self.env, self.resource, delay, occ)
+        if self.latency:
+            yield self.env.timeout(self.latency)
+        if stages is not None:
+            stages[self.name] = stages.get(self.name, 0) + self.env.now - t0
+        return 0
+
+
+class MemorySystem:
+    """DRAM -> global buffer -> NoC -> PE buffers, with multicast and first-touch DRAM reads."""
+
+    def __init__(self, env, hw, actions: ActionCounts):
+        self.env = env
+        self.hw = hw
+        self.actions = actions
+        self.dram = BandwidthPort(env, "dram", hw.dram_bits_per_cycle, hw.dram_latency, actions, "read")
+        self.gb_read = BandwidthPort(env, "global_buffer", hw.global_buffer_bits_per_cycle, 0, actions, "read")
+        self.gb_write = BandwidthPort(env, "global_buffer", hw.global_buffer_bits_per_cycle, 0, actions, "write")
+        self.noc = BandwidthPort(env, "noc", hw.noc_bits_per_cycle, hw.noc_hop_latency, actions, "transfer")
+        self.inflight: dict = {}
+        self.in_gb: set = set()
+        self.acts_in_dram = False
+        self.operands = None          # the layer's GemmOperands, as the global buffer holds them
+        self.socket = TargetSocket("noc", self.b_transport, max_bindings=None)
+
+    def reset_layer(self, input_bits: int, operands=None):
+        self.inflight.clear()
+        self.in_gb.clear()
+        self.acts_in_dram = input_bits > self.hw.global_buffer_bits
+        self.operands = operands
+
+    def b_transport(self, p: Payload, delay: float):
+        """READ a tile (extensions ``key``, ``bits``, ``group``) or WRITE an output block (``bits``)."""
+        bits = p.get_extension("bits")
+        if bits is None or bits <= 0:
+            p.response_status = ResponseStatus.BURST_ERROR
+            return delay
+        if delay:
+            yield self.env.timeout(delay)
+        if p.command is Command.READ:
+            key = p.get_extension("key")
+            stages = {}
+            yield from self.fetch(key, bits, p.get_extension("group", 1), stages)
+            p.set_extension("stage_cycles", stages)
+            p.data = self._tile_data(key)
+        elif p.command is Command.WRITE:
+            yield from self.write_output(bits)
+        else:
+            p.response_status = ResponseStatus.COMMAND_ERROR
+            return 0
+        p.response_status = ResponseStatus.OK
+        return 0
+
+    def _tile_data(self, key):
+        """The operand slice a tile carries: weight rows [n0, n1) or activation rows [m0, m1)."""
+        if self.operands is None:
+            return None
+        kind, g, r0, r1 = key[:4]
+        ops = self.operands[g]
+        return (ops.w if kind == "w" else ops.a).take_rows(r0, r1)
+
+    def fetch(self, key, bits: int, group_size: int, stages: dict | None = None):
+        """Deliver a tile to a PE: multicast to ``group_size`` PEs shares one read. A generator.
+
+        ``stages`` collects the cycles the delivery spent in each channel (for stall attribution).
+        """
+        if self.hw.noc_multicast and group_size > 1 and key in self.inflight:
+            done, first_stages = self.inflight[key]
+            t0 = self.env.now
+            yield done                        # another PE of the group fetched it: multicast
+            if stages is not None and self.env.now > t0:
+                total = sum(first_stages.values()) or 1
+                for name, c in first_stages.items():
+                    stages[name] = stages.get(name, 0) + (self.env.now - t0) * c / total
+            self.actions.add("noc.deliver", bits, unit="bit")
+            return
+        done = self.env.event()
+        mine = {} if stages is None else stages
+        if self.hw.noc_multicast and group_size > 1:
+            self.inflight[key] = (done, mine)
+        from_dram = key[0] == "w" or self.acts_in_dram
+        if from_dram and key not in self.in_gb:
+            yield from self.dram.transfer(bits, stages=mine)
+            yield from self.gb_write.transfer(bits, stages=mine)
+            self.in_gb.add(key)
+        yield from self.gb_read.transfer(bits, stages=mine)
+        yield from self.noc.transfer(bits, stages=mine)
+        self.actions.add("noc.deliver", bits, unit="bit")
+        done.succeed()
+
+    def write_output(self, bits: int):
+        """A PE's PPU writes an output block back to the global buffer through the NoC."""
+        yield from self.noc.transfer(bits)
+        yield from self.gb_write.transfer(bits)
+
+    def busy(self) -> dict:
+        return {"dram": self.dram.busy, "global_buffer": self.gb_read.busy + self.gb_write.busy,
+                "noc": self.noc.busy}

@@ -1,0 +1,189 @@
+"""A processing element (paper Sec. 5, Fig. 2a): buffers, vector MAC units, collector, PPU.
+
+The PE runs its list of tiles as three SimPy processes: two prefetchers that bring the
+weight tiles and the activation tiles over the NoC into their buffers, and the datapath that
+computes. Each buffer has two slots (double buffering): the next weight tile loads while the
+current one is in use, however many row tiles that takes, and likewise for activations, so a
+PE stalls only when a load takes longer than the computation it overlaps; the stall is counted. When a tile completes an output block, the PPU (its own unit, overlapping
+the next tile) post-processes it and writes it back through the NoC.
+
+Data reuse as in Sec. 5: (i) each activation vector is broadcast to the ``lanes`` vector MAC
+units, (ii) a weight vector stays in its unit's weight collector across the rows of a tile,
+(iii) partial sums stay in the accumulation collector across the tile's vectors.
+"""
+from __future__ import annotations
+
+import simpy
+
+from .accumulation_collector import AccumulationCollector
+from .buffers import ActivationBuffer, WeightBuffer
+from .payload import Command, Payload
+from .ppu import PPU
+from .sockets import InitiatorSocket
+from .vector_mac_unit import PIPELINE_DEPTH, VectorMACUnits
+
+
+class PE:
+    def __init__(self, env, index: int, hw, cfg, actions):
+        self.env = env
+        self.index = index
+        self.hw = hw
+        self.cfg = cfg
+        self.actions = actions
+        pe = hw.pe
+        V = hw.vector_size
+        self.weight_buffer = WeightBuffer(env, "weight_buffer", pe.weight_buffer_bits, pe.weight_buffer_ports, V,
+                                          cfg.weight_bits, cfg.weight_scale.storage_bits, actions)
+        self.act_buffer = ActivationBuffer(env, "activation_buffer", pe.activation_buffer_bits,
+                                           pe.activation_buffer_ports, V, cfg.act_bits,
+                                           cfg.act_scale.storage_bits, actions)
+        self.macs = VectorMACUnits(env, "vector_mac", pe.lanes, V, cfg, actions)
+        self.collector = AccumulationCollector("accumulation_collector", pe.accumulation_collector_entries, cfg,
+                                               pe.accumulator_headroom_bits, actions)
+        self.ppu = PPU("ppu", pe.ppu_elements_per_cycle, cfg, actions)
+        self.ppu_unit = simpy.Resource(env, capacity=1)
+        self.noc = InitiatorSocket(f"pe{index}.noc")
+        self.wbuf = InitiatorSocket(f"pe{index}.weights")
+        self.abuf = InitiatorSocket(f"pe{index}.activations")
+        self.wbuf.bind(self.weight_buffer.socket)
+        self.abuf.bind(self.act_buffer.socket)
+        self.reset_stats()
+
+    def reset_stats(self):
+        self.compute_cycles = 0
+        self.stall_cycles = 0
+        self.finish = 0
+        self.start_wait = 0
+        self.last_compute_end = 0
+        self.done = False
+        self.stall_by: dict = {}     # stall cycles attributed to the channels the awaited loads used
+        self._stages: dict = {}
+        self.blocks: list = []      # (tile, y block or None, layer-local vector max)
+
+    # -- loader -----------------------------------------------------------------------------
+    def _load(self, buf_socket, buffer, key, bits, vectors, group):
+        p = Payload(Command.READ, 0, vectors)
+        p.set_extension("key", key)
+        p.set_extension("bits", bits)
+        p.set_extension("group", group)
+        delay = yield from self.noc.b_transport(p, 0)
+        p.raise_for_status()
+        self._stages[key] = p.get_extension("stage_cycles", {})
+        w = Payload(Command.WRITE, 0, vectors, data=p.data)
+        w.set_extension("key", key)
+        delay = yield from buf_socket.b_transport(w, delay)
+        if w.is_response_error():
+            raise ValueError(f"PE {self.index}: a tile of {vectors} vectors does not fit the {buffer.name} "
+                             f"({buffer.capacity_vectors} vectors of {buffer.vector_bits} bits)")
+        if delay:
+            yield self.env.timeout(delay)
+
+    def _stream(self, task, runs, buf_socket, buffer, slots, loaded, weights: bool):
+        """Prefetch one operand's tiles in order, each as soon as a buffer slot is free."""
+        vec_bits = buffer.vector_bits
+        for r, (key, t, _) in enumerate(runs):
+            yield slots.get(1)
+            if weights:
+                vec, group = t.cols * t.nvec, task.tilings[t.gemm].pm
+            else:
+                vec, group = t.rows * t.nvec, task.tilings[t.gemm].pn
+            yield from self._load(buf_socket, buffer, key, vec * vec_bits, vec, group)
+            loaded[r].succeed()
+
+    @staticmethod
+    def _runs(tiles, attr):
+        """Loads of one operand: runs of consecutive tiles sharing a tile of it, as
+        (key, first tile, last tile index), and the run each tile belongs to."""
+        runs, of_tile = [], []
+        for i, t in enumerate(tiles):
+            k = getattr(t, attr)
+            if runs and runs[-1][0] == k:
+                runs[-1] = (k, runs[-1][1], i)
+            else:
+                runs.append((k, t, i))
+            of_tile.append(len(runs) - 1)
+        return runs, of_tile
+
+    # -- datapath ---------------------------------------------------------------------------
+    def run(self, task, tiles):
+        """The PE's process for one layer: returns when its last block left the PPU.
+
+        Weights and activations stream in as two prefetchers with two buffer slots each
+        (double buffering); the datapath waits only for the tiles it needs next.
+        """
+        env = self.env
+        w_runs, w_of = self._runs(tiles, "weight_key")
+        a_runs, a_of = self._runs(tiles, "act_key")
+        w_loaded = [env.event() for _ in w_runs]
+        a_loaded = [env.event() for _ in a_runs]
+        w_slots = simpy.Container(env, capacity=2, init=2)
+        a_slots = simpy.Container(env, capacity=2, init=2)
+        env.process(self._stream(task, w_runs, self.wbuf, self.weight_buffer, w_slots, w_loaded, True))
+        env.process(self._stream(task, a_runs, self.abuf, self.act_buffer, a_slots, a_loaded, False))
+        ppu_jobs = []
+        pipeline_filled = False
+        for i, t in enumerate(tiles):
+            wr, ar = w_of[i], a_of[i]
+            wk, ak = t.weight_key, t.act_key
+            if not (w_loaded[wr].processed and a_loaded[ar].processed):
+                t0 = env.now
+                yield simpy.AllOf(env, [w_loaded[wr], a_loaded[ar]])
+                if i == 0:
+                    self.start_wait = env.now - t0      # fill: the first tile's load
+                else:
+                    self._attribute_stall(env.now - t0, [wk, ak])
+            w = self.weight_buffer.read(wk, t.cols * t.nvec)
+            a = self.act_buffer.read(ak, t.rows * t.nvec * -(-t.cols // self.macs.lanes))
+            if t.first:
+                self.collector.start(t.block_key, t.rows, t.cols)
+            acc = self.collector.blocks.get(t.block_key)
+            acc, gated = self.macs.compute(t, a, w, acc)
+            self.collector.accumulate(t.block_key, acc, t, gated)
+            cycles = self.macs.cycles(t.rows, t.cols, t.nvec)
+            if not pipeline_filled:
+                cycles += PIPELINE_DEPTH
+                pipeline_filled = True
+            self.compute_cycles += cycles
+            yield env.timeout(cycles)
+            self.last_compute_end = env.now
+            if w_runs[wr][2] == i:
+                w_slots.put(1)
+            if a_runs[ar][2] == i:
+                a_slots.put(1)
+            if t.last:
+                acc = self.collector.drain(t.block_key, t.rows, t.cols)
+                ppu_jobs.append(env.process(self._post_process(task, t, a, w, acc)))
+        if ppu_jobs:
+            yield simpy.AllOf(env, ppu_jobs)
+        self.finish = env.now
+        self.done = True
+
+    def _attribute_stall(self, cycles, keys):
+        """Split a stall over the channels (dram, global_buffer, noc) its loads spent time in."""
+        self.stall_cycles += cycles
+        stages = {}
+        for k in keys:
+            for name, c in self._stages.get(k, {}).items():
+                stages[name] = stages.get(name, 0) + c
+        total = sum(stages.values())
+        if not total:
+            self.stall_by["latency"] = self.stall_by.get("latency", 0) + cycles
+            return
+        for name, c in stages.items():
+            self.stall_by[name] = self.stall_by.get(name, 0) + cycles * c / total
+
+    def _post_process(self, task, t, a, w, acc):
+        env = self.env
+        bias = None if task.operands is None else task.operands[t.gemm].bias
+        has_bias = bias is not None if task.operands is not None else task.has_bias
+        with self.ppu_unit.request() as req:
+            yield req
+            y = self.ppu.post_process(acc, a, w, t, bias, task.activation, has_bias)
+            amax = self.ppu.vector_max(y, t.rows, t.cols, task.out_unsigned)
+            yield env.timeout(self.ppu.cycles(t.rows * t.cols))
+        self.blocks.append((t, y, amax))
+        out_bits = t.rows * t.cols * (self.cfg.act_bits + self.cfg.act_scale.storage_bits / self.hw.vector_size)
+        p = Payload(Command.WRITE, 0, t.rows * t.cols)
+        p.set_extension("bits", int(-(-out_bits // 1)))
+        yield from self.noc.b_transport(p, 0)
+        p.raise_for_status()
