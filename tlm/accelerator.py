@@ -91,11 +91,11 @@ class Accelerator:
         compute_end = env.now
 
         # dynamic requantization of the outputs: reduce the vector maxima, then quantize
-        elements = sum(t.rows * t.cols for pe in pes for t, _, _ in pe.blocks)
+        elements = sum(pe.out_elements for pe in pes)
         requant = 0
         output = output_q = None
         if task.requantize_output:
-            per_pe = [sum(t.rows * t.cols for t, _, _ in pe.blocks) for pe in pes]
+            per_pe = [pe.out_elements for pe in pes]
             reduce_cycles = math.ceil(math.log2(max(len(pes), 1))) * hw.noc_hop_latency * 2 if len(pes) > 1 else 0
             needs_pass = cfg.act_scale.kind in ("int", "coarse")
             rate = hw.pe.ppu_elements_per_cycle

@@ -26,25 +26,26 @@ class AccumulationCollector:
         if rows * cols > self.entries:
             raise ValueError(f"{self.name}: an output block of {rows}x{cols} = {rows * cols} partial sums "
                              f"exceeds the collector's {self.entries} entries")
-        self.blocks[key] = None
+        self.blocks[key] = (rows, cols)
 
-    def accumulate(self, key, acc, tile, gated):
-        n = tile.rows * tile.cols * tile.nvec
-        if gated is not None:
-            self.actions.add("accumulator.gated", gated, unit="accumulation", width=self.width)
-            n -= gated
-        self.actions.add("accumulator.add", n, unit="accumulation", width=self.width)
-        if acc is not None:
-            peak = max(float(acc.max()), -float(acc.min())) if acc.size else 0.0
-            if peak > 2.0 ** (self.width - 1) - 1:
-                raise AccumulatorOverflow(
-                    f"{self.name}: |partial sum| reached {peak:.0f}, beyond the {self.width}-bit collector "
-                    f"({self.cfg.partial_sum_bits}-bit partial sums of {self.cfg} + headroom)")
-        self.blocks[key] = acc
+    def accumulate(self, tile):
+        """Count a tile's accumulations (gating is counted when its numerics are evaluated)."""
+        self.actions.add("accumulator.add", tile.rows * tile.cols * tile.nvec, unit="accumulation",
+                         width=self.width)
+
+    def settle(self, acc, gated: int):
+        """Check evaluated partial sums against the collector width; move gated ones from add to gated."""
+        self.actions.add("accumulator.gated", gated, unit="accumulation", width=self.width)
+        self.actions.add("accumulator.add", -gated, unit="accumulation", width=self.width)
+        peak = max(float(acc.max()), -float(acc.min())) if acc.size else 0.0
+        if peak > 2.0 ** (self.width - 1) - 1:
+            raise AccumulatorOverflow(
+                f"{self.name}: |partial sum| reached {peak:.0f}, beyond the {self.width}-bit collector "
+                f"({self.cfg.partial_sum_bits}-bit partial sums of {self.cfg} + headroom)")
 
     def drain(self, key, rows: int, cols: int):
         self.actions.add("accumulator.read", rows * cols, unit="entry", width=self.width)
-        return self.blocks.pop(key)
+        self.blocks.pop(key, None)
 
     @property
     def peak_bits_needed(self) -> int:

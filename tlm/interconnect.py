@@ -13,7 +13,6 @@ from __future__ import annotations
 import simpy
 
 from .actions import ActionCounts
-from .memory import occupy
 from .payload import Command, Payload, ResponseStatus
 from .sockets import TargetSocket
 
@@ -36,20 +35,26 @@ class BandwidthPort:
         self.busy = 0
 
     def transfer(self, bits: int, delay: float = 0, stages: dict | None = None):
-        """Move ``bits`` through the channel; a generator returning the remaining delay (0).
+        """Move ``bits`` through the channel; a generator returning the annotated delay.
 
-        ``stages`` accumulates the cycles spent here (queueing, transfer, latency) by channel name.
+        Loosely timed: the incoming ``delay`` is synced before queueing (contention needs the true
+        time), the channel is held for ``ceil(bits / bits_per_cycle)`` cycles, and its latency is
+        returned as the delay annotation rather than waited here. ``stages`` accumulates the cycles
+        spent here (queueing, transfer, latency) by channel name.
         """
         occ = _cycles(bits, self.bits_per_cycle)
         self.busy += occ
         self.actions.add(f"{self.name}.{self.verb}", bits, unit="bit")
-        t0 = self.env.now
-        yield from occupy(self.env, self.resource, delay, occ)
-        if self.latency:
-            yield self.env.timeout(self.latency)
+        env = self.env
+        if delay:
+            yield env.timeout(delay)          # sync: queue at the true simulated time
+        t0 = env.now
+        with self.resource.request() as req:  # the contention idiom of tlm.memory.occupy, inlined
+            yield req
+            yield env.timeout(occ)
         if stages is not None:
-            stages[self.name] = stages.get(self.name, 0) + self.env.now - t0
-        return 0
+            stages[self.name] = stages.get(self.name, 0) + self.env.now - t0 + self.latency
+        return self.latency
 
 
 class MemorySystem:
@@ -90,7 +95,8 @@ class MemorySystem:
             p.set_extension("stage_cycles", stages)
             p.data = self._tile_data(key)
         elif p.command is Command.WRITE:
-            yield from self.write_output(bits)
+            p.response_status = ResponseStatus.OK
+            return (yield from self.write_output(bits))
         else:
             p.response_status = ResponseStatus.COMMAND_ERROR
             return 0
@@ -124,20 +130,24 @@ class MemorySystem:
         mine = {} if stages is None else stages
         if self.hw.noc_multicast and group_size > 1:
             self.inflight[key] = (done, mine)
+        delay = 0
         from_dram = key[0] == "w" or self.acts_in_dram
         if from_dram and key not in self.in_gb:
-            yield from self.dram.transfer(bits, stages=mine)
-            yield from self.gb_write.transfer(bits, stages=mine)
+            delay = yield from self.dram.transfer(bits, delay, mine)
+            delay = yield from self.gb_write.transfer(bits, delay, mine)
             self.in_gb.add(key)
-        yield from self.gb_read.transfer(bits, stages=mine)
-        yield from self.noc.transfer(bits, stages=mine)
+        delay = yield from self.gb_read.transfer(bits, delay, mine)
+        delay = yield from self.noc.transfer(bits, delay, mine)
+        if delay:
+            yield self.env.timeout(delay)
         self.actions.add("noc.deliver", bits, unit="bit")
         done.succeed()
 
     def write_output(self, bits: int):
-        """A PE's PPU writes an output block back to the global buffer through the NoC."""
-        yield from self.noc.transfer(bits)
-        yield from self.gb_write.transfer(bits)
+        """A PE's PPU writes an output block back to the global buffer through the NoC; returns the delay."""
+        delay = yield from self.noc.transfer(bits)
+        delay = yield from self.gb_write.transfer(bits, delay)
+        return delay
 
     def busy(self) -> dict:
         return {"dram": self.dram.busy, "global_buffer": self.gb_read.busy + self.gb_write.busy,

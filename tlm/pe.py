@@ -20,7 +20,17 @@ from .buffers import ActivationBuffer, WeightBuffer
 from .payload import Command, Payload
 from .ppu import PPU
 from .sockets import InitiatorSocket
+from vsquant.vector_mac import scaled_operand
+
 from .vector_mac_unit import PIPELINE_DEPTH, VectorMACUnits
+
+
+PPU_OUTPUT_BURST_BITS = 4 * 8192  # the PPU's output staging buffer (4 KB): a modelling choice
+
+
+def cfg_separable(cfg) -> bool:
+    """Full-width integer (or baseline) scale products: the vector MAC is one GEMM of scaled operands."""
+    return cfg.is_baseline or (cfg.scale_product_shift == 0 and not cfg.float_scales)
 
 
 class PE:
@@ -41,7 +51,6 @@ class PE:
         self.collector = AccumulationCollector("accumulation_collector", pe.accumulation_collector_entries, cfg,
                                                pe.accumulator_headroom_bits, actions)
         self.ppu = PPU("ppu", pe.ppu_elements_per_cycle, cfg, actions)
-        self.ppu_unit = simpy.Resource(env, capacity=1)
         self.noc = InitiatorSocket(f"pe{index}.noc")
         self.wbuf = InitiatorSocket(f"pe{index}.weights")
         self.abuf = InitiatorSocket(f"pe{index}.activations")
@@ -54,6 +63,7 @@ class PE:
         self.stall_cycles = 0
         self.finish = 0
         self.start_wait = 0
+        self.out_elements = 0
         self.last_compute_end = 0
         self.done = False
         self.stall_by: dict = {}     # stall cycles attributed to the channels the awaited loads used
@@ -120,7 +130,10 @@ class PE:
         a_slots = simpy.Container(env, capacity=2, init=2)
         env.process(self._stream(task, w_runs, self.wbuf, self.weight_buffer, w_slots, w_loaded, True))
         env.process(self._stream(task, a_runs, self.abuf, self.act_buffer, a_slots, a_loaded, False))
-        ppu_jobs = []
+        ppu_queue = simpy.Store(env)
+        n_blocks = sum(1 for t in tiles if t.last)
+        ppu = env.process(self._ppu(task, ppu_queue, n_blocks))
+        pending = []      # finished output blocks whose values are not evaluated yet
         pipeline_filled = False
         for i, t in enumerate(tiles):
             wr, ar = w_of[i], a_of[i]
@@ -136,9 +149,8 @@ class PE:
             a = self.act_buffer.read(ak, t.rows * t.nvec * -(-t.cols // self.macs.lanes))
             if t.first:
                 self.collector.start(t.block_key, t.rows, t.cols)
-            acc = self.collector.blocks.get(t.block_key)
-            acc, gated = self.macs.compute(t, a, w, acc)
-            self.collector.accumulate(t.block_key, acc, t, gated)
+            self.macs.count(t)
+            self.collector.accumulate(t)
             cycles = self.macs.cycles(t.rows, t.cols, t.nvec)
             if not pipeline_filled:
                 cycles += PIPELINE_DEPTH
@@ -146,17 +158,50 @@ class PE:
             self.compute_cycles += cycles
             yield env.timeout(cycles)
             self.last_compute_end = env.now
+            if t.last:
+                self.collector.drain(t.block_key, t.rows, t.cols)
+                pending.append((t, w))
+                ppu_queue.put(t)
             if w_runs[wr][2] == i:
                 w_slots.put(1)
+                self._evaluate(task, pending)
             if a_runs[ar][2] == i:
                 a_slots.put(1)
-            if t.last:
-                acc = self.collector.drain(t.block_key, t.rows, t.cols)
-                ppu_jobs.append(env.process(self._post_process(task, t, a, w, acc)))
-        if ppu_jobs:
-            yield simpy.AllOf(env, ppu_jobs)
+        self._evaluate(task, pending)
+        yield ppu
         self.finish = env.now
         self.done = True
+
+    def _evaluate(self, task, pending):
+        """Numerics of the finished output blocks of a weight run: one vector-MAC evaluation per run of
+        adjacent row blocks, then the PPU's post-processing (see :mod:`tlm.vector_mac_unit`)."""
+        if task.operands is None or not pending:
+            pending.clear()
+            return
+        groups = []   # [weight tile data, [blocks]]: adjacent row blocks of one output-channel tile
+        for t, w in pending:
+            if groups:
+                w0, blocks = groups[-1]
+                b = blocks[-1]
+                if b.gemm == t.gemm and (b.n0, b.n1) == (t.n0, t.n1) and b.m1 == t.m0:
+                    blocks.append(t)
+                    continue
+            groups.append((w, [t]))
+        for w, blocks in groups:
+            first, last = blocks[0], blocks[-1]
+            ops = task.operands[first.gemm]
+            if not cfg_separable(self.cfg):
+                a = ops.a.take_rows(first.m0, last.m1)
+            else:  # scale the layer's activations once; every group takes its rows of them
+                scaled_operand(ops.a, 0, ops.a.num_vectors)
+                a = ops.a.take_rows(first.m0, last.m1)
+            res = self.macs.evaluate(a, w, 0, a.num_vectors)
+            self.collector.settle(res.acc, res.gated)
+            y = self.ppu.post_process(res.acc, a, w, first.n0, first.n1, ops.bias, task.activation)
+            amax = self.ppu.vector_max(y, task.out_unsigned)   # for the layer max: once per group
+            for k, t in enumerate(blocks):
+                self.blocks.append((t, y[t.m0 - first.m0:t.m1 - first.m0], amax if k == 0 else None))
+        pending.clear()
 
     def _attribute_stall(self, cycles, keys):
         """Split a stall over the channels (dram, global_buffer, noc) its loads spent time in."""
@@ -172,18 +217,26 @@ class PE:
         for name, c in stages.items():
             self.stall_by[name] = self.stall_by.get(name, 0) + cycles * c / total
 
-    def _post_process(self, task, t, a, w, acc):
+    def _ppu(self, task, queue, n_blocks: int):
+        """The PPU: post-processes finished output blocks in order. Outputs collect in a staging
+        buffer of ``PPU_OUTPUT_BURST_BITS`` that is written back to the global buffer over the NoC as
+        posted bursts (the PPU does not wait for a write's latency, except the layer's last one)."""
         env = self.env
-        bias = None if task.operands is None else task.operands[t.gemm].bias
-        has_bias = bias is not None if task.operands is not None else task.has_bias
-        with self.ppu_unit.request() as req:
-            yield req
-            y = self.ppu.post_process(acc, a, w, t, bias, task.activation, has_bias)
-            amax = self.ppu.vector_max(y, t.rows, t.cols, task.out_unsigned)
+        has_bias = (task.operands[0].bias is not None) if task.operands is not None else task.has_bias
+        out_bits_per = self.cfg.act_bits + self.cfg.act_scale.storage_bits / self.hw.vector_size
+        staged = 0
+        for k in range(n_blocks):
+            t = yield queue.get()
+            self.out_elements += t.rows * t.cols
+            self.ppu.count_block(t, has_bias, task.activation)
             yield env.timeout(self.ppu.cycles(t.rows * t.cols))
-        self.blocks.append((t, y, amax))
-        out_bits = t.rows * t.cols * (self.cfg.act_bits + self.cfg.act_scale.storage_bits / self.hw.vector_size)
-        p = Payload(Command.WRITE, 0, t.rows * t.cols)
-        p.set_extension("bits", int(-(-out_bits // 1)))
-        yield from self.noc.b_transport(p, 0)
-        p.raise_for_status()
+            staged += t.rows * t.cols * out_bits_per
+            final = k == n_blocks - 1
+            if staged >= PPU_OUTPUT_BURST_BITS or final:
+                p = Payload(Command.WRITE, 0, t.rows * t.cols)
+                p.set_extension("bits", int(-(-staged // 1)))
+                delay = yield from self.noc.b_transport(p, 0)
+                p.raise_for_status()
+                staged = 0
+                if final and delay:
+                    yield env.timeout(delay)

@@ -26,27 +26,27 @@ class PPU:
     def cycles(self, elements: int) -> int:
         return -(-elements // self.rate)
 
-    def post_process(self, acc, a, w, tile, bias, activation, has_bias: bool):
-        """Coarse scales, bias and activation on one output block; ``a``/``w`` are the tile's operand
-        rows (their gammas line up with the block). Returns the float block, or None in timing-only mode."""
+    def count_block(self, tile, has_bias: bool, activation):
+        """Actions of post-processing one output block: scale, bias, activation, vector max."""
         n = tile.rows * tile.cols
         self.actions.add("ppu.scale", n, unit="element")
         if has_bias:
             self.actions.add("ppu.bias", n, unit="element")
         if activation:
             self.actions.add(f"ppu.{activation}", n, unit="element")
-        if acc is None:
-            return None
-        b = None if bias is None else bias[tile.n0:tile.n1]
-        return post_process(acc, a.gamma, w.gamma, self.cfg.scale_product_shift, b, activation)
-
-    def vector_max(self, y, rows: int, cols: int, unsigned: bool):
-        """Eq. 7a on a block's output vectors (along the output channels); the layer max for gamma."""
         V = self.cfg.vector_size
-        self.actions.add("ppu.vector_max", rows * -(-cols // V), unit="vector", vector_size=V)
-        if y is None:
-            return None
-        return float(vector_amax(y, V, unsigned).max()) if y.size else 0.0
+        self.actions.add("ppu.vector_max", tile.rows * -(-tile.cols // V), unit="vector", vector_size=V)
+
+    def post_process(self, acc, a, w, n0: int, n1: int, bias, activation):
+        """Coarse scales, bias and activation on output rows of ``a`` x channels [n0, n1) of ``w``
+        (their gammas line up with ``acc``); returns the float block and its largest vector max."""
+        b = None if bias is None else bias[n0:n1]
+        y = post_process(acc, a.gamma, w.gamma, self.cfg.scale_product_shift, b, activation)
+        return y
+
+    def vector_max(self, y, unsigned: bool) -> float:
+        """Eq. 7a on a block's output vectors (along the channels): its largest, for the layer max."""
+        return float(vector_amax(y, self.cfg.vector_size, unsigned).max()) if y.size else 0.0
 
     def quantize(self, y, unsigned: bool, layer_amax: float | None):
         """Eq. 7b-7g on the layer's outputs with the reduced layer max (the accelerator counts the

@@ -159,6 +159,9 @@ class InitiatorSocket:
         self._target = target
 
     def b_transport(self, payload: Payload, delay: float = 0) -> Generator:
-        """Blocking transport (§11.1.1): ``delay = yield from sock.b_transport(p, delay)``."""
-        target = self.target  # raises BindingError when unbound
-        return (yield from target.b_transport(payload, delay))
+        """Blocking transport (§11.1.1): ``delay = yield from sock.b_transport(p, delay)``.
+
+        Returns the target's generator itself (no extra delegation layer, which every SimPy
+        resumption would pass through); an unbound socket raises at the call.
+        """
+        return self.target.b_transport(payload, delay)  # raises BindingError when unbound

@@ -6,9 +6,11 @@ the product of the two integer scales sw*sa, optionally rounded to R bits, and t
 the scaled partial sum. A rounded scale product of 0 gates the accumulation. A tile of
 ``rows x cols`` outputs over ``nvec`` vectors takes ``rows * nvec * ceil(cols / lanes)`` cycles.
 
-The numerics are :func:`vsquant.vector_mac` on the tile, continuing the collector's
-accumulation in ascending vector order, which is what makes the result bit-identical to the
-reference.
+The numerics are :func:`vsquant.vector_mac`. Timing and action counts are per tile; the
+values of consecutive tiles that share a resident weight tile are evaluated in one call over
+their rows and their whole vector range, in ascending vector order. Integer accumulation is
+exact and the fp order is the reference's, so this is bit-identical to evaluating tile by tile
+(tests compare with the reference) and keeps a BERT-sized layer fast.
 """
 from __future__ import annotations
 
@@ -29,11 +31,8 @@ class VectorMACUnits:
     def cycles(self, rows: int, cols: int, nvec: int) -> int:
         return rows * nvec * -(-cols // self.lanes)
 
-    def compute(self, tile, a, w, acc):
-        """Run a tile; ``a``/``w`` are the GEMM's operands (None in timing-only mode).
-
-        Returns (accumulators or None, gated count or None).
-        """
+    def count(self, tile):
+        """Count a tile's dot products and scale products."""
         cfg = self.cfg
         n_dot = tile.rows * tile.cols * tile.nvec
         self.actions.add("vector_mac.dot", n_dot, unit="dot product", weight_bits=cfg.weight_bits,
@@ -46,7 +45,7 @@ class VectorMACUnits:
                              rounded_bits=cfg.rounded_scale_product_bits, float_scales=cfg.float_scales)
             self.actions.add("vector_mac.scale_multiply", n_dot, unit="multiply",
                              dot_bits=cfg.dot_product_bits, scale_bits=cfg.rounded_scale_product_bits)
-        if a is None:
-            return None, None
-        res = vector_mac(a, w, cfg, j0=tile.j0, j1=tile.j1, acc=acc)
-        return res.acc, res.gated
+
+    def evaluate(self, a, w, j0: int, j1: int):
+        """The numerics of consecutive tiles on rows of ``a`` and ``w`` over vectors [j0, j1)."""
+        return vector_mac(a, w, self.cfg, j0=j0, j1=j1)

@@ -24,7 +24,7 @@ dequantizes with the two-level scale (Eq. 7j). Named options change that:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -125,6 +125,8 @@ class QuantizedTensor:
     vector_size: int
     scheme: str  # "tensor" | "channel" | "vector" | "two_level"
     scale_bits: int = 0  # M for two-level, 16/32 for fp per-vector
+    # derived arrays the vector MAC reuses (e.g. a resident weight tile's scaled integers); not data
+    cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def shape(self):
@@ -149,8 +151,9 @@ class QuantizedTensor:
     def take_rows(self, r0: int, r1: int) -> "QuantizedTensor":
         """Rows [r0, r1) of a 2-D quantized operand (views, no copy): a tile's slice."""
         sc = None if self.scales is None else self.scales[r0:r1]
+        cache = {k: v[r0:r1] for k, v in self.cache.items()}   # row slices of derived arrays stay valid
         return QuantizedTensor(self.values[r0:r1], sc, self.gamma[r0:r1], self.bits, self.unsigned,
-                               self.vector_size, self.scheme, self.scale_bits)
+                               self.vector_size, self.scheme, self.scale_bits, cache)
 
     @property
     def storage_bits(self) -> int:

@@ -108,7 +108,17 @@ def scaled_operand(t: QuantizedTensor, j0: int, j1: int) -> np.ndarray:
     """Integer values times their integer per-vector scale, float64, for vectors [j0, j1).
 
     At full width Eq. 5 is separable: sum_j dot_j * sa_j * sw_j = (aq*sa) @ (wq*sw).T.
+    Cached on the operand: a weight tile that stays resident is scaled once for all its row tiles.
     """
+    hit = t.cache.get(("scaled", j0, j1))
+    if hit is not None:
+        return hit
+    out = _scaled_operand(t, j0, j1)
+    t.cache[("scaled", j0, j1)] = out
+    return out
+
+
+def _scaled_operand(t: QuantizedTensor, j0: int, j1: int) -> np.ndarray:
     V, K = t.vector_size, t.shape[-1]
     k0, k1 = j0 * V, min(j1 * V, K)
     if t.scales is None:
