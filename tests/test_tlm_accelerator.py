@@ -195,3 +195,21 @@ def test_collector_and_buffer_capacities_respected(tiny):
 def test_vector_size_mismatch_is_an_error(tiny):
     with pytest.raises(ValueError, match="V=32"):
         Accelerator(tiny, "4/8/6/10,V=32")
+
+
+def test_collector_overflow_is_reported_not_wrapped(tiny):
+    """A collector with no headroom above the partial-sum width overflows on a long reduction."""
+    hw = tiny.with_(accumulator_headroom_bits=0)
+    x = np.ones((4, 1024))
+    w = np.ones((16, 1024))  # every product 127 * 127, summed over 1024 elements: needs 25 bits
+    from vsquant import AccumulatorOverflow
+    with pytest.raises(AccumulatorOverflow, match="20-bit collector"):
+        Accelerator(hw, "8/8/-/-").run_layer(linear_task(x, w, None, "8/8/-/-", hw))
+    ok = Accelerator(tiny, "8/8/-/-").run_layer(linear_task(x, w, None, "8/8/-/-", tiny))  # 8 headroom bits
+    assert ok.output[0, 0] == pytest.approx(1024.0)
+
+
+def test_buffer_too_small_is_a_clear_error(tiny):
+    hw = tiny.with_(weight_buffer_bits=100)
+    with pytest.raises(ValueError, match="buffers too small"):
+        linear_timing_task(8, 64, 16, "8/8/-/-", hw)
