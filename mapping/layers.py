@@ -7,10 +7,9 @@ see the same integers), then :mod:`mapping.tiling` spreads them over the PE arra
 """
 from __future__ import annotations
 
-import numpy as np
 
 from vsquant import QuantConfig
-from vsquant.layers import GemmOperands, _as_gemm_activation, conv2d_operands, conv_output_size, matmul_operands
+from vsquant.layers import GemmOperands, _as_gemm_activation, conv2d_operands, matmul_operands
 from vsquant.ppu import quantize_activation, quantize_weight
 from vsquant.quantize import QuantizedTensor, check_finite
 from tlm.transactions import GemmShape, LayerTask

@@ -146,7 +146,7 @@ class PE:
                 else:
                     self._attribute_stall(env.now - t0, [wk, ak])
             w = self.weight_buffer.read(wk, t.cols * t.nvec)
-            a = self.act_buffer.read(ak, t.rows * t.nvec * -(-t.cols // self.macs.lanes))
+            self.act_buffer.read(ak, t.rows * t.nvec * -(-t.cols // self.macs.lanes))
             if t.first:
                 self.collector.start(t.block_key, t.rows, t.cols)
             self.macs.count(t)
