@@ -69,3 +69,9 @@ def format_report(r: dict) -> str:
              f"{r['scale_product_bits']} b, partial sum {r['partial_sum_bits']} b, accumulator "
              f"{r['accumulator_bits']} b (max |acc| needs {int(r['max_abs_accumulator']).bit_length() + 1} b)"]
     return "\n".join(lines)
+
+
+def layer_point(point: dict) -> dict:
+    """A sweep point ``{"workload": "gemm:...", "arch": "...", "seed": 0}`` -> its report (picklable)."""
+    from workloads.layers import parse_layer
+    return layer_report(parse_layer(point["workload"]), QuantConfig.parse(point["arch"]), point.get("seed", 0))

@@ -1,0 +1,95 @@
+"""Results store and point runner: each finished point is kept, a killed sweep resumes, no point twice."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from studies.layer_report import layer_point
+from studies.runner import run_points
+from studies.store import ResultStore, point_key
+
+POINTS = [{"workload": "gemm:32x64x48", "arch": a, "seed": 0} for a in ("8/8/-/-", "4/8/6/10", "6/6/4/4,R=4")]
+
+
+def test_store_round_trip_and_key_order(tmp_path):
+    with ResultStore(tmp_path / "r.sqlite") as s:
+        s.put({"a": 1, "b": "x"}, {"v": 2.5, "nested": {"k": 1}}, seconds=0.1)
+        assert {"b": "x", "a": 1} in s and len(s) == 1
+        assert s.get({"b": "x", "a": 1}) == {"v": 2.5, "nested": {"k": 1}}
+        assert s.get({"a": 2}) is None
+        df = s.to_frame()
+        assert list(df["v"]) == [2.5] and "nested" not in df
+    assert point_key({"a": 1, "b": 2}) == point_key({"b": 2, "a": 1}) != point_key({"a": 1, "b": 3})
+    with ResultStore(tmp_path / "r.sqlite") as s:  # persisted
+        assert len(s) == 1
+
+
+@pytest.mark.parametrize("scheduler", ["serial", "processes"])
+def test_run_points_matches_direct_calls(tmp_path, scheduler):
+    with ResultStore(tmp_path / f"{scheduler}.sqlite") as s:
+        out = run_points(layer_point, POINTS, s, scheduler=scheduler, workers=2)
+        assert out == [layer_point(p) for p in POINTS]
+        assert len(s) == 3
+
+
+def test_finished_points_are_not_recomputed(tmp_path):
+    with ResultStore(tmp_path / "r.sqlite") as s:
+        s.put(POINTS[0], {"marker": "already here"})
+        seen = []
+        run_points(layer_point, POINTS, s, scheduler="serial", progress=lambda d, n: seen.append((d, n)))
+        assert s.get(POINTS[0]) == {"marker": "already here"}
+        assert seen[0] == (1, 3) and seen[-1] == (3, 3)
+
+
+def test_killed_sweep_loses_nothing_and_resumes(tmp_path):
+    """A sweep killed with SIGKILL mid-way keeps every finished point; the rerun computes only the rest."""
+    db = tmp_path / "kill.sqlite"
+    log = tmp_path / "computed.log"
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {os.getcwd()!r})
+        from studies.store import ResultStore
+        from studies.runner import run_points
+        def fn(p):
+            with open({str(log)!r}, "a") as f:
+                f.write(str(p["i"]) + "\\n")
+            time.sleep(0.3)
+            return {{"square": p["i"] ** 2}}
+        points = [{{"i": i}} for i in range(40)]
+        with ResultStore({str(db)!r}) as s:
+            out = run_points(fn, points, s, scheduler="serial")
+        print("finished", len(out))
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if log.exists() and len(log.read_text().split()) >= 4:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with ResultStore(db) as s:
+        kept = len(s)
+        assert kept >= 3
+        for point, result in s.items():
+            assert result == {"square": point["i"] ** 2}
+    first = log.read_text().split()
+    done = subprocess.run([sys.executable, "-c", script.replace("range(40)", "range(6)")], capture_output=True,
+                          text=True, timeout=60)
+    assert "finished 6" in done.stdout
+    rerun = log.read_text().split()[len(first):]
+    assert len(rerun) == max(0, 6 - kept)  # only the points the killed run had not finished
+    with ResultStore(db) as s:
+        assert all(s.get({"i": i}) == {"square": i * i} for i in range(6))
+
+
+def test_dask_local_cluster_gives_the_same_results(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as c:
+        with distributed.Client(c) as client, ResultStore(tmp_path / "d.sqlite") as s:
+            out = run_points(layer_point, POINTS, s, scheduler=client)
+    assert out == [layer_point(p) for p in POINTS]
