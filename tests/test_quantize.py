@@ -198,3 +198,21 @@ def test_per_vector_beats_per_channel_on_heavy_tails():
     tl = sqnr_db(w, quantize_two_level(w, 4, 6, 16).dequantize())
     assert pv > ch + 4.0
     assert abs(tl - pv) < 0.2
+
+
+@pytest.mark.parametrize("method", ["max", "percentile", "entropy", "mse"])
+def test_per_channel_and_per_tensor_with_each_calibration(method):
+    """Per-channel quantization takes alpha from the chosen calibrator; clipping ones trade range for step."""
+    rng = np.random.default_rng(11)
+    w = rng.standard_t(3, size=(8, 4096))
+    q = quantize_per_channel(w, 4, method=method)
+    mx = np.abs(w).max(axis=1)
+    alpha = q.gamma * 7
+    assert q.gamma.shape == (8,) and np.all(alpha <= mx * (1 + 1e-12)) and np.all(alpha > 0)
+    if method != "max":
+        assert np.all(alpha < mx)  # heavy tails: every clipping calibrator clips
+    if method == "mse":  # MSE calibration is at least as good as max in MSE, per channel
+        qm = quantize_per_channel(w, 4, method="max")
+        assert np.all(((q.dequantize() - w) ** 2).mean(1) <= ((qm.dequantize() - w) ** 2).mean(1) + 1e-15)
+    t = quantize_per_tensor(w, 4, method=method)
+    assert np.all(t.gamma == t.gamma.flat[0]) and t.gamma.flat[0] * 7 <= mx.max() * (1 + 1e-12)
