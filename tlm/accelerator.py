@@ -162,7 +162,7 @@ class Accelerator:
 
 
 def _out_vectors(task: LayerTask, V: int) -> int:
+    """Output vectors the PPU requantizes: along the output channels (all groups of a conv together)."""
     if task.kind == "conv2d":
-        B, Ho, Wo, K = task.extra["out_nhwc"]
-        return B * Ho * Wo * num_vectors(K, V)
+        return task.shapes[0].M * num_vectors(sum(s.N for s in task.shapes), V)
     return sum(s.M * num_vectors(s.N, V) for s in task.shapes)

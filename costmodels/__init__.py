@@ -1,0 +1,29 @@
+"""Technology cost model: prices the actions the TLM counted (DESIGN.md, "Cost model conventions").
+
+- :mod:`costmodels.technology` — the constants, each with a published source (Horowitz ISSCC 2014
+  at 45 nm, Aladdin's 40 nm register, the 16 nm SRAM bitcell, a 45 nm NoC link), scaled between
+  nodes with Stillmaker & Baas (2017); technologies ``16nm`` (default), ``45nm``, ``7nm``.
+- :mod:`costmodels.energy` — energy per action as functions of bit widths.
+- :mod:`costmodels.area` — area per component; :func:`iso_depth_hardware` sizes the buffers.
+- :mod:`costmodels.evaluate` — :func:`evaluate` (layer runs -> :class:`CostReport`),
+  :func:`normalized` (vs the same hardware at 8/8/-/-), :func:`plot_breakdown`.
+- ``python -m costmodels.paper`` — the paper's Fig. 3, Fig. 4, text claims and baseline vs the model.
+
+Typical use::
+
+    from costmodels import evaluate, normalized, iso_depth_hardware
+    hw = iso_depth_hardware(load_hardware("magnet16"), cfg)
+    runs = [Accelerator(hw, cfg).run_layer(task) for task in tasks]
+    report = evaluate(runs, hw, cfg)            # report.fj_per_op, .area_mm2, .breakdown
+"""
+from .technology import Constant, Technology, all_constants, technology, TECHNOLOGIES
+from .energy import COMPONENTS, PE_COMPONENTS, action_energy_pj
+from .area import area_breakdown_um2, iso_depth_hardware
+from .evaluate import CostReport, evaluate, normalized, plot_breakdown, price_actions
+
+__all__ = [
+    "Constant", "Technology", "all_constants", "technology", "TECHNOLOGIES",
+    "COMPONENTS", "PE_COMPONENTS", "action_energy_pj",
+    "area_breakdown_um2", "iso_depth_hardware",
+    "CostReport", "evaluate", "normalized", "plot_breakdown", "price_actions",
+]

@@ -1,0 +1,141 @@
+"""Area per component instance, as functions of bit widths and buffer sizes (DESIGN.md).
+
+The accelerator of ``hw`` at datapath precision ``cfg`` (VS-Quant Sec. 5, Fig. 2):
+
+``datapath``          per lane (vector MAC unit): V multipliers W x A, the adder tree, the
+                      weight collector register (V*W bits) and the dot-product output
+                      register; per PE: the broadcast activation register (V*A bits).
+``scale_multiplier``  per lane, VS-Quant only: the ws x as scale-product multiplier, its rounding
+                      adder, the scale registers (ws + as + R bits), the (W+A+log2 V) x R scale
+                      multiplier and the scaled partial-sum register.
+``accumulation``      per lane: an adder of the collector's width; per PE: the collector SRAM,
+                      ``entries`` x width (partial-sum width + headroom).
+``pe_buffers``        the weight and activation SRAMs, ``pe.*_buffer_bits`` each: with
+                      :func:`iso_depth_hardware` these are sized for the same number of vectors
+                      as the 8/8/-/- reference, each entry V*N + M bits wide (scale storage).
+``ppu``               per PE: ``ppu_elements_per_cycle`` x (an fp32 multiplier, an fp32 adder, a 32-bit
+                      compare for the vector max / activation and a 32-bit rounding adder): the
+                      multiplier does the coarse scaling during the layer and the quantize in the
+                      separate requantization pass (the TLM runs them in two passes); with
+                      per-vector activation scales a reciprocal unit.
+``global_buffer``     the global SRAM; ``noc``: one router per PE (5 ports, 2 flit registers each).
+
+Areas are um^2 for the whole accelerator. ``pe_components`` are what the paper's area covers.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from vsquant import QuantConfig
+
+from .energy import COMPONENTS, PE_COMPONENTS
+from .technology import Technology
+
+__all__ = ["area_breakdown_um2", "lane_datapath_um2", "lane_scale_um2", "iso_depth_hardware",
+           "REFERENCE_CONFIG"]
+
+REFERENCE_CONFIG = "8/8/-/-"
+_NOC_PORTS = 5          # choice: a 2-D mesh router (4 neighbours + the local PE)
+_NOC_FLIT_REGS = 2      # choice: input buffer + output register per port
+
+
+def _adder_tree_um2(tech: Technology, in_bits: int, V: int) -> float:
+    a, n, level = 0.0, V, 0
+    while n > 1:
+        level += 1
+        pairs = n // 2
+        a += pairs * tech.int_add_um2(in_bits + level)
+        n = pairs + (n % 2)
+    return a
+
+
+def lane_datapath_um2(tech: Technology, cfg: QuantConfig) -> float:
+    """One vector MAC unit without its scale hardware (the baseline datapath of Sec. 5)."""
+    V = cfg.vector_size
+    reg = tech.register_um2_per_bit()
+    return (V * tech.int_mult_um2(cfg.weight_bits, cfg.act_bits)
+            + _adder_tree_um2(tech, cfg.weight_bits + cfg.act_bits, V)
+            + (V * cfg.weight_bits + cfg.dot_product_bits) * reg)
+
+
+def lane_scale_um2(tech: Technology, cfg: QuantConfig) -> float:
+    """One vector MAC unit's per-vector scale hardware (Fig. 2b); 0 for the baseline."""
+    if cfg.is_baseline:
+        return 0.0
+    reg = tech.register_um2_per_bit()
+    ws, as_ = cfg.weight_scale.bits, cfg.act_scale.bits
+    if cfg.float_scales:
+        bits = max(ws, as_)
+        prod = tech.fp_mult_um2(bits) + (ws + as_ + bits) * reg
+        return prod + tech.fp_mult_um2(32) + 32 * reg  # dot x fp scale in fp32
+    full = cfg.full_scale_product_bits
+    R = cfg.rounded_scale_product_bits
+    prod = tech.int_mult_um2(cfg.weight_scale.integer_bits, cfg.act_scale.integer_bits)
+    if R < full:
+        prod += tech.int_add_um2(full)
+    prod += (full + R) * reg
+    mult = tech.int_mult_um2(cfg.dot_product_bits, R) + (cfg.dot_product_bits + R) * reg
+    return prod + mult
+
+
+def collector_width(hw, cfg: QuantConfig) -> int:
+    return hw.pe.accumulator_bits(cfg.partial_sum_bits)
+
+
+def _ppu_um2(tech: Technology, hw, cfg: QuantConfig) -> float:
+    per_element = tech.fp_mult_um2(32) + tech.fp_add_um2(32) + 2 * tech.int_add_um2(32)
+    a = hw.pe.ppu_elements_per_cycle * per_element
+    if cfg.act_scale.per_vector:
+        a += tech.fp_mult_um2(32) + tech.fp_add_um2(32)   # the reciprocal unit (Newton-Raphson)
+    return a
+
+
+def area_breakdown_um2(hw, cfg: QuantConfig | str, tech: Technology) -> dict[str, float]:
+    """Area (um^2) of every component of the accelerator, keyed as ``energy.COMPONENTS``."""
+    cfg = QuantConfig.parse(cfg)
+    P, L = hw.num_pes, hw.pe.lanes
+    sram = tech.sram_um2_per_bit()
+    width = collector_width(hw, cfg)
+    out = dict.fromkeys(COMPONENTS, 0.0)
+    reg = tech.register_um2_per_bit()
+    out["datapath"] = P * (L * lane_datapath_um2(tech, cfg) + hw.vector_size * cfg.act_bits * reg)
+    out["scale_multiplier"] = P * L * lane_scale_um2(tech, cfg)
+    out["accumulation"] = P * (L * tech.int_add_um2(width) + hw.pe.accumulation_collector_entries * width * sram)
+    out["pe_buffers"] = P * (hw.pe.weight_buffer_bits + hw.pe.activation_buffer_bits) * sram
+    out["ppu"] = P * _ppu_um2(tech, hw, cfg)
+    out["global_buffer"] = hw.global_buffer_bits * sram
+    out["noc"] = P * _NOC_PORTS * _NOC_FLIT_REGS * hw.noc_bits_per_cycle * tech.register_um2_per_bit()
+    out["dram"] = 0.0
+    return out
+
+
+def pe_area_um2(breakdown: dict[str, float]) -> float:
+    return sum(breakdown[c] for c in PE_COMPONENTS)
+
+
+def iso_depth_hardware(hw, cfg: QuantConfig | str, reference: QuantConfig | str = REFERENCE_CONFIG):
+    """``hw`` with its buffers holding as many vectors at ``cfg`` as at ``reference`` (8/8/-/-).
+
+    The paper compares designs of equal throughput generated by MAGNet, whose buffers are
+    parameterized by depth (entries): an entry is one vector with its scale, V*N + M bits, so a
+    4/8/6/10 weight buffer is (16*4 + 6) / (16*8) = 55% of the 8/8/-/- one and the baseline
+    stores no scales. The preset's buffer sizes are taken as the 8/8/-/- design. Returns a new
+    ``HardwareSpec`` (run the TLM on it too, so tiling sees the same number of vectors).
+    """
+    cfg, ref = QuantConfig.parse(cfg), QuantConfig.parse(reference)
+    V = hw.vector_size
+
+    def resize(bits, n_ref, m_ref, n, m):
+        depth = bits // (V * n_ref + m_ref)
+        return int(depth * (V * n + m))
+
+    w = resize(hw.pe.weight_buffer_bits, ref.weight_bits, ref.weight_scale.storage_bits,
+               cfg.weight_bits, cfg.weight_scale.storage_bits)
+    a = resize(hw.pe.activation_buffer_bits, ref.act_bits, ref.act_scale.storage_bits,
+               cfg.act_bits, cfg.act_scale.storage_bits)
+    g_ref = max(ref.weight_bits + ref.weight_scale.storage_bits / V, ref.act_bits + ref.act_scale.storage_bits / V)
+    g_new = max(cfg.weight_bits + cfg.weight_scale.storage_bits / V, cfg.act_bits + cfg.act_scale.storage_bits / V)
+    gb = int(math.floor(hw.global_buffer_bits * g_new / g_ref))
+    return hw.with_(weight_buffer_bits=w, activation_buffer_bits=a, global_buffer_bits=gb,
+                    name=f"{hw.name}@{cfg}")

@@ -1,0 +1,404 @@
+"""Reproduce the VS-Quant paper's hardware numbers with the cost model: ``python -m costmodels.paper``.
+
+Prints, side by side with the paper (arXiv 2102.04503v1, Sec. 5-6), the model's:
+
+- **Fig. 3**: energy per operation of the 16 bars (8 datapaths; per-channel, or the scale product
+  at full width or rounded to 6 or 4 bits), normalized to 8/8/-/-;
+- **Fig. 4**: normalized energy and area (performance per area) of the labeled ResNet50 points;
+- the **text claims** (6/8/6/- 12% smaller area; 4/6/4/- 43% less energy, 36% smaller area;
+  4-bit weights and activations 37% area and 24% energy saving; 4/8/6/10 26% smaller area);
+- the **absolute 8/8/-/- baseline**: 69 fJ/op and 2.1 TOPS/mm^2 in 16 nm.
+
+Workloads, both measured by running the TLM on the ``magnet16`` preset with its buffers sized
+iso-depth for every config (:func:`costmodels.area.iso_depth_hardware`):
+
+- Fig. 4, the claims and the absolute baseline: **ResNet50's convolutions as GEMMs**
+  (:data:`RESNET50_LAYERS`, batch 1, 224x224, torchvision's v1.5 layout, each layer weighted by
+  its count), timing only: Fig. 4 uses full-width scale products, so nothing is gated and the
+  action counts do not depend on the data.
+- Fig. 3: the rounded bars need the real fraction of scale products that round to zero, so
+  **real data with real numerics**: every ``nn.Linear`` of the 6 encoder layers of MiniLM-L6
+  (all-MiniLM-L6-v2, the trained weights the project ships), fed with the inputs those layers
+  actually see when the fp32 model runs on :data:`SENTENCES` (captured with forward hooks, one
+  sentence at a time, no padding). Why: it is the only trained network available offline, and
+  a transformer's activations have the outlier vectors per-vector scaling is for, so the zero
+  scale products come from a real distribution rather than from a chosen one.
+
+What the normalized numbers include: the **PE array** (vector MAC datapath, scale-product and
+scale multipliers, accumulation collectors, weight and activation buffers, PPU), the paper's
+"energy per operation of the PE". Global buffer, NoC and DRAM are reported separately.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from vsquant import QuantConfig
+
+from .area import iso_depth_hardware
+from .evaluate import CostReport, evaluate, normalized, plot_breakdown
+
+__all__ = ["RESNET50_LAYERS", "SENTENCES", "FIG3_PAPER", "FIG4_PAPER", "CLAIMS", "BASELINE_PAPER",
+           "resnet50_runs", "minilm_layer_data", "minilm_runs", "fig3_table", "fig4_table",
+           "claims_table", "baseline_table", "main"]
+
+# -- the paper's numbers (shared/targets/*.csv, read off the figures +-0.01) ----------------------
+
+#: Fig. 3: (config, scale product) -> normalized energy per op. "per-channel" = no per-vector hardware.
+FIG3_PAPER: dict[tuple[str, str], float] = {
+    ("4/4/-/-", "per-channel"): 0.486, ("4/4/4/4", "4"): 0.364, ("4/4/4/4", "6"): 0.425,
+    ("4/4/4/4", "full"): 0.641,
+    ("6/6/-/-", "per-channel"): 0.764, ("6/6/4/4", "4"): 0.626, ("6/6/4/4", "6"): 0.740,
+    ("6/6/4/4", "full"): 1.042,
+    ("6/8/-/-", "per-channel"): 0.820, ("6/8/8/-", "4"): 0.798, ("6/8/8/-", "6"): 0.826,
+    ("6/8/8/-", "full"): 0.979,
+    ("8/8/-/-", "per-channel"): 1.000, ("8/8/6/-", "4"): 0.858, ("8/8/6/-", "6"): 1.040,
+    ("8/8/6/-", "full"): 1.042,
+}
+
+#: Fig. 4 (ResNet50), labeled points: config -> (energy_norm, perf_per_area_norm, area_norm).
+FIG4_PAPER: dict[str, tuple[float, float, float]] = {
+    "8/8/-/-": (1.00, 1.000, 1.000), "6/6/-/-": (0.77, 1.285, 0.778), "6/4/-/6": (1.08, 1.310, 0.763),
+    "6/8/6/-": (0.98, 1.135, 0.881), "4/6/4/-": (0.57, 1.574, 0.635), "4/4/4/6": (0.75, 1.593, 0.628),
+    "4/3/4/6": (0.80, 1.626, 0.615), "6/3/-/4": (0.55, 1.352, 0.740),
+}
+
+
+@dataclass(frozen=True)
+class Claim:
+    text: str
+    config: str
+    metric: str           # "area_saving" | "energy_saving"
+    paper: float          # fraction, e.g. 0.12
+    tested: bool          # asserted by tests/test_costmodel.py (the brief's claims)
+
+
+CLAIMS = [
+    Claim("6/8/6/- 12% smaller area than 8/8/-/- (ResNet50)", "6/8/6/-", "area_saving", 0.12, True),
+    Claim("6/8/6/- similar energy to 8/8/-/- (ResNet50)", "6/8/6/-", "energy_saving", 0.0, False),
+    Claim("4/6/4/- 43% less energy than 8/8/-/- (ResNet50)", "4/6/4/-", "energy_saving", 0.43, True),
+    Claim("4/6/4/- 36% smaller area than 8/8/-/- (ResNet50)", "4/6/4/-", "area_saving", 0.36, True),
+    Claim("4-bit W and A (4/4/4/6, >75%) 37% area saving", "4/4/4/6", "area_saving", 0.37, False),
+    Claim("4-bit W and A (4/4/4/6, >75%) 24% energy saving", "4/4/4/6", "energy_saving", 0.24, False),
+    Claim("4/8/6/10 26% smaller area than 8/8/-/- (BERT)", "4/8/6/10", "area_saving", 0.26, False),
+]
+
+#: Sec. 5: MAGNet's published 8-bit configuration in 16 nm.
+BASELINE_PAPER = {"fj_per_op": 69.0, "tops_per_mm2": 2.1, "tops_per_w": 14.5}
+
+BASELINE = "8/8/-/-"
+
+# -- workloads --------------------------------------------------------------------------------
+
+#: ResNet50 (torchvision v1.5: stride in the 3x3 conv; batch 1, 224x224) as GEMMs M x K x N with
+#: M = output pixels, K = C_in * R * S, N = C_out; (name, M, K, N, how many layers have this shape).
+#: 53 convolutions + the fc layer, 4.1 GMAC.
+RESNET50_LAYERS: list[tuple[str, int, int, int, int]] = [
+    ("conv1 7x7/2 3->64", 12544, 147, 64, 1),
+    ("l1.b1 1x1 64->64", 3136, 64, 64, 1),
+    ("l1 3x3 64->64", 3136, 576, 64, 3),
+    ("l1 1x1 64->256", 3136, 64, 256, 3),
+    ("l1.b1 downsample 64->256", 3136, 64, 256, 1),
+    ("l1.b2-3 1x1 256->64", 3136, 256, 64, 2),
+    ("l2.b1 1x1 256->128", 3136, 256, 128, 1),
+    ("l2 3x3 128->128 (b1 /2)", 784, 1152, 128, 4),
+    ("l2 1x1 128->512", 784, 128, 512, 4),
+    ("l2.b1 downsample /2 256->512", 784, 256, 512, 1),
+    ("l2.b2-4 1x1 512->128", 784, 512, 128, 3),
+    ("l3.b1 1x1 512->256", 784, 512, 256, 1),
+    ("l3 3x3 256->256 (b1 /2)", 196, 2304, 256, 6),
+    ("l3 1x1 256->1024", 196, 256, 1024, 6),
+    ("l3.b1 downsample /2 512->1024", 196, 512, 1024, 1),
+    ("l3.b2-6 1x1 1024->256", 196, 1024, 256, 5),
+    ("l4.b1 1x1 1024->512", 196, 1024, 512, 1),
+    ("l4 3x3 512->512 (b1 /2)", 49, 4608, 512, 3),
+    ("l4 1x1 512->2048", 49, 512, 2048, 3),
+    ("l4.b1 downsample /2 1024->2048", 49, 1024, 2048, 1),
+    ("l4.b2-3 1x1 2048->512", 49, 2048, 512, 2),
+    ("fc 2048->1000", 1, 2048, 1000, 1),
+]
+
+#: Inputs for MiniLM (Fig. 3's real data): generic English sentences, run one at a time.
+SENTENCES = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Per-vector scaled quantization keeps accuracy at four bits.",
+    "A transaction-level model counts what the hardware does.",
+    "Energy per operation is weighted by each layer's operations.",
+    "She sells sea shells by the sea shore.",
+    "How many tokens does this sentence have after tokenization?",
+]
+
+
+def _hardware(hw):
+    import tlm
+    return tlm.load_hardware(hw)
+
+
+def resnet50_runs(cfg, hw="magnet16", layers=RESNET50_LAYERS):
+    """Timing-only TLM runs of ResNet50's layers at ``cfg`` on iso-depth ``hw``: (runs, hw)."""
+    import tlm
+    from mapping.layers import linear_timing_task
+
+    cfg = QuantConfig.parse(cfg)
+    hwc = iso_depth_hardware(_hardware(hw), cfg)
+    acc = tlm.Accelerator(hwc, cfg)
+    runs = []
+    for name, M, K, N, count in layers:
+        r = acc.run_layer(linear_timing_task(M, K, N, cfg, hwc, activation="relu", name=name))
+        runs.extend([r] * count)
+    return runs, hwc
+
+
+@functools.lru_cache(maxsize=4)
+def minilm_layer_data(sentences: tuple = tuple(SENTENCES), encoder_layers: tuple | None = None):
+    """MiniLM's encoder ``nn.Linear`` layers with the inputs they see on ``sentences``.
+
+    Returns a list of (name, x (tokens, in), weight (out, in), bias, activation), float64.
+    Raises :class:`workloads.pretrained.ModelNotAvailable` when the weights are not installed.
+    """
+    import torch
+    from workloads.pretrained import load_minilm
+
+    model, tok = load_minilm()
+    mods = {n: m for n, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear) and n.startswith("encoder.layer.")}
+    if encoder_layers is not None:
+        mods = {n: m for n, m in mods.items() if int(n.split(".")[2]) in encoder_layers}
+    caps: dict = {n: [] for n in mods}
+    hooks = [m.register_forward_hook(
+        lambda mod, inp, out, n=n: caps[n].append(inp[0].detach().reshape(-1, inp[0].shape[-1])
+                                                  .to(torch.float64).numpy().copy()))
+        for n, m in mods.items()]
+    try:
+        with torch.no_grad():
+            for s in sentences:
+                model(**tok(s, return_tensors="pt"))
+    finally:
+        for h in hooks:
+            h.remove()
+    out = []
+    for n, m in mods.items():
+        act = "gelu" if n.endswith("intermediate.dense") else None
+        out.append((n, np.concatenate(caps[n]), m.weight.detach().to(torch.float64).numpy().copy(),
+                    m.bias.detach().to(torch.float64).numpy().copy(), act))
+    return out
+
+
+def minilm_runs(cfg, data, hw="magnet16"):
+    """TLM runs with real numerics (real gating counts) of MiniLM's layers: (runs, hw)."""
+    import tlm
+    from mapping.layers import linear_task
+
+    cfg = QuantConfig.parse(cfg)
+    hwc = iso_depth_hardware(_hardware(hw), cfg)
+    acc = tlm.Accelerator(hwc, cfg)
+    runs = [acc.run_layer(linear_task(x, w, b, cfg, hwc, activation=act, name=name))
+            for name, x, w, b, act in data]
+    return runs, hwc
+
+
+def _report(cfg, runs_hw, tech=None, **kw) -> CostReport:
+    runs, hwc = runs_hw
+    return evaluate(runs, hwc, cfg, tech=tech, **kw)
+
+
+def _fig3_config(config: str, sp: str) -> str:
+    return config if sp in ("per-channel", "full") else f"{config},R={sp}"
+
+
+# -- tables -----------------------------------------------------------------------------------
+
+def fig3_table(data=None, tech=None, hw="magnet16", **kw) -> pd.DataFrame:
+    """Fig. 3's 16 bars: paper vs model normalized energy per op (MiniLM, real numerics)."""
+    data = minilm_layer_data() if data is None else data
+    reports = {}
+    for (config, sp) in FIG3_PAPER:
+        c = _fig3_config(config, sp)
+        if c not in reports:
+            reports[c] = _report(c, minilm_runs(c, data, hw), tech, **kw)
+    base = reports[BASELINE]
+    rows = []
+    for (config, sp), paper in FIG3_PAPER.items():
+        r = reports[_fig3_config(config, sp)]
+        n = normalized(r, base)
+        gated = sum(l["gated_fraction"] * l["macs"] for l in r.layers) / sum(l["macs"] for l in r.layers)
+        rows.append({"config": config, "scale_product": sp, "paper": paper, "model": n["energy"],
+                     "diff": n["energy"] - paper, "fj_per_op": r.fj_per_op, "gated_fraction": gated,
+                     **{f"{c}": v for c, v in n["components"].items() if c in
+                        ("datapath", "scale_multiplier", "accumulation", "pe_buffers", "ppu")}})
+    df = pd.DataFrame(rows)
+    df.attrs["reports"] = reports
+    return df
+
+
+@functools.lru_cache(maxsize=64)
+def _resnet_report(cfg: str, tech_name, hw: str) -> CostReport:
+    return _report(cfg, resnet50_runs(cfg, hw), tech_name)
+
+
+def fig4_table(tech=None, hw="magnet16") -> pd.DataFrame:
+    """Fig. 4's labeled points: paper vs model normalized energy and area (ResNet50, timing only)."""
+    base = _resnet_report(BASELINE, tech, hw)
+    rows = []
+    for config, (pe, pppa, pa) in FIG4_PAPER.items():
+        n = normalized(_resnet_report(config, tech, hw), base)
+        rows.append({"config": config, "energy_paper": pe, "energy_model": n["energy"],
+                     "energy_diff": n["energy"] - pe, "area_paper": pa, "area_model": n["area"],
+                     "area_diff": n["area"] - pa, "ppa_paper": pppa, "ppa_model": n["perf_per_area"]})
+    return pd.DataFrame(rows)
+
+
+def claims_table(tech=None, hw="magnet16") -> pd.DataFrame:
+    """The text claims: paper vs model savings, in percentage points."""
+    base = _resnet_report(BASELINE, tech, hw)
+    rows = []
+    for c in CLAIMS:
+        n = normalized(_resnet_report(c.config, tech, hw), base)
+        model = 1 - (n["area"] if c.metric == "area_saving" else n["energy"])
+        rows.append({"claim": c.text, "config": c.config, "metric": c.metric, "paper_pct": 100 * c.paper,
+                     "model_pct": 100 * model, "diff_pp": 100 * (model - c.paper), "tested": c.tested})
+    return pd.DataFrame(rows)
+
+
+def baseline_table(tech=None, hw="magnet16", minilm_report: CostReport | None = None) -> pd.DataFrame:
+    """The absolute 8/8/-/- baseline (ResNet50 workload; MiniLM alongside when given)."""
+    r = _resnet_report(BASELINE, tech, hw)
+    rows = [{"metric": "energy per op, PE (fJ/op)", "paper": BASELINE_PAPER["fj_per_op"], "model": r.fj_per_op},
+            {"metric": "TOPS/W, PE", "paper": BASELINE_PAPER["tops_per_w"], "model": r.tops_per_w},
+            {"metric": "TOPS/mm^2, PE array, peak", "paper": BASELINE_PAPER["tops_per_mm2"], "model": r.tops_per_mm2}]
+    for row in rows:
+        row["rel_diff"] = row["model"] / row["paper"] - 1
+    rows += [{"metric": "energy per op incl. GB+NoC+DRAM (fJ/op)", "paper": float("nan"),
+              "model": r.fj_per_op_total, "rel_diff": float("nan")},
+             {"metric": "TOPS/mm^2 incl. GB+NoC", "paper": float("nan"), "model": r.tops_per_mm2_total,
+              "rel_diff": float("nan")},
+             {"metric": "PE array area (mm^2)", "paper": float("nan"), "model": r.area_mm2, "rel_diff": float("nan")}]
+    if minilm_report is not None:
+        rows.append({"metric": "energy per op, PE, MiniLM workload (fJ/op)", "paper": BASELINE_PAPER["fj_per_op"],
+                     "model": minilm_report.fj_per_op, "rel_diff": minilm_report.fj_per_op / 69.0 - 1})
+    return pd.DataFrame(rows)
+
+
+# -- tolerances of the brief (used by the report and the tests) -----------------------------------
+FIG3_TOL = 0.08
+FIG4_AREA_TOL = 0.03
+FIG4_ENERGY_TOL = 0.10
+CLAIM_TOL_PP = 3.0
+BASELINE_REL_TOL = 0.15
+
+
+def _mark(ok: bool) -> str:
+    return "ok" if ok else "MISS"
+
+
+def _print_df(df: pd.DataFrame, cols, fmt):
+    print(df[cols].to_string(index=False, formatters={c: fmt.get(c, None) for c in cols if c in fmt}))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m costmodels.paper", description=__doc__.split("\n")[0])
+    ap.add_argument("--tech", default=None, help="technology: 16nm (default, the paper's), 45nm, 7nm or a node in nm")
+    ap.add_argument("--hw", default="magnet16", help="hardware preset or YAML (default magnet16)")
+    ap.add_argument("--plots", default=None, metavar="DIR", help="write stacked-bar PNGs to DIR")
+    ap.add_argument("--no-fig3", action="store_true", help="skip Fig. 3 (needs the MiniLM weights)")
+    args = ap.parse_args(argv)
+    t0 = time.time()
+    pd.set_option("display.width", 200)
+    f3 = lambda v: f"{v:.3f}"
+    sgn = lambda v: f"{v:+.3f}"
+
+    print("VS-Quant (arXiv 2102.04503v1) hardware numbers vs vsqsim's cost model")
+    print(f"hardware {args.hw} with iso-depth buffers per config; technology {args.tech or '16nm'}; "
+          "normalized numbers cover the PE array (datapath, scale multipliers, accumulation, PE buffers, PPU)\n")
+
+    fig3 = None
+    if not args.no_fig3:
+        try:
+            data = minilm_layer_data()
+        except Exception as e:  # ModelNotAvailable, missing transformers
+            print(f"Fig. 3 skipped: {e}\n")
+            data = None
+        if data is not None:
+            fig3 = fig3_table(data, tech=args.tech, hw=args.hw)
+            fig3["check"] = [_mark(abs(d) <= FIG3_TOL) for d in fig3["diff"]]
+            tokens = data[0][1].shape[0]
+            print(f"Fig. 3: energy per op normalized to 8/8/-/- (MiniLM-L6, {len(data)} linear layers, "
+                  f"{tokens} tokens, real numerics; tolerance +-{FIG3_TOL})")
+            _print_df(fig3, ["config", "scale_product", "paper", "model", "diff", "check", "gated_fraction",
+                             "datapath", "scale_multiplier", "accumulation", "pe_buffers", "ppu"],
+                      {"paper": f3, "model": f3, "diff": sgn, "gated_fraction": f3, "datapath": f3,
+                       "scale_multiplier": f3, "accumulation": f3, "pe_buffers": f3, "ppu": f3})
+            nmiss = int((fig3["check"] == "MISS").sum())
+            print(f"  {16 - nmiss}/16 bars within +-{FIG3_TOL}; misses: "
+                  + (", ".join(f"{r.config} {r.scale_product} ({r.diff:+.3f})"
+                               for r in fig3.itertuples() if r.check == "MISS") or "none"))
+            below = []
+            for (c, sp), p in FIG3_PAPER.items():
+                if sp in ("4", "6"):
+                    pc = {"4/4/4/4": "4/4/-/-", "6/6/4/4": "6/6/-/-", "6/8/8/-": "6/8/-/-", "8/8/6/-": "8/8/-/-"}[c]
+                    if p < FIG3_PAPER[(pc, "per-channel")]:
+                        m = fig3[(fig3.config == c) & (fig3.scale_product == sp)].model.iloc[0]
+                        mpc = fig3[(fig3.config == pc)].model.iloc[0]
+                        below.append(f"{c} R={sp} {'<' if m < mpc else '>='} {pc} ({m:.3f} vs {mpc:.3f})")
+            print("  rounded bars the paper shows below their per-channel bar: " + "; ".join(below) + "\n")
+
+    fig4 = fig4_table(args.tech, args.hw)
+    fig4["e_check"] = [_mark(abs(d) <= FIG4_ENERGY_TOL) for d in fig4["energy_diff"]]
+    fig4["a_check"] = [_mark(abs(d) <= FIG4_AREA_TOL) for d in fig4["area_diff"]]
+    print(f"Fig. 4: ResNet50 labeled points, normalized to 8/8/-/- (timing-only TLM runs of "
+          f"{sum(l[4] for l in RESNET50_LAYERS)} layers; tolerance energy +-{FIG4_ENERGY_TOL}, area +-{FIG4_AREA_TOL})")
+    _print_df(fig4, ["config", "energy_paper", "energy_model", "energy_diff", "e_check", "area_paper",
+                     "area_model", "area_diff", "a_check", "ppa_paper", "ppa_model"],
+              {"energy_paper": f3, "energy_model": f3, "energy_diff": sgn, "area_paper": f3, "area_model": f3,
+               "area_diff": sgn, "ppa_paper": f3, "ppa_model": f3})
+    print()
+
+    claims = claims_table(args.tech, args.hw)
+    claims["check"] = [_mark(abs(d) <= CLAIM_TOL_PP) if t else "(info)"
+                       for d, t in zip(claims["diff_pp"], claims["tested"])]
+    print(f"Text claims (savings vs 8/8/-/-, ResNet50 workload for all; area does not depend on the workload; "
+          f"tolerance +-{CLAIM_TOL_PP:g} pp on the tested ones)")
+    _print_df(claims, ["claim", "paper_pct", "model_pct", "diff_pp", "check"],
+              {"paper_pct": lambda v: f"{v:.0f}%", "model_pct": lambda v: f"{v:.1f}%",
+               "diff_pp": lambda v: f"{v:+.1f}"})
+    print()
+
+    minilm_base = fig3.attrs["reports"][BASELINE] if fig3 is not None else None
+    base = baseline_table(args.tech, args.hw, minilm_base)
+    base["check"] = [_mark(abs(d) <= BASELINE_REL_TOL) if not math.isnan(d) else "" for d in base["rel_diff"]]
+    print(f"Absolute 8/8/-/- baseline (ResNet50 workload; tolerance {BASELINE_REL_TOL:.0%})")
+    _print_df(base, ["metric", "paper", "model", "rel_diff", "check"],
+              {"paper": lambda v: "" if math.isnan(v) else f"{v:.2f}", "model": lambda v: f"{v:.2f}",
+               "rel_diff": lambda v: "" if math.isnan(v) else f"{v:+.1%}"})
+    r = _resnet_report(BASELINE, args.tech, args.hw)
+    print("\n8/8/-/- breakdown (ResNet50):")
+    print(r.breakdown.to_string(float_format=lambda v: f"{v:.4g}"))
+
+    if args.plots:
+        os.makedirs(args.plots, exist_ok=True)
+        reps = [_resnet_report(c, args.tech, args.hw) for c in FIG4_PAPER]
+        p1 = plot_breakdown(reps, os.path.join(args.plots, "fig4_energy_breakdown.png"), baseline=reps[0],
+                            title="ResNet50: normalized energy per op by component")
+        p2 = plot_breakdown(reps, os.path.join(args.plots, "fig4_area_breakdown.png"), baseline=reps[0],
+                            metric="area", title="Normalized PE-array area by component")
+        print(f"\nwrote {p1}, {p2}")
+        if fig3 is not None:
+            rr = fig3.attrs["reports"]
+            keys = [_fig3_config(c, sp) for (c, sp) in FIG3_PAPER]
+            p3 = plot_breakdown([rr[k] for k in keys], os.path.join(args.plots, "fig3_energy_breakdown.png"),
+                                baseline=rr[BASELINE], labels=keys, title="MiniLM: normalized energy per op")
+            print(f"wrote {p3}")
+    print(f"\n({time.time() - t0:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Whole networks through the transaction-level accelerator (DESIGN.md, "How data flows").
+
+``nn.Module + inputs -> capture -> lower -> schedule(arch) -> tlm.Accelerator.run_layer`` per
+MAC layer, layers one after another (each starts with empty buffers; network cycles are the
+sum of the layers' cycles).
+
+- :func:`simulate_timing`: no tensors. Identical MAC layers (same kind, GEMM shapes and bias)
+  on the same hardware and datapath simulate identically, so each distinct layer is simulated
+  once and reused (BERT's twelve encoder layers are one simulation per distinct GEMM).
+- :func:`simulate_numerics`: the captured graph runs in :class:`~mapping.interpret.QuantInterpreter`
+  with every MAC layer on the TLM (:func:`tlm_backend`), real quantized tensors in every
+  transaction; non-MAC ops run on the host in float64.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from tlm.accelerator import Accelerator, LayerRun
+from tlm.actions import ActionCounts
+from tlm.transactions import GemmShape
+from vsquant import QuantConfig
+
+from .capture import CapturedGraph
+from .interpret import QuantInterpreter, unsigned_policy
+from .layers import _task, conv2d_task, linear_task, matmul_task
+from .lower import LoweredModel, MacLayer, lower
+
+
+@dataclass(eq=False)
+class NetworkRun:
+    """Per-layer TLM runs of a network and their totals."""
+
+    cfg: QuantConfig
+    hw: object
+    layers: list[tuple[MacLayer, LayerRun]]
+    output: object = None
+    layer_outputs: dict = field(default_factory=dict)
+    lowered: LoweredModel | None = None
+
+    @property
+    def macs(self) -> int:
+        return sum(layer.macs for layer, _ in self.layers)
+
+    @property
+    def cycles(self) -> int:
+        return sum(run.cycles for _, run in self.layers)
+
+    @property
+    def ideal_cycles(self) -> int:
+        return sum(run.ideal_cycles for _, run in self.layers)
+
+    @property
+    def utilization(self) -> float:
+        """Useful MACs over the array's MAC slots during the network's cycles."""
+        return self.macs / (self.cycles * self.hw.macs_per_cycle) if self.cycles else 0.0
+
+    @property
+    def latency_s(self) -> float:
+        return self.cycles / self.hw.clock_hz
+
+    def actions(self) -> ActionCounts:
+        total = ActionCounts()
+        for _, run in self.layers:
+            total.merge(run.actions)
+        return total
+
+    def layer_table(self) -> pd.DataFrame:
+        rows = []
+        for layer, run in self.layers:
+            rows.append(dict(name=layer.name, kind=layer.kind, M=layer.M, K=layer.K, N=layer.N, gemms=len(layer.gemms),
+                             macs=layer.macs, cycles=run.cycles, ideal_cycles=run.ideal_cycles,
+                             utilization=layer.macs / (run.cycles * self.hw.macs_per_cycle) if run.cycles else 0.0,
+                             bottleneck=run.bottleneck, gated=run.gated, tiling="; ".join(sorted(set(
+                                 run.extra.get("tilings", []))))))
+        return pd.DataFrame(rows)
+
+
+def timing_task(layer: MacLayer, cfg: QuantConfig, hw):
+    """A timing-only task for one MAC layer: its GEMMs' shapes and the per-PE schedule."""
+    shapes = [GemmShape(*g) for g in layer.gemms]
+    return _task(layer.name, layer.kind, shapes, cfg, hw, None, layer.activation_fused, False, layer.has_bias, {})
+
+
+def simulate_timing(lowered: LoweredModel, cfg: QuantConfig | str, hw, *, progress=None) -> NetworkRun:
+    """Cycles and action counts of every MAC layer, without tensors (gating counts need numerics)."""
+    cfg = QuantConfig.parse(cfg)
+    acc = Accelerator(hw, cfg)
+    memo: dict = {}
+    out = []
+    for i, layer in enumerate(lowered.layers):
+        key = (layer.kind, layer.gemms, layer.has_bias, layer.activation_fused)
+        run = memo.get(key)
+        if run is None:
+            run = memo[key] = acc.run_layer(timing_task(layer, cfg, hw))
+        out.append((layer, run))
+        if progress:
+            progress(i + 1, len(lowered.layers))
+    return NetworkRun(cfg, hw, out, lowered=lowered)
+
+
+def tlm_backend(cfg: QuantConfig | str, hw, record: list | None = None):
+    """An interpreter backend that runs each MAC layer on the TLM with its real tensors.
+
+    The operand policy is the reference backend's (unsigned activations only for non-negative
+    inputs), so the two backends compute the same integers. ``record`` collects
+    ``(MacLayer, LayerRun)`` pairs in execution order.
+    """
+    cfg = QuantConfig.parse(cfg)
+    acc = Accelerator(hw, cfg)
+
+    def backend(layer: MacLayer, args: dict) -> torch.Tensor:
+        if layer.kind == "linear":
+            x = args["input"]
+            task = linear_task(x, args["weight"], args.get("bias"), cfg, hw, name=layer.name,
+                               unsigned_input=unsigned_policy(cfg, x))
+        elif layer.kind == "conv2d":
+            x = args["input"]
+            task = conv2d_task(x, args["weight"], args.get("bias"), cfg, hw, args["stride"], args["padding"],
+                               args["dilation"], args["groups"], name=layer.name, unsigned_input=unsigned_policy(cfg, x))
+        else:
+            a, b = args["a"], args["b"]
+            task = matmul_task(a, b, cfg, hw, a_unsigned=unsigned_policy(cfg, a), b_unsigned=unsigned_policy(cfg, b),
+                               name=layer.name)
+        run = acc.run_layer(task)
+        if record is not None:
+            record.append((layer, run))
+        return torch.from_numpy(np.asarray(run.output, np.float64))
+
+    backend.cfg = cfg
+    return backend
+
+
+def simulate_numerics(captured: CapturedGraph, cfg: QuantConfig | str, hw, *, inputs=None,
+                      on_unknown: str = "error") -> NetworkRun:
+    """Run the network with real tensors through the TLM; outputs and per-layer runs."""
+    cfg = QuantConfig.parse(cfg)
+    record: list = []
+    interp = QuantInterpreter(captured, tlm_backend(cfg, hw, record), on_unknown=on_unknown)
+    output = interp.forward(inputs)
+    return NetworkRun(cfg, hw, record, output, dict(interp.layer_outputs), interp.lowered)
+
+
+def lower_model(captured: CapturedGraph, on_unknown: str = "error") -> LoweredModel:
+    return lower(captured, on_unknown=on_unknown)

@@ -1,0 +1,324 @@
+"""Named model workloads: ``(model, example_inputs, info)`` for mapping.capture and the simulator.
+
+The ``workloads/`` row of DESIGN.md's Layout: the networks an architect runs (``run.py
+--workload bert-base``), built offline. The paper evaluates BERT-base and BERT-large (Sec. 6,
+Tables 5-7) and ResNet50 (Tables 3-4, Fig. 3); here:
+
+``bert-base``, ``bert-large``  ``transformers.BertModel`` with the BertConfig sizes of the paper's
+        models (base: 12 layers, hidden 768, 12 heads, FFN 3072; large: 24, 1024, 16, 4096),
+        random weights from a seed, eval mode, seeded random token ids (``seq``, ``batch``).
+        Attention is the ``eager`` implementation by default, so QK^T and AV appear as explicit
+        matmuls (``attention="sdpa"`` gives the fused op, which mapping.lower also splits in two).
+``minilm`` the real all-MiniLM-L6-v2 weights (workloads.pretrained.load_minilm, offline) on
+        tokenized sentences from ``workloads/data/sentences.txt``.
+``resnet50`` (and ``resnet18``) ResNet v1.5 in plain PyTorch as torchvision defines it
+        (stride on the 3x3 conv of a Bottleneck), 224x224 input, seeded random init (Kaiming
+        normal convs, BN weight 1 / bias 0), BatchNorm kept (a PPU op in eval mode).
+``gemm:MxKxN``, ``conv:...`` a single nn.Linear / nn.Conv2d (float64) with the seeded tensors of
+        workloads.layers.
+``module:path/to/file.py:factory`` a user's own model: ``factory(**opts)`` returns ``(model,
+        example_inputs)`` or a model with an ``example_inputs`` attribute.
+``checkpoint:DIR`` a local Hugging Face checkpoint directory on the shipped sentences.
+
+``info`` is a dict: ``name``, ``family``, ``metric`` (how accuracy is judged against the float
+model) and the options used.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import inspect
+import pathlib
+import sys
+from typing import Callable
+
+import torch
+from torch import nn
+
+from . import pretrained
+from .layers import LAYER_FORMS, parse_layer
+
+__all__ = ["WORKLOADS", "get_workload", "bert", "minilm", "resnet50", "resnet18", "ResNet", "BasicBlock",
+           "Bottleneck", "load_sentences", "load_local_checkpoint_model", "checkpoint", "single_layer", "user_module",
+           "SENTENCES_PATH"]
+
+SENTENCES_PATH = pathlib.Path(__file__).parent / "data" / "sentences.txt"
+
+# BertConfig sizes (Devlin et al. 2019; transformers' BertConfig defaults are BERT-base)
+BERT_SIZES = {
+    "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+    "large": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
+}
+TRANSFORMER_METRIC = "cosine similarity of last_hidden_state to the float model"
+
+
+def load_sentences(path=SENTENCES_PATH) -> list[str]:
+    """The shipped English sentences (one per line, blank lines skipped)."""
+    return [s.strip() for s in pathlib.Path(path).read_text().splitlines() if s.strip()]
+
+
+def _use_attention(model, attention: str):
+    """Select the attention implementation of a transformers model ('eager' shows QK^T and AV)."""
+    if hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation(attention)
+    else:  # pragma: no cover - older transformers
+        model.config._attn_implementation = attention
+    return model
+
+
+def bert(size: str = "base", *, seq: int = 128, batch: int = 1, seed: int = 0, attention: str = "eager",
+         config: dict | None = None):
+    """BERT-``size`` (BertModel, with its pooler), random weights from ``seed``, on random token ids.
+
+    ``config`` overrides BertConfig fields (e.g. ``{"num_hidden_layers": 2}`` for a small model).
+    """
+    from transformers import BertConfig, BertModel
+
+    cfg = BertConfig(**{**BERT_SIZES[size], **(config or {})}, attn_implementation=attention)
+    if not 1 <= seq <= cfg.max_position_embeddings or batch < 1:
+        raise ValueError(f"bert-{size}: seq must be in [1, {cfg.max_position_embeddings}] and batch >= 1; "
+                         f"got seq={seq}, batch={batch}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = BertModel(cfg).eval()
+        ids = torch.randint(0, cfg.vocab_size, (batch, seq))
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    info = dict(name=f"bert-{size}", family="transformer", metric=TRANSFORMER_METRIC, seq=seq, batch=batch,
+                seed=seed, attention=attention, hidden=cfg.hidden_size, layers=cfg.num_hidden_layers,
+                heads=cfg.num_attention_heads, intermediate=cfg.intermediate_size)
+    return model, inputs, info
+
+
+def _sentence_inputs(tokenizer, batch: int, seq: int | None):
+    sentences = load_sentences()
+    if not 1 <= batch <= len(sentences):
+        raise ValueError(f"batch must be in [1, {len(sentences)}] (sentences in {SENTENCES_PATH}), got {batch}")
+    sentences = sentences[:batch]
+    padding = "max_length" if seq else True
+    enc = tokenizer(sentences, padding=padding, truncation=True, max_length=seq, return_tensors="pt")
+    return dict(enc), sentences
+
+
+def minilm(*, batch: int = 8, seq: int | None = None, attention: str = "eager"):
+    """The real all-MiniLM-L6-v2 (6 layers, hidden 384) on the first ``batch`` shipped sentences,
+    padded to the longest (or to ``seq`` tokens). Raises ModelNotAvailable if not installed."""
+    model, tokenizer = pretrained.load_minilm()
+    _use_attention(model.eval(), attention)
+    inputs, sentences = _sentence_inputs(tokenizer, batch, seq)
+    info = dict(name="minilm", family="transformer", metric=TRANSFORMER_METRIC, batch=batch,
+                seq=int(inputs["input_ids"].shape[1]), attention=attention, sentences=sentences,
+                weights=str(pretrained.minilm_model_dir()))
+    return model, inputs, info
+
+
+def load_local_checkpoint_model(path):
+    """A local Hugging Face checkpoint directory as (model in eval mode, tokenizer); offline."""
+    return pretrained.load_local_checkpoint(path)
+
+
+def checkpoint(path, *, batch: int = 8, seq: int | None = None, attention: str = "eager"):
+    model, tokenizer = load_local_checkpoint_model(path)
+    _use_attention(model, attention)
+    inputs, sentences = _sentence_inputs(tokenizer, batch, seq)
+    info = dict(name=f"checkpoint:{path}", family="transformer", metric=TRANSFORMER_METRIC, batch=batch,
+                seq=int(inputs["input_ids"].shape[1]), attention=attention, sentences=sentences)
+    return model, inputs, info
+
+
+# --- ResNet v1.5 (He et al. 2016; torchvision.models.resnet's definition, without torchvision) ---
+
+def _conv3x3(cin, cout, stride=1):
+    return nn.Conv2d(cin, cout, 3, stride, padding=1, bias=False)
+
+
+def _conv1x1(cin, cout, stride=1):
+    return nn.Conv2d(cin, cout, 1, stride, bias=False)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs with a residual connection (ResNet18/34)."""
+
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1, self.bn1 = _conv3x3(inplanes, planes, stride), nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2, self.bn2 = _conv3x3(planes, planes), nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce, 3x3 (carrying the stride: v1.5), 1x1 expand by 4, residual (ResNet50/101/152)."""
+
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1, self.bn1 = _conv1x1(inplanes, planes), nn.BatchNorm2d(planes)
+        self.conv2, self.bn2 = _conv3x3(planes, planes, stride), nn.BatchNorm2d(planes)
+        self.conv3, self.bn3 = _conv1x1(planes, planes * 4), nn.BatchNorm2d(planes * 4)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+class ResNet(nn.Module):
+    """Stem (7x7/2 conv, BN, ReLU, 3x3/2 max pool), four stages, global average pool, fc."""
+
+    def __init__(self, block, layers: list[int], num_classes: int = 1000):
+        super().__init__()
+        self.inplanes = 64
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, padding=1)
+        self.layer1 = self._make_layer(block, 64, layers[0])
+        self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
+        self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
+        self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(512 * block.expansion, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def _make_layer(self, block, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = nn.Sequential(_conv1x1(self.inplanes, planes * block.expansion, stride),
+                                       nn.BatchNorm2d(planes * block.expansion))
+        layers = [block(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * block.expansion
+        layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def _resnet(name, block, layers, *, batch: int = 1, image: int = 224, seed: int = 0, num_classes: int = 1000):
+    if batch < 1 or image < 32:
+        raise ValueError(f"{name}: batch must be >= 1 and image >= 32, got batch={batch}, image={image}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = ResNet(block, layers, num_classes).eval()
+        x = torch.randn(batch, 3, image, image)
+    info = dict(name=name, family="cnn", metric="top-1 agreement with the float model (random weights)",
+                batch=batch, image=image, seed=seed)
+    return model, (x,), info
+
+
+resnet50 = functools.partial(_resnet, "resnet50", Bottleneck, [3, 4, 6, 3])
+resnet50.__doc__ = "ResNet50 v1.5 (Bottleneck, [3, 4, 6, 3]): 4.09 GMACs at 224x224."
+resnet18 = functools.partial(_resnet, "resnet18", BasicBlock, [2, 2, 2, 2])
+resnet18.__doc__ = "ResNet18 (BasicBlock, [2, 2, 2, 2]): 1.82 GMACs at 224x224."
+
+
+# --- a single layer and a user's own module -------------------------------------------------------
+
+def single_layer(name: str, *, seed: int = 0):
+    """``gemm:MxKxN`` / ``conv:...`` (workloads.layers) as a float64 nn.Linear / nn.Conv2d and its input."""
+    lw = parse_layer(name)
+    x, w, b = lw.tensors(seed)
+    if lw.kind == "linear":
+        model = nn.Linear(w.shape[1], w.shape[0])
+    else:
+        c = lw.conv
+        model = nn.Conv2d(lw.x_shape[1], w.shape[0], w.shape[2:], c["stride"], c["padding"], c["dilation"],
+                          c["groups"])
+    model = model.double().eval()
+    with torch.no_grad():
+        model.weight.copy_(torch.from_numpy(w))
+        model.bias.copy_(torch.from_numpy(b))
+    info = dict(name=name, family="layer", metric="SQNR of the layer output", macs=lw.macs, seed=seed)
+    return model, (torch.from_numpy(x),), info
+
+
+def user_module(spec: str, **opts):
+    """``path/to/file.py:factory``: import the file, call ``factory(**opts)``.
+
+    The factory returns ``(model, example_inputs)`` or a model with an ``example_inputs``
+    attribute (a value, or a callable returning it). The model is put in eval mode.
+    """
+    path_text, sep, factory = spec.rpartition(":")
+    if not sep or not path_text or not factory:
+        raise ValueError(f"workload 'module:{spec}': expected module:path/to/file.py:factory "
+                         f"(the file and the name of a function in it that builds the model)")
+    path = pathlib.Path(path_text).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"workload 'module:{spec}': file {str(path)!r} does not exist")
+    mod_name = f"vsqsim_user_{path.stem}_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
+    mspec = importlib.util.spec_from_file_location(mod_name, path)
+    module = importlib.util.module_from_spec(mspec)
+    sys.modules[mod_name] = module
+    mspec.loader.exec_module(module)
+    fn = getattr(module, factory, None)
+    if not callable(fn):
+        found = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_")
+                       and getattr(v, "__module__", None) == mod_name)
+        raise ValueError(f"workload 'module:{spec}': {str(path)!r} has no function {factory!r}; "
+                         f"its functions and classes: {', '.join(found) or 'none'}")
+    result = fn(**opts)
+    if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], nn.Module):
+        model, inputs = result
+    elif isinstance(result, nn.Module) and hasattr(result, "example_inputs"):
+        model, inputs = result, result.example_inputs
+        inputs = inputs() if callable(inputs) else inputs
+    else:
+        raise TypeError(f"workload 'module:{spec}': {factory}() must return (model, example_inputs) or an "
+                        f"nn.Module with an example_inputs attribute; got {type(result).__name__}")
+    info = dict(name=f"module:{spec}", family="user", metric="cosine similarity of the output to the float model",
+                path=str(path), factory=factory)
+    return model.eval(), inputs, info
+
+
+WORKLOADS: dict[str, Callable] = {
+    "bert-base": functools.partial(bert, "base"),
+    "bert-large": functools.partial(bert, "large"),
+    "minilm": minilm,
+    "resnet50": resnet50,
+    "resnet18": resnet18,
+}
+PREFIXED = {"module:": user_module, "checkpoint:": checkpoint}
+FORMS = f"module:path/to/file.py:factory, checkpoint:DIR, {LAYER_FORMS}"
+
+
+def get_workload(name: str, **opts):
+    """``(model, example_inputs, info)`` for a workload name (see the module docstring for the forms).
+
+    Unknown names raise ValueError listing the known ones; unknown options of a named workload
+    raise ValueError listing its options.
+    """
+    if name in WORKLOADS:
+        fn = WORKLOADS[name]
+        allowed = [p.name for p in inspect.signature(fn).parameters.values() if p.kind == p.KEYWORD_ONLY]
+        bad = sorted(set(opts) - set(allowed))
+        if bad:
+            raise ValueError(f"workload {name!r} has no option {', '.join(map(repr, bad))}; options: "
+                             f"{', '.join(allowed)}")
+        return fn(**opts)
+    for prefix, fn in PREFIXED.items():
+        if name.startswith(prefix):
+            return fn(name[len(prefix):], **opts)
+    if name.startswith(("gemm:", "conv:")):
+        return single_layer(name, **opts)
+    raise ValueError(f"unknown workload {name!r}; known: {', '.join(WORKLOADS)}, or {FORMS}")
