@@ -29,7 +29,7 @@ import math
 
 from vsquant import QuantConfig
 
-from .energy import COMPONENTS, PE_COMPONENTS
+from .energy import COMPONENTS, FP_ACCUMULATOR_BITS, PE_COMPONENTS
 from .technology import Technology
 
 __all__ = ["area_breakdown_um2", "lane_datapath_um2", "lane_scale_um2", "iso_depth_hardware",
@@ -80,7 +80,8 @@ def lane_scale_um2(tech: Technology, cfg: QuantConfig) -> float:
 
 
 def collector_width(hw, cfg: QuantConfig) -> int:
-    return hw.pe.accumulator_bits(cfg.partial_sum_bits)
+    """Bits of a collector entry: partial sum + headroom; fp32 with fp per-vector scales."""
+    return FP_ACCUMULATOR_BITS if cfg.float_scales else hw.pe.accumulator_bits(cfg.partial_sum_bits)
 
 
 def _ppu_um2(tech: Technology, hw, cfg: QuantConfig) -> float:
@@ -101,7 +102,8 @@ def area_breakdown_um2(hw, cfg: QuantConfig | str, tech: Technology) -> dict[str
     reg = tech.register_um2_per_bit()
     out["datapath"] = P * (L * lane_datapath_um2(tech, cfg) + hw.vector_size * cfg.act_bits * reg)
     out["scale_multiplier"] = P * L * lane_scale_um2(tech, cfg)
-    out["accumulation"] = P * (L * tech.int_add_um2(width) + hw.pe.accumulation_collector_entries * width * sram)
+    adder = tech.fp_add_um2(32) if cfg.float_scales else tech.int_add_um2(width)
+    out["accumulation"] = P * (L * adder + hw.pe.accumulation_collector_entries * width * sram)
     out["pe_buffers"] = P * (hw.pe.weight_buffer_bits + hw.pe.activation_buffer_bits) * sram
     out["ppu"] = P * _ppu_um2(tech, hw, cfg)
     out["global_buffer"] = hw.global_buffer_bits * sram

@@ -137,8 +137,14 @@ def scale_product_pj(tech: Technology, weight_scale_bits: int, act_scale_bits: i
     return e + (full + rounded_bits) * reg
 
 
-def scale_multiply_pj(tech: Technology, dot_bits: int, scale_bits: int) -> float:
-    """The dot product times the (rounded) scale product, and the scaled partial-sum register."""
+def scale_multiply_pj(tech: Technology, dot_bits: int, scale_bits: int, float_scales: bool = False) -> float:
+    """The dot product times the (rounded) scale product, and the scaled partial-sum register.
+
+    With fp per-vector scales (``4/8/fp16/fp16``) the integer dot product is multiplied by the fp
+    scale product in an fp32 multiplier and the partial sum is fp32.
+    """
+    if float_scales:
+        return tech.fp_mult_pj(32) + 32 * tech.register_pj_per_bit()
     return tech.int_mult_pj(dot_bits, scale_bits) + (dot_bits + scale_bits) * tech.register_pj_per_bit()
 
 
@@ -149,9 +155,18 @@ def collector_bank_words(hw) -> float:
     return hw.pe.accumulation_collector_entries / hw.pe.lanes
 
 
-def accumulate_pj(tech: Technology, width: int, bank_words: float) -> float:
-    """One accumulation: an adder of the collector's width and a read-modify-write of an entry."""
-    return (tech.int_add_pj(width) + width * tech.sram_pj_per_bit(bank_words)
+FP_ACCUMULATOR_BITS = 32   # fp per-vector scales accumulate fp32 partial sums
+
+
+def accumulate_pj(tech: Technology, width: int, bank_words: float, float_scales: bool = False) -> float:
+    """One accumulation: an adder of the collector's width and a read-modify-write of an entry
+    (an fp32 adder and 32-bit entries with fp per-vector scales)."""
+    if float_scales:
+        width = FP_ACCUMULATOR_BITS
+        add = tech.fp_add_pj(32)
+    else:
+        add = tech.int_add_pj(width)
+    return (add + width * tech.sram_pj_per_bit(bank_words)
             + width * tech.sram_pj_per_bit(bank_words, write=True))
 
 
@@ -245,8 +260,11 @@ def noc_bit_pj(tech: Technology, hw, action: str) -> float:
 
 # -- dispatch -------------------------------------------------------------------------------
 
-def action_energy_pj(action: str, widths: dict, hw, tech: Technology) -> float | None:
-    """Energy (pJ) of one event of ``action`` with its counted ``widths``; None if not priced."""
+def action_energy_pj(action: str, widths: dict, hw, tech: Technology, float_scales: bool = False) -> float | None:
+    """Energy (pJ) of one event of ``action`` with its counted ``widths``; None if not priced.
+
+    ``float_scales``: the datapath has fp per-vector scales (fp scale multiply and fp32 accumulation).
+    """
     w = widths or {}
     V = w.get("vector_size", hw.vector_size)
     if action == "vector_mac.dot":
@@ -255,13 +273,14 @@ def action_energy_pj(action: str, widths: dict, hw, tech: Technology) -> float |
         return scale_product_pj(tech, w["weight_scale_bits"], w["act_scale_bits"], w["rounded_bits"],
                                 bool(w.get("float_scales", False)))
     if action == "vector_mac.scale_multiply":
-        return scale_multiply_pj(tech, w["dot_bits"], w["scale_bits"])
+        return scale_multiply_pj(tech, w["dot_bits"], w["scale_bits"], float_scales)
     if action == "accumulator.add":
-        return accumulate_pj(tech, w["width"], collector_bank_words(hw))
+        return accumulate_pj(tech, w["width"], collector_bank_words(hw), float_scales)
     if action == "accumulator.gated":
         return gated_accumulation_pj(tech)
     if action == "accumulator.read":
-        return collector_read_pj(tech, w["width"], collector_bank_words(hw))
+        width = FP_ACCUMULATOR_BITS if float_scales else w["width"]
+        return collector_read_pj(tech, width, collector_bank_words(hw))
     if action in ("weight_buffer.read", "weight_buffer.write"):
         write = action.endswith("write")
         vbits = V * w["value_bits"] + w["scale_bits"]

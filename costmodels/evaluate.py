@@ -153,11 +153,12 @@ def price_actions(actions, hw, tech: Technology, gate_dot_product: bool | None =
     by_comp = dict.fromkeys(COMPONENTS, 0.0)
     by_action: dict = {}
     unpriced = []
+    float_scales = bool(actions.widths.get("vector_mac.scale_product", {}).get("float_scales", False))
     for action, n in counts.items():
         if not n:
             continue
         comp = component_of(action)
-        e = action_energy_pj(action, actions.widths.get(action, {}), hw, tech)
+        e = action_energy_pj(action, actions.widths.get(action, {}), hw, tech, float_scales)
         if e is None or comp is None:
             unpriced.append(action)
             continue

@@ -65,6 +65,34 @@ def unsigned_policy(cfg: QuantConfig, x: np.ndarray) -> bool:
     return bool(cfg.act_unsigned and x.size and x.min() >= 0)
 
 
+class WeightCache:
+    """Quantized weights by tensor identity: weights are quantized once, offline (paper Sec. 4.3).
+
+    Keyed by the parameter's storage, version counter and shape, so an in-place update (an
+    optimizer step while fine-tuning) makes a new entry instead of reusing a stale one.
+    """
+
+    def __init__(self, cfg: QuantConfig):
+        self.cfg = cfg
+        self._q: dict = {}
+
+    def get(self, layer: MacLayer, args: dict):
+        key = args.get("weight_key")
+        if key is not None and key in self._q:
+            return self._q[key]
+        w = args["weight"]
+        q = vsq.quantize_conv_weight(w, self.cfg) if layer.kind == "conv2d" else vsq.quantize_weight(w, self.cfg)
+        if key is not None:
+            self._q[key] = q
+        return q
+
+
+def _weight_key(w, transpose: bool = False):
+    if not isinstance(w, torch.Tensor):
+        return None
+    return (w.untyped_storage().data_ptr(), w.storage_offset(), w._version, tuple(w.shape), transpose)
+
+
 def reference_backend(cfg: QuantConfig | str):
     """A backend running every MAC layer through the ``vsquant`` reference (Eq. 1-7, Sec. 5).
 
@@ -74,16 +102,18 @@ def reference_backend(cfg: QuantConfig | str):
     unsigned activations (``4U``) an input with negative values is quantized as signed.
     """
     cfg = QuantConfig.parse(cfg)
+    weights = WeightCache(cfg)
 
     def backend(layer: MacLayer, args: dict) -> torch.Tensor:
         if layer.kind == "linear":
             x = args["input"]
-            r = vsq.linear(x, args["weight"], args.get("bias"), cfg, unsigned_input=unsigned_policy(cfg, x),
+            r = vsq.linear(x, weights.get(layer, args), args.get("bias"), cfg, unsigned_input=unsigned_policy(cfg, x),
                            requantize_output=False)
         elif layer.kind == "conv2d":
             x = args["input"]
             r = vsq.conv2d(x, args["weight"], args.get("bias"), cfg, args["stride"], args["padding"], args["dilation"],
-                           args["groups"], unsigned_input=unsigned_policy(cfg, x), requantize_output=False)
+                           args["groups"], unsigned_input=unsigned_policy(cfg, x), requantize_output=False,
+                           weight_q=weights.get(layer, args))
         else:
             a, b = args["a"], args["b"]
             r = vsq.matmul(a, b, cfg, a_unsigned=unsigned_policy(cfg, a), b_unsigned=unsigned_policy(cfg, b),
@@ -154,7 +184,8 @@ class QuantInterpreter(torch.fx.Interpreter):
                 w, b = mod.weight, mod.bias
             else:
                 w, b = _get(args, kwargs, 1, "weight"), _get(args, kwargs, 2, "bias")
-            ops = dict(input=_np(args[0] if args else kwargs["input"]), weight=_np(w), bias=_np(b))
+            ops = dict(input=_np(args[0] if args else kwargs["input"]), weight=_np(w), bias=_np(b),
+                       weight_key=_weight_key(w))
             if layer.kind == "conv2d":
                 ops.update(stride=layer.stride, padding=layer.padding, dilation=layer.dilation, groups=layer.groups)
             return self._call(layer, ops)
@@ -163,7 +194,7 @@ class QuantInterpreter(torch.fx.Interpreter):
                                  if k in kwargs]
         a, b = operands[first:first + 2]
         if layer.kind == "linear":   # a @ W with W a parameter: the weight is W^T (N, K)
-            y = self._call(layer, dict(input=_np(a), weight=_np(b).T, bias=None))
+            y = self._call(layer, dict(input=_np(a), weight=_np(b).T, bias=None, weight_key=_weight_key(b, True)))
         else:
             y = self._call(layer, dict(a=_np(a), b=_np(b)))
         if first:   # the bias add of addmm/baddbmm, on the host (the PPU's bias)

@@ -48,10 +48,10 @@ def linear_timing_task(M, K, N, cfg, hw, *, has_bias=True, activation=None, name
 
 
 def conv2d_task(x, weight, bias, cfg, hw, stride=1, padding=0, dilation=1, groups=1, *, activation=None,
-                name="conv2d", unsigned_input=None, out_unsigned=False) -> LayerTask:
+                name="conv2d", unsigned_input=None, out_unsigned=False, weight_q=None) -> LayerTask:
     cfg = QuantConfig.parse(cfg)
     gemms, out_nhwc = conv2d_operands(x, weight, bias, cfg, stride, padding, dilation, groups,
-                                      unsigned_input=unsigned_input)
+                                      unsigned_input=unsigned_input, weight_q=weight_q)
     shapes = [GemmShape(g.a.shape[0], g.a.shape[1], g.w.shape[0]) for g in gemms]
     return _task(name, "conv2d", shapes, cfg, hw, gemms, activation, out_unsigned, bias is not None,
                  {"out_nhwc": out_nhwc})

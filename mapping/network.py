@@ -25,7 +25,7 @@ from tlm.transactions import GemmShape
 from vsquant import QuantConfig
 
 from .capture import CapturedGraph
-from .interpret import QuantInterpreter, unsigned_policy
+from .interpret import QuantInterpreter, WeightCache, unsigned_policy
 from .layers import _task, conv2d_task, linear_task, matmul_task
 from .lower import LoweredModel, MacLayer, lower
 
@@ -111,16 +111,18 @@ def tlm_backend(cfg: QuantConfig | str, hw, record: list | None = None):
     """
     cfg = QuantConfig.parse(cfg)
     acc = Accelerator(hw, cfg)
+    weights = WeightCache(cfg)
 
     def backend(layer: MacLayer, args: dict) -> torch.Tensor:
         if layer.kind == "linear":
             x = args["input"]
-            task = linear_task(x, args["weight"], args.get("bias"), cfg, hw, name=layer.name,
+            task = linear_task(x, weights.get(layer, args), args.get("bias"), cfg, hw, name=layer.name,
                                unsigned_input=unsigned_policy(cfg, x))
         elif layer.kind == "conv2d":
             x = args["input"]
             task = conv2d_task(x, args["weight"], args.get("bias"), cfg, hw, args["stride"], args["padding"],
-                               args["dilation"], args["groups"], name=layer.name, unsigned_input=unsigned_policy(cfg, x))
+                               args["dilation"], args["groups"], name=layer.name, unsigned_input=unsigned_policy(cfg, x),
+                               weight_q=weights.get(layer, args))
         else:
             a, b = args["a"], args["b"]
             task = matmul_task(a, b, cfg, hw, a_unsigned=unsigned_policy(cfg, a), b_unsigned=unsigned_policy(cfg, b),

@@ -16,6 +16,8 @@ accumulation order is the reference's).
 """
 from __future__ import annotations
 
+import functools
+
 from vsquant import QuantConfig
 from tlm.transactions import GemmShape, GemmTile, Tiling
 
@@ -125,7 +127,15 @@ def schedule_gemm(g: int, shape: GemmShape, tiling: Tiling, hw, V: int) -> list[
 
 
 def schedule_layer(shapes: list[GemmShape], cfg: QuantConfig, hw):
-    """Tilings and the per-PE schedule of a layer's GEMMs (groups/batch matrices run one after another)."""
+    """Tilings and the per-PE schedule of a layer's GEMMs (groups/batch matrices run one after another).
+
+    Memoized on (shapes, config, hardware), all frozen values: the returned lists are shared and
+    must not be modified."""
+    return _schedule_layer(tuple(shapes), cfg, hw)
+
+
+@functools.lru_cache(maxsize=512)
+def _schedule_layer(shapes: tuple, cfg: QuantConfig, hw):
     V = hw.vector_size
     tilings = [choose_tiling(s, cfg, hw) for s in shapes]
     schedule = [[] for _ in range(hw.num_pes)]

