@@ -18,26 +18,24 @@ The accelerator of ``hw`` at datapath precision ``cfg`` (VS-Quant Sec. 5, Fig. 2
                       multiplier does the coarse scaling during the layer and the quantize in the
                       separate requantization pass (the TLM runs them in two passes); with
                       per-vector activation scales a reciprocal unit.
-``global_buffer``     the global SRAM; ``noc``: one router per PE (5 ports, 2 flit registers each).
+``global_buffer``     the global SRAM; ``noc``: one router per PE (``DESIGN.noc_router_ports`` ports,
+                      ``DESIGN.noc_router_regs_per_bit`` flit registers each).
 
 Areas are um^2 for the whole accelerator. ``pe_components`` are what the paper's area covers.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 
 from vsquant import QuantConfig
 
 from .energy import COMPONENTS, FP_ACCUMULATOR_BITS, PE_COMPONENTS
-from .technology import Technology
+from .technology import DESIGN, Technology
 
 __all__ = ["area_breakdown_um2", "lane_datapath_um2", "lane_scale_um2", "iso_depth_hardware",
            "REFERENCE_CONFIG"]
 
 REFERENCE_CONFIG = "8/8/-/-"
-_NOC_PORTS = 5          # choice: a 2-D mesh router (4 neighbours + the local PE)
-_NOC_FLIT_REGS = 2      # choice: input buffer + output register per port
 
 
 def _adder_tree_um2(tech: Technology, in_bits: int, V: int) -> float:
@@ -107,7 +105,8 @@ def area_breakdown_um2(hw, cfg: QuantConfig | str, tech: Technology) -> dict[str
     out["pe_buffers"] = P * (hw.pe.weight_buffer_bits + hw.pe.activation_buffer_bits) * sram
     out["ppu"] = P * _ppu_um2(tech, hw, cfg)
     out["global_buffer"] = hw.global_buffer_bits * sram
-    out["noc"] = P * _NOC_PORTS * _NOC_FLIT_REGS * hw.noc_bits_per_cycle * tech.register_um2_per_bit()
+    out["noc"] = (P * DESIGN["noc_router_ports"].value * DESIGN["noc_router_regs_per_bit"].value
+                  * hw.noc_bits_per_cycle * tech.register_um2_per_bit())
     out["dram"] = 0.0
     return out
 

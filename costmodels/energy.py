@@ -3,7 +3,7 @@
 Each action the TLM counts (``tlm.actions``) is priced from the primitives of
 :mod:`costmodels.technology`: a multiplier costs in proportion to the product of its operand
 widths, an adder and a register in proportion to their width, an SRAM access in proportion to
-the bits accessed times a per-bit energy that grows with the bank's capacity.
+the bits accessed times a per-bit energy that grows with the bank's number of entries.
 
 The hardware behind each action (VS-Quant Sec. 5, Fig. 2):
 
@@ -32,11 +32,11 @@ The hardware behind each action (VS-Quant Sec. 5, Fig. 2):
 ``noc.transfer`` / ``deliver`` per bit: the average route of a mesh (sqrt(P) hops) for a transfer
                               from/to the global buffer, one hop for each multicast delivery.
 ``global_buffer.*``           per bit, SRAM banks of 64-bit rows delivering its bits per cycle.
+``dram.read``                 per bit (not scaled with the logic node).
 
 SRAM per-bit energies depend on a bank's number of entries (words), not its width
 (:meth:`Technology.sram_pj_per_bit`): an iso-depth buffer of narrower vectors costs less per
-access in proportion to its bits, not more per bit.
-``dram.read``                 per bit (not scaled with the logic node).
+access in proportion to its bits, and the same per bit.
 
 Components (the breakdown of :mod:`costmodels.evaluate`): ``datapath``, ``scale_multiplier``,
 ``accumulation``, ``pe_buffers``, ``ppu`` (the PE, what the paper's energy per operation covers)
@@ -155,7 +155,9 @@ def collector_bank_words(hw) -> float:
     return hw.pe.accumulation_collector_entries / hw.pe.lanes
 
 
-FP_ACCUMULATOR_BITS = 32   # fp per-vector scales accumulate fp32 partial sums
+# source: VS-Quant Table 3 / Tables 5-7 "S=fp32/fp16": with fp per-vector scales the scaled partial sums
+# are floating point; the collector holds fp32 (a format, not technology data)
+FP_ACCUMULATOR_BITS = 32
 
 
 def accumulate_pj(tech: Technology, width: int, bank_words: float, float_scales: bool = False) -> float:

@@ -166,6 +166,8 @@ DESIGN: dict[str, Constant] = {
     "vdd_45nm": Constant(0.9, "V", "Horowitz ISSCC 2014 quotes his 45 nm numbers at 0.9 V", 45.0),
     "noc_hop_mm": Constant(
         0.5, "mm", "choice: one NoC hop spans one PE tile, ~sqrt(PE area) of the magnet16 PE at 16 nm"),
+    "noc_router_ports": Constant(
+        5.0, "1", "choice: a 2-D mesh router has 4 neighbour ports and the local PE port"),
     "noc_router_regs_per_bit": Constant(
         2.0, "1", "choice: a router stage latches every flit bit twice (input buffer + output register)"),
     "reciprocal_passes": Constant(

@@ -17,7 +17,7 @@ from costmodels import (COMPONENTS, PE_COMPONENTS, all_constants, evaluate, iso_
 from costmodels import paper
 from costmodels.area import area_breakdown_um2, lane_datapath_um2, lane_scale_um2
 from costmodels.energy import accumulate_pj, dot_product_pj, scale_multiply_pj
-from costmodels.technology import ALL_TABLES, DESIGN, HOROWITZ_45NM
+from costmodels.technology import ALL_TABLES, HOROWITZ_45NM
 from mapping.layers import linear_task, linear_timing_task
 from tlm import Accelerator, load_hardware
 from tlm.actions import ActionCounts
