@@ -18,7 +18,8 @@ from .tiling import schedule_layer
 
 
 def _task(name, kind, shapes, cfg, hw, operands, activation, out_unsigned, has_bias, extra):
-    tilings, schedule = schedule_layer(shapes, cfg, hw)
+    # a matmul of two activations stores A-bit vectors with activation scales on both sides
+    tilings, schedule = schedule_layer(shapes, cfg.for_activation_operands() if kind == "matmul" else cfg, hw)
     return LayerTask(name, shapes, tilings, schedule, operands, activation, out_unsigned, True, kind,
                      has_bias, extra)
 

@@ -152,3 +152,24 @@ def test_matmul_attention_both_dynamic():
 def test_bad_input_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_matmul_of_activations_uses_activation_widths():
+    """QK^T / AV: both operands are A-bit activations with as-bit scales, so the scale product has
+    as + as bits and R rounding shifts by as + as - R (not ws + as - R)."""
+    from vsquant.quantize import to_vectors
+    rng = np.random.default_rng(8)
+    a = rng.standard_normal((1, 6, 48)) * 4
+    b = rng.standard_normal((1, 48, 5)) * 4
+    cfg = QuantConfig.parse("4/8/6/10,R=8")
+    mc = cfg.for_activation_operands()
+    assert (mc.weight_bits, mc.full_scale_product_bits, mc.scale_product_shift) == (8, 20, 12)
+    res = matmul(a, b, cfg)
+    g = res.gemms[0]
+    av = to_vectors(g.a.values.astype(np.int64), 16)
+    bv = to_vectors(g.w.values.astype(np.int64), 16)
+    dots = np.einsum("mjv,njv->mnj", av, bv)
+    p = g.a.scales.astype(np.int64)[:, None, :] * g.w.scales.astype(np.int64)[None, :, :]
+    p = np.minimum((p + (1 << 11)) >> 12, 255)
+    np.testing.assert_array_equal(res.macs[0].acc, (dots * p).sum(-1))
+    assert QuantConfig.parse("6/8/6/-,R=4").for_activation_operands().scale_product_bits is None

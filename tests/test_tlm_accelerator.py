@@ -239,3 +239,18 @@ def test_replayed_layer_is_bit_identical_to_a_fresh_simulation(tiny, arch):
         assert replayed.gated == fresh.gated
         assert replayed.cycles == fresh.cycles and replayed.stall_cycles == fresh.stall_cycles
         assert dict(replayed.actions.counts) == dict(fresh.actions.counts)
+
+
+def test_attention_on_a_narrow_weight_port_takes_bit_slices(tiny):
+    """At 4/8/6/10 a matmul of two 8-bit activations runs in 2 passes of the 4-bit weight port."""
+    rng = np.random.default_rng(10)
+    q, k = rng.standard_normal((1, 32, 64)) * 3, rng.standard_normal((1, 64, 32)) * 3
+    fast = _fast(tiny)
+    mm = Accelerator(fast, "4/8/6/10").run_layer(matmul_task(q, k, "4/8/6/10", fast))
+    same = Accelerator(fast, "8/8/6/10").run_layer(matmul_task(q, k, "8/8/6/10", fast))
+    assert set(mm.compute_cycles) == {2 * c - PIPELINE_DEPTH for c in same.compute_cycles}
+    np.testing.assert_array_equal(mm.output, matmul(q, k, "4/8/6/10").output)
+    # long reductions of 8-bit x 8-bit products with 10-bit scales fit the collector (seq 384)
+    p, v = np.abs(rng.standard_normal((1, 384, 384))), rng.standard_normal((1, 384, 64)) * 5
+    run = Accelerator(tiny, "4/8/6/10").run_layer(matmul_task(p, v, "4/8/6/10", tiny, a_unsigned=False))
+    np.testing.assert_array_equal(run.output, matmul(p, v, "4/8/6/10").output)

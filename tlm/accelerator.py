@@ -66,6 +66,15 @@ class Accelerator:
             raise ValueError(f"config {self.cfg} has V={self.cfg.vector_size}; hardware {hw.name} has "
                              f"V={hw.vector_size}")
 
+    def operand_config(self, task: LayerTask) -> QuantConfig:
+        """The arithmetic a layer's operands need: the datapath's config, or for a matmul of two
+        activations (attention) :meth:`QuantConfig.for_activation_operands`."""
+        return self.cfg.for_activation_operands() if task.kind == "matmul" else self.cfg
+
+    def weight_port_passes(self, cfg: QuantConfig) -> int:
+        """Passes of the W-bit weight port needed for an operand of ``cfg.weight_bits`` (bit slices)."""
+        return -(-cfg.weight_bits // self.cfg.weight_bits)
+
     @property
     def macs_per_cycle(self) -> int:
         return self.hw.num_pes * self.hw.pe.lanes * self.hw.vector_size
@@ -97,7 +106,7 @@ class Accelerator:
             actions.add("accumulator.gated", -timed.gated)
         output = output_q = gated = None
         if task.operands is not None:
-            cfg = self.cfg
+            cfg = self.operand_config(task)
             collector = AccumulationCollector("accumulation_collector", self.hw.pe.accumulation_collector_entries,
                                               cfg, self.hw.pe.accumulator_headroom_bits, actions)
             ppu = PPU("ppu", self.hw.pe.ppu_elements_per_cycle, cfg, actions)
@@ -118,7 +127,8 @@ class Accelerator:
                         output, output_q, gated, extra={**timed.extra, "replayed_from": timed.name})
 
     def _simulate(self, task: LayerTask) -> LayerRun:
-        hw, cfg = self.hw, self.cfg
+        hw, cfg = self.hw, self.operand_config(task)
+        passes = self.weight_port_passes(cfg)
         env = simpy.Environment()
         actions = ActionCounts()
         mem = MemorySystem(env, hw, actions)
@@ -130,7 +140,7 @@ class Accelerator:
         for i, tiles in enumerate(task.schedule):
             if not tiles:
                 continue
-            pe = PE(env, i, hw, cfg, actions)
+            pe = PE(env, i, hw, cfg, actions, passes)
             pe.noc.bind(mem.socket)
             pes.append(pe)
             env.process(pe.run(task, tiles))

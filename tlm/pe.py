@@ -34,7 +34,7 @@ def cfg_separable(cfg) -> bool:
 
 
 class PE:
-    def __init__(self, env, index: int, hw, cfg, actions):
+    def __init__(self, env, index: int, hw, cfg, actions, passes: int = 1):
         self.env = env
         self.index = index
         self.hw = hw
@@ -47,7 +47,7 @@ class PE:
         self.act_buffer = ActivationBuffer(env, "activation_buffer", pe.activation_buffer_bits,
                                            pe.activation_buffer_ports, V, cfg.act_bits,
                                            cfg.act_scale.storage_bits, actions)
-        self.macs = VectorMACUnits(env, "vector_mac", pe.lanes, V, cfg, actions)
+        self.macs = VectorMACUnits(env, "vector_mac", pe.lanes, V, cfg, actions, passes)
         self.collector = AccumulationCollector("accumulation_collector", pe.accumulation_collector_entries, cfg,
                                                pe.accumulator_headroom_bits, actions)
         self.ppu = PPU("ppu", pe.ppu_elements_per_cycle, cfg, actions)

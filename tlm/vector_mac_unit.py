@@ -4,7 +4,9 @@
 weight collector and computes, per cycle, a V-element integer dot product (W+A+log2 V bits),
 the product of the two integer scales sw*sa, optionally rounded to R bits, and their product,
 the scaled partial sum. A rounded scale product of 0 gates the accumulation. A tile of
-``rows x cols`` outputs over ``nvec`` vectors takes ``rows * nvec * ceil(cols / lanes)`` cycles.
+``rows x cols`` outputs over ``nvec`` vectors takes ``rows * nvec * ceil(cols / lanes)`` cycles,
+times ``passes`` when the operand on the weight port is wider than the datapath's W bits (an
+attention matmul's A-bit activations on a 4-bit datapath run as ceil(A/W) bit slices).
 
 The numerics are :func:`vsquant.vector_mac`. Timing and action counts are per tile; the
 values of consecutive tiles that share a resident weight tile are evaluated in one call over
@@ -20,8 +22,9 @@ PIPELINE_DEPTH = 4  # buffer read, dot product, scale product, accumulate: cycle
 
 
 class VectorMACUnits:
-    def __init__(self, env, name: str, lanes: int, vector_size: int, cfg: QuantConfig, actions):
+    def __init__(self, env, name: str, lanes: int, vector_size: int, cfg: QuantConfig, actions, passes: int = 1):
         self.env = env
+        self.passes = passes   # an operand wider than the W-bit weight port runs in bit slices
         self.name = name
         self.lanes = lanes
         self.vector_size = vector_size
@@ -29,7 +32,7 @@ class VectorMACUnits:
         self.actions = actions
 
     def cycles(self, rows: int, cols: int, nvec: int) -> int:
-        return rows * nvec * -(-cols // self.lanes)
+        return rows * nvec * -(-cols // self.lanes) * self.passes
 
     def count(self, tile):
         """Count a tile's dot products and scale products."""

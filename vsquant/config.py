@@ -185,6 +185,13 @@ class QuantConfig:
     def with_(self, **changes) -> "QuantConfig":
         return replace(self, **changes)
 
+    def for_activation_operands(self) -> "QuantConfig":
+        """The arithmetic of a matmul whose two operands are activations (attention's QK^T, AV):
+        both take the activation bits and scale format, so the dot product is A x A bits and the
+        scale product as + as bits (R rounding applies only with integer scales)."""
+        r = self.scale_product_bits if self.act_scale.kind == "int" else None
+        return replace(self, weight_bits=self.act_bits, weight_scale=self.act_scale, scale_product_bits=r)
+
     # ---- derived quantities of Sec. 4.4 and Sec. 5 ---------------------------------------
     @property
     def is_baseline(self) -> bool:

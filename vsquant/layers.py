@@ -260,14 +260,17 @@ def matmul(a, b, cfg: QuantConfig | str = "8/8/-/-", *, a_unsigned=False, b_unsi
     """a @ b with both operands activations (attention's QK^T and AV), quantized dynamically.
 
     Both operands take the activation format of ``cfg`` with vectors along the reduction axis:
-    rows of ``a`` and columns of ``b``. Batch axes broadcast; one GEMM per batch matrix.
+    rows of ``a`` and columns of ``b``; the arithmetic is ``cfg.for_activation_operands()``
+    (A x A-bit dot products, as + as-bit scale products). Batch axes broadcast; one GEMM per
+    batch matrix.
     """
     cfg = QuantConfig.parse(cfg)
     gemms, batch, (M, K, N) = matmul_operands(a, b, cfg, a_unsigned=a_unsigned, b_unsigned=b_unsigned,
                                               a_gamma=a_gamma, b_gamma=b_gamma)
+    mcfg = cfg.for_activation_operands()   # A x A bits, as + as scale product
     macs, ys = [], []
     for g in gemms:
-        mac, y = run_gemm(g, cfg, None, accumulator_bits)
+        mac, y = run_gemm(g, mcfg, None, accumulator_bits)
         macs.append(mac)
         ys.append(y)
     y = np.stack(ys).reshape(batch + (M, N)) if ys else np.zeros(batch + (M, N))
