@@ -1,61 +1,159 @@
 #!/usr/bin/env python
-"""vsqsim command line.
+"""vsqsim: simulate a DNN workload on a VS-Quant accelerator design point.
 
-Today: a quantization report of one layer on the VS-Quant reference datapath
-(``--workload gemm:MxKxN`` or ``conv:...``). The full pipeline (mapper, TLM, cost model, whole
-networks such as bert-base) is being built; such workloads are refused with a clear message.
+    python run.py --workload bert-base --arch 4/8/6/10
+    python run.py --workload resnet50 --arch 4/4U/4/6 --timing-only --json out.json
 
-    python run.py --workload gemm:384x768x3072 --arch 4/8/6/10
+Captures the workload's PyTorch graph, lowers every MAC layer to tiles of vector-MAC work, runs
+them on the transaction-level accelerator (with real quantized tensors unless --timing-only),
+prices what the hardware did with the technology cost model (absolute and normalized to the same
+hardware at 8/8/-/-), and measures the accuracy metric of the workload on the quantized output.
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import math
 import sys
+import time
 
-DEFAULT_WORKLOAD = "gemm:384x768x3072"
-PLANNED = ("bert-base", "bert-large", "resnet50", "minilm", "mpnet-base", "mobilenetv2", "digits-cnn")
+KNOWN = ("bert-base", "bert-large", "minilm", "resnet50", "resnet18", "digits-cnn")
+FORMS = "gemm:MxKxN, conv:BxCxHxW,KxRxS[,s=S][,p=P][,d=D][,g=G], module:path.py:factory"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one clear line and status 2
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
-        prog="run.py", description="vsqsim: per-vector scaled quantization (VS-Quant) accelerator simulator.")
-    ap.add_argument("--workload", default=DEFAULT_WORKLOAD,
-                    help=f"gemm:MxKxN or conv:BxCxHxW,KxRxS[,s=S][,p=P][,d=D][,g=G] (default {DEFAULT_WORKLOAD})")
+    ap = _Parser(prog="run.py", description=__doc__.split("\n\n")[0],
+                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    ap.add_argument("--workload", default="bert-base",
+                    help=f"{', '.join(KNOWN)}, or {FORMS} (default bert-base)")
     ap.add_argument("--arch", default="4/8/6/10",
-                    help="datapath W/A/ws/as, e.g. 8/8/-/-, 4/8/6/10, 4/4U/4/6, 4/8/fp16/fp16; "
-                         "options ,R=<bits> ,V=<size> (default 4/8/6/10)")
-    ap.add_argument("--scale-product", default=None, metavar="full|R",
-                    help="round the scale product sw*sa to R bits, or keep it full width")
-    ap.add_argument("--vector-size", type=int, default=None, metavar="V", help="vector size (default 16)")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the layer's random tensors (default 0)")
-    ap.add_argument("--json", metavar="PATH", help="also write the report as JSON to PATH")
+                    help="datapath W/A/ws/as: e.g. 8/8/-/- (per-channel baseline), 4/8/6/10 (two-level "
+                         "per-vector), 4/4U/4/6 (unsigned activations), 4/8/fp16/fp16; options ,R=<bits> ,V=<size> "
+                         "(default 4/8/6/10)")
+    ap.add_argument("--seq", type=int, help="sequence length of a transformer workload (bert default 128)")
+    ap.add_argument("--batch", type=int, help="batch size")
+    ap.add_argument("--hw", default="magnet16", metavar="PRESET|FILE",
+                    help="hardware preset (magnet16, simba, tiny) or a YAML file (default magnet16)")
+    ap.add_argument("--scale-product", metavar="full|R", help="round the scale product sw*sa to R bits, or full")
+    ap.add_argument("--timing-only", action="store_true",
+                    help="simulate cycles and action counts without tensors (no accuracy, no gating counts)")
+    ap.add_argument("--checkpoint", metavar="DIR", help="a local Hugging Face checkpoint directory to load "
+                                                        "instead of random initialization")
+    ap.add_argument("--on-unknown", choices=("error", "host"), default="error",
+                    help="an op the mapper does not know: stop with an error (default) or run it on the host")
+    ap.add_argument("--json", metavar="PATH", help="write the report as JSON (stable schema)")
+    ap.add_argument("--csv", metavar="PATH", help="write the per-layer table as CSV")
+    ap.add_argument("--plot", metavar="PATH", help="write the energy breakdown vs 8/8/-/- as a PNG")
+    ap.add_argument("--seed", type=int, default=0, help="seed of random weights and inputs (default 0)")
+    ap.add_argument("--layers", type=int, default=20, metavar="N", help="layers shown in the table (default 20)")
     return ap
+
+
+def _validate(ap, args):
+    from tlm.hardware import list_presets, load_hardware
+    from vsquant import QuantConfig
+    try:
+        QuantConfig.parse(args.arch, scale_product=args.scale_product)
+    except ValueError as e:
+        ap.error(f"--arch: {e}")
+    try:
+        load_hardware(args.hw)
+    except (ValueError, FileNotFoundError, OSError) as e:
+        msg = str(e).splitlines()[0]
+        ap.error(f"--hw: {msg}" + ("" if "magnet16" in msg else f" (presets: {', '.join(list_presets())})"))
+    wl = args.workload
+    if not (wl in KNOWN or wl.startswith(("gemm:", "conv:", "module:"))):
+        ap.error(f"--workload {wl!r} is unknown; known: {', '.join(KNOWN)}, or {FORMS}")
+    for name in ("seq", "batch"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            ap.error(f"--{name} must be a positive integer, got {v}")
+
+
+def _fmt(x, digits=3):
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{x:.{digits}g}" if isinstance(x, float) else str(x)
+
+
+def summary(r: dict, n_layers: int) -> str:
+    t, a, hw = r["totals"], r["accuracy"], r["hardware"]
+    acc = "not measured (--timing-only)" if a["value"] is None else (
+        f"{a['metric']}: {a['value']:.4f} ({a['kind']})"
+        + (f", float model {a['float_value']:.4f}" if "float_value" in a else "")
+        + (f"; output cosine {a['cosine']:.5f}, SQNR {a['sqnr_db']:.2f} dB" if "cosine" in a else ""))
+    lines = [
+        f"vsqsim  {r['workload']} at {r['arch']} on {hw['name']} ({hw['num_pes']} PEs x {hw['lanes']} lanes x "
+        f"V={hw['vector_size']}, {hw['clock_hz'] / 1e9:g} GHz, {hw['technology_nm']:g} nm)",
+        f"  MAC layers        {t['mac_layers']}  ({t['macs'] / 1e9:.3f} GMAC); ops by unit {t['ops_by_unit']}",
+        f"  cycles            {t['cycles']:,}  (ideal {t['ideal_cycles']:,}); latency {t['latency_s'] * 1e3:.3f} ms; "
+        f"utilization {t['utilization']:.1%}",
+        f"  energy / op       {t['energy_fj_per_op']:.1f} fJ (PE array) = {t['energy_norm']:.3f} x 8/8/-/-; "
+        f"{t['tops_per_w']:.1f} TOPS/W;  with GB, NoC, DRAM {t['energy_fj_per_op_total']:.0f} fJ "
+        f"= {t['energy_norm_total']:.3f} x",
+        f"  area              {t['area_mm2']:.3f} mm2 (PE array) = {t['area_norm']:.3f} x 8/8/-/-; "
+        f"{t['tops_per_mm2']:.2f} TOPS/mm2 = {t['perf_per_area_norm']:.3f} x perf/area",
+        f"  accuracy          {acc}",
+    ]
+    layers = r["layers"]
+    shown = sorted(layers, key=lambda x: -x["energy_pj"])[:n_layers] if len(layers) > n_layers else layers
+    head = f"  {'layer':<44} {'kind':<7} {'M':>6} {'K':>6} {'N':>6} {'MMAC':>8} {'cycles':>10} {'util':>6} " \
+           f"{'energy nJ':>9} {'bound':<13} tiling"
+    lines += ["", f"  per layer{' (the ' + str(len(shown)) + ' with most energy of ' + str(len(layers)) + '; all in --csv/--json)' if len(shown) < len(layers) else ''}", head]
+    for x in shown:
+        lines.append(f"  {x['name'][:44]:<44} {x['kind']:<7} {x['M']:>6} {x['K']:>6} {x['N']:>6} "
+                     f"{x['macs'] / 1e6:>8.1f} {x['cycles']:>10,} {x['utilization']:>6.1%} {x['energy_pj'] / 1e3:>9.2f} "
+                     f"{x['bottleneck']:<13} {x['tiling'][:60]}")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
-    from vsquant import QuantConfig
-    from workloads.layers import LAYER_FORMS, parse_layer
+    _validate(ap, args)
+    from tqdm import tqdm
+
+    from costmodels import plot_breakdown
+    from studies.pipeline import run_design_point
+    stages = ["capture"] + ([] if args.timing_only else ["float reference"]) + ["simulate", "cost"]
+    bar = tqdm(total=len(stages), desc="vsqsim", unit="stage", file=sys.stderr, leave=False,
+               disable=None, mininterval=0.5)
+
+    def progress(stage):
+        bar.set_description(f"vsqsim: {stage}")
+        bar.update(1)
+
+    t0 = time.perf_counter()
     try:
-        cfg = QuantConfig.parse(args.arch, scale_product=args.scale_product, vector_size=args.vector_size)
-    except ValueError as e:
-        ap.error(f"--arch: {e}")
-    if args.workload in PLANNED:
-        ap.error(f"--workload {args.workload!r} needs the mapper and TLM, which are not built yet; "
-                 f"available now: {LAYER_FORMS}")
-    try:
-        wl = parse_layer(args.workload)
-    except ValueError as e:
-        ap.error(f"--workload: {e}")
-    from studies.layer_report import format_report, layer_report
-    report = layer_report(wl, cfg, seed=args.seed)
-    print(format_report(report))
+        report, cost, base = run_design_point(
+            args.workload, args.arch, hw=args.hw, seq=args.seq, batch=args.batch, scale_product=args.scale_product,
+            timing_only=args.timing_only, checkpoint=args.checkpoint, seed=args.seed, on_unknown=args.on_unknown,
+            progress=progress, return_costs=True)
+    except (ValueError, FileNotFoundError, NotImplementedError, ImportError) as e:
+        bar.close()
+        print(f"run.py: error: {type(e).__name__}: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+    bar.close()
+    print(summary(report, args.layers))
+    print(f"\n  ({time.perf_counter() - t0:.1f} s)")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(report, f, indent=2, sort_keys=True)
+            json.dump(report, f, indent=2, sort_keys=True, default=float)
             f.write("\n")
+    if args.csv:
+        with open(args.csv, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(report["layers"][0]))
+            w.writeheader()
+            w.writerows(report["layers"])
+    if args.plot:
+        plot_breakdown([base, cost], args.plot, baseline=base, labels=["8/8/-/-", report["arch"]],
+                       title=f"{report['workload']}: energy per op by component")
     return 0
 
 

@@ -291,12 +291,27 @@ def user_module(spec: str, **opts):
     return model.eval(), inputs, info
 
 
+def digits_cnn(*, batch: int | None = None):
+    """The project's trained digits CNN (:mod:`workloads.digits`) on the held-out images (all 360 by
+    default); ``info["labels"]`` carries their labels for the real top-1 accuracy."""
+    from . import digits
+    model = digits.load_digits_cnn()
+    _, _, xte, yte = digits.load_digits_split()
+    n = len(xte) if batch is None else int(batch)
+    if not 1 <= n <= len(xte):
+        raise ValueError(f"digits-cnn batch must be in [1, {len(xte)}], got {batch}")
+    info = dict(name="digits-cnn", family="cnn", metric="top-1 accuracy on the held-out digits (sklearn)",
+                batch=n, labels=yte[:n])
+    return model, (torch.from_numpy(xte[:n]),), info
+
+
 WORKLOADS: dict[str, Callable] = {
     "bert-base": functools.partial(bert, "base"),
     "bert-large": functools.partial(bert, "large"),
     "minilm": minilm,
     "resnet50": resnet50,
     "resnet18": resnet18,
+    "digits-cnn": digits_cnn,
 }
 PREFIXED = {"module:": user_module, "checkpoint:": checkpoint}
 FORMS = f"module:path/to/file.py:factory, checkpoint:DIR, {LAYER_FORMS}"

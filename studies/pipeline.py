@@ -1,0 +1,146 @@
+"""The whole pipeline of one design point (DESIGN.md, "How data flows"), as ``run.py`` runs it.
+
+workload -> capture -> lower -> TLM (timing only, or real numerics) -> cost model (absolute and
+normalized to the same hardware at 8/8/-/-) -> accuracy metric -> a report dict with a stable
+schema (see :data:`SCHEMA_KEYS`): same workload, arch, options and seed give the same report.
+
+Hardware: the preset's buffers are sized per datapath to hold as many vectors as at 8/8/-/-
+(:func:`costmodels.iso_depth_hardware`), so lower precision and scale storage show up as area,
+as the paper's Fig. 4 compares; the TLM runs on that hardware.
+
+Accuracy: with real numerics the model's output through the TLM is compared with the float64
+model: top-1 accuracy where the workload has labels (``digits-cnn``), otherwise fidelity to the
+float model (cosine similarity and SQNR of the output; top-1 agreement for classifiers).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from costmodels import evaluate, iso_depth_hardware, normalized
+from mapping.capture import capture
+from mapping.interpret import QuantInterpreter, float_backend
+from mapping.lower import lower
+from mapping.network import NetworkRun, simulate_numerics, simulate_timing
+from tlm import load_hardware
+from vsquant import QuantConfig, sqnr_db
+from workloads.models import get_workload
+
+SCHEMA_KEYS = ("workload", "arch", "hardware", "options", "totals", "accuracy", "layers")
+BASELINE = "8/8/-/-"
+
+
+def _double(inputs):
+    if isinstance(inputs, torch.Tensor):
+        return inputs.double() if inputs.is_floating_point() else inputs
+    if isinstance(inputs, dict):
+        return {k: _double(v) for k, v in inputs.items()}
+    if isinstance(inputs, (tuple, list)):
+        return type(inputs)(_double(v) for v in inputs)
+    return inputs
+
+
+def _main_output(out) -> np.ndarray:
+    """The tensor a metric looks at: ``last_hidden_state`` of a transformer, else the first output."""
+    if isinstance(out, dict) or hasattr(out, "keys"):
+        out = out["last_hidden_state"] if "last_hidden_state" in out else next(iter(out.values()))
+    elif isinstance(out, (tuple, list)):
+        out = out[0]
+    return out.detach().double().numpy()
+
+
+def accuracy_metric(info: dict, y: np.ndarray, y_float: np.ndarray) -> dict:
+    """The workload's metric on the quantized output ``y`` against the float output ``y_float``."""
+    labels = info.get("labels")
+    flat, ref = y.reshape(-1), y_float.reshape(-1)
+    cos = float(flat @ ref / (np.linalg.norm(flat) * np.linalg.norm(ref))) if flat.size else float("nan")
+    out = {"cosine": cos, "sqnr_db": sqnr_db(y_float, y)}
+    if labels is not None:
+        top1 = float((y.argmax(axis=-1) == np.asarray(labels)).mean())
+        top1_float = float((y_float.argmax(axis=-1) == np.asarray(labels)).mean())
+        out.update(metric="top-1 accuracy", kind="task", value=top1, float_value=top1_float)
+    elif info.get("family") == "cnn":
+        agree = float((y.argmax(axis=-1) == y_float.argmax(axis=-1)).mean())
+        out.update(metric="top-1 agreement with the float model", kind="fidelity", value=agree)
+    else:
+        out.update(metric="cosine similarity to the float model", kind="fidelity", value=cos)
+    return out
+
+
+def _layers(run: NetworkRun, report) -> list[dict]:
+    rows = []
+    table = run.layer_table()
+    for row, cost in zip(table.to_dict("records"), report.layers):
+        rows.append({
+            "name": row["name"], "kind": row["kind"], "M": int(row["M"]), "K": int(row["K"]), "N": int(row["N"]),
+            "gemms": int(row["gemms"]), "macs": int(row["macs"]), "cycles": int(row["cycles"]),
+            "ideal_cycles": int(row["ideal_cycles"]), "utilization": float(row["utilization"]),
+            "bottleneck": row["bottleneck"], "tiling": row["tiling"],
+            "gated": None if row["gated"] is None or row["gated"] != row["gated"] else int(row["gated"]),
+            "energy_pj": cost["fj_per_op"] * 2 * cost["macs"] / 1e3,
+            "energy_pj_total": cost["fj_per_op_total"] * 2 * cost["macs"] / 1e3,
+        })
+    return rows
+
+
+def run_design_point(workload: str, arch: str, *, hw: str = "magnet16", seq: int | None = None,
+                     batch: int | None = None, scale_product=None, timing_only: bool = False,
+                     checkpoint: str | None = None, seed: int = 0, on_unknown: str = "error",
+                     progress=None, return_costs: bool = False):
+    """Run one workload at one datapath; returns the report dict (JSON-serializable), and with
+    ``return_costs`` also the two :class:`costmodels.CostReport` (design point, 8/8/-/- baseline)."""
+    cfg = QuantConfig.parse(arch, scale_product=scale_product)
+    base_hw = load_hardware(hw)
+    hw_cfg = iso_depth_hardware(base_hw, cfg)
+    hw_ref = iso_depth_hardware(base_hw, BASELINE)
+    opts = {k: v for k, v in dict(seq=seq, batch=batch).items() if v is not None}
+    name = f"checkpoint:{checkpoint}" if checkpoint else workload
+    if workload.startswith(("bert-", "resnet")) or workload.startswith(("gemm:", "conv:")):
+        opts.setdefault("seed", seed) if not checkpoint else None
+    torch.manual_seed(seed)
+    model, inputs, info = get_workload(name, **opts)
+    step = progress or (lambda *a: None)
+
+    if timing_only:
+        step("capture")
+        low = lower(capture(model, inputs), on_unknown=on_unknown)
+        step("simulate")
+        run = simulate_timing(low, cfg, hw_cfg)
+        accuracy = {"metric": info.get("metric"), "kind": "not measured (timing only)", "value": None}
+    else:
+        step("capture")
+        cap = capture(model.double(), _double(inputs))
+        step("float reference")
+        y_float = _main_output(QuantInterpreter(cap, float_backend, on_unknown=on_unknown).forward())
+        step("simulate")
+        run = simulate_numerics(cap, cfg, hw_cfg, on_unknown=on_unknown)
+        accuracy = accuracy_metric(info, _main_output(run.output), y_float)
+        low = run.lowered
+    step("cost")
+    base_run = simulate_timing(low, BASELINE, hw_ref)
+    report = evaluate([r for _, r in run.layers], hw_cfg, cfg)
+    base = evaluate([r for _, r in base_run.layers], hw_ref, BASELINE)
+    norm = normalized(report, base)
+    where = low.table["where"].value_counts().to_dict() if "where" in low.table else {}
+    out = {
+        "workload": info.get("name", workload),
+        "arch": str(cfg),
+        "hardware": {"preset": hw, "name": hw_cfg.name, "num_pes": hw_cfg.num_pes, "lanes": hw_cfg.pe.lanes,
+                     "vector_size": hw_cfg.vector_size, "clock_hz": hw_cfg.clock_hz,
+                     "technology_nm": hw_cfg.technology_nm, "weight_buffer_bits": hw_cfg.pe.weight_buffer_bits,
+                     "activation_buffer_bits": hw_cfg.pe.activation_buffer_bits},
+        "options": {"seq": seq, "batch": batch, "seed": seed, "timing_only": timing_only,
+                    "scale_product": cfg.scale_product_bits, "checkpoint": checkpoint},
+        "totals": {
+            "macs": int(run.macs), "cycles": int(run.cycles), "ideal_cycles": int(run.ideal_cycles),
+            "latency_s": run.latency_s, "utilization": run.utilization,
+            "energy_fj_per_op": report.fj_per_op, "energy_fj_per_op_total": report.fj_per_op_total,
+            "energy_norm": norm["energy"], "energy_norm_total": norm["energy_total"],
+            "tops_per_w": report.tops_per_w, "area_mm2": report.area_mm2, "area_norm": norm["area"],
+            "tops_per_mm2": report.tops_per_mm2, "perf_per_area_norm": norm["perf_per_area"],
+            "mac_layers": len(run.layers), "ops_by_unit": {k: int(v) for k, v in sorted(where.items())},
+        },
+        "accuracy": accuracy,
+        "layers": _layers(run, report),
+    }
+    return (out, report, base) if return_costs else out
