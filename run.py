@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--json", metavar="PATH", help="write the report as JSON (stable schema)")
     ap.add_argument("--csv", metavar="PATH", help="write the per-layer table as CSV")
     ap.add_argument("--plot", metavar="PATH", help="write the energy breakdown vs 8/8/-/- as a PNG")
+    ap.add_argument("--graph", metavar="PATH", help="write the op graph (.graphml or .json) with where each op runs")
     ap.add_argument("--seed", type=int, default=0, help="seed of random weights and inputs (default 0)")
     ap.add_argument("--layers", type=int, default=20, metavar="N", help="layers shown in the table (default 20)")
     return ap
@@ -134,7 +135,7 @@ def main(argv=None) -> int:
         report, cost, base = run_design_point(
             args.workload, args.arch, hw=args.hw, seq=args.seq, batch=args.batch, scale_product=args.scale_product,
             timing_only=args.timing_only, checkpoint=args.checkpoint, seed=args.seed, on_unknown=args.on_unknown,
-            progress=progress, return_costs=True)
+            progress=progress, return_costs=True, graph_path=args.graph)
     except (ValueError, FileNotFoundError, NotImplementedError, ImportError) as e:
         bar.close()
         print(f"run.py: error: {type(e).__name__}: {str(e).splitlines()[0]}", file=sys.stderr)

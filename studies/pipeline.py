@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from costmodels import evaluate, iso_depth_hardware, normalized
-from mapping.capture import capture
+from mapping.capture import capture, export_graph
 from mapping.interpret import QuantInterpreter, float_backend
 from mapping.lower import lower
 from mapping.network import NetworkRun, simulate_numerics, simulate_timing
@@ -26,7 +26,7 @@ from tlm import load_hardware
 from vsquant import QuantConfig, sqnr_db
 from workloads.models import get_workload
 
-SCHEMA_KEYS = ("workload", "arch", "hardware", "options", "totals", "accuracy", "layers")
+SCHEMA_KEYS = ("workload", "arch", "hardware", "options", "totals", "accuracy", "layers", "ops")
 BASELINE = "8/8/-/-"
 
 
@@ -86,7 +86,7 @@ def _layers(run: NetworkRun, report) -> list[dict]:
 def run_design_point(workload: str, arch: str, *, hw: str = "magnet16", seq: int | None = None,
                      batch: int | None = None, scale_product=None, timing_only: bool = False,
                      checkpoint: str | None = None, seed: int = 0, on_unknown: str = "error",
-                     progress=None, return_costs: bool = False):
+                     progress=None, return_costs: bool = False, graph_path: str | None = None):
     """Run one workload at one datapath; returns the report dict (JSON-serializable), and with
     ``return_costs`` also the two :class:`costmodels.CostReport` (design point, 8/8/-/- baseline)."""
     cfg = QuantConfig.parse(arch, scale_product=scale_product)
@@ -116,6 +116,9 @@ def run_design_point(workload: str, arch: str, *, hw: str = "magnet16", seq: int
         run = simulate_numerics(cap, cfg, hw_cfg, on_unknown=on_unknown)
         accuracy = accuracy_metric(info, _main_output(run.output), y_float)
         low = run.lowered
+    if graph_path:
+        export_graph(low.captured, graph_path, extra={r["node"]: {"where": r["where"]} for r in
+                                                       low.table.to_dict("records")})
     step("cost")
     base_run = simulate_timing(low, BASELINE, hw_ref)
     report = evaluate([r for _, r in run.layers], hw_cfg, cfg)
@@ -142,5 +145,7 @@ def run_design_point(workload: str, arch: str, *, hw: str = "magnet16", seq: int
         },
         "accuracy": accuracy,
         "layers": _layers(run, report),
+        "ops": [{"node": r["node"], "op": r["op"], "where": r["where"]} for r in low.table.to_dict("records")
+                if r["where"] in ("ppu", "host")],
     }
     return (out, report, base) if return_costs else out

@@ -20,7 +20,7 @@ def test_json_schema_and_determinism(tmp_path):
     assert run.main(SMALL + ["--json", str(b)]) == 0
     assert a.read_bytes() == b.read_bytes()          # same command and seed, same JSON
     r = json.loads(a.read_text())
-    assert set(r) >= {"workload", "arch", "hardware", "totals", "accuracy", "layers"}
+    assert set(r) >= {"workload", "arch", "hardware", "totals", "accuracy", "layers", "ops"}
     assert set(r["totals"]) >= {"macs", "cycles", "utilization", "energy_fj_per_op", "energy_norm", "area_mm2",
                                 "area_norm", "perf_per_area_norm"}
     assert set(r["accuracy"]) >= {"metric", "kind", "value"} and r["accuracy"]["kind"] == "fidelity"
