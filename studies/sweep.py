@@ -1,0 +1,126 @@
+"""Design-space sweeps (paper Sec. 6, Table 8) into a results store, and their Pareto fronts.
+
+``sweep(workloads, archs)`` evaluates every (workload, datapath) point: the workload is captured
+and lowered once per process, every point's timing is simulated on its own iso-depth hardware
+(:func:`costmodels.iso_depth_hardware`) and priced, and normalized to the same workload at
+8/8/-/-. Each finished point is committed to a SQLite store at once (:mod:`studies.store`): a
+killed sweep resumes where it stopped and no point is computed twice. Points run on local
+processes (default) or a Dask cluster (``scheduler="tcp://..."`` or a ``distributed.Client``).
+
+``table8_archs()`` is the paper's design space (Table 8): W, A in {3, 4, 6, 8}; ws, as in
+{-, 3, 4, 6, 8, 10}; V = 16: 576 datapaths.
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+
+import pandas as pd
+
+from .runner import run_points
+from .store import ResultStore
+
+TABLE8_BITS = (3, 4, 6, 8)
+TABLE8_SCALES = ("-", "3", "4", "6", "8", "10")
+
+
+def table8_archs(unsigned_activations: bool = False) -> list[str]:
+    """The 576 datapaths of the paper's Table 8 (``4U`` activations with ``unsigned_activations``)."""
+    u = "U" if unsigned_activations else ""
+    return [f"{w}/{a}{u}/{ws}/{as_}" for w, a, ws, as_ in
+            itertools.product(TABLE8_BITS, TABLE8_BITS, TABLE8_SCALES, TABLE8_SCALES)]
+
+
+@functools.lru_cache(maxsize=8)
+def _lowered(workload: str, seq: int | None):
+    from mapping.capture import capture
+    from mapping.lower import lower
+    from workloads.models import get_workload
+    opts = {} if seq is None or not workload.startswith(("bert", "minilm")) else {"seq": seq}
+    model, inputs, _ = get_workload(workload, **opts)
+    return lower(capture(model, inputs))
+
+
+@functools.lru_cache(maxsize=64)
+def _cost(workload: str, seq: int | None, arch: str, hw_name: str):
+    from costmodels import evaluate, iso_depth_hardware
+    from mapping.network import simulate_timing
+    from tlm import load_hardware
+    hw = iso_depth_hardware(load_hardware(hw_name), arch)
+    run = simulate_timing(_lowered(workload, seq), arch, hw)
+    return run, evaluate([r for _, r in run.layers], hw, arch), hw
+
+
+def design_point(point: dict) -> dict:
+    """One sweep point ``{"workload", "arch", "hw", "seq"}`` -> its metrics (picklable, for workers)."""
+    from costmodels import normalized
+    from vsquant import QuantConfig
+    cfg = QuantConfig.parse(point["arch"])
+    run, report, hw = _cost(point["workload"], point.get("seq"), str(cfg), point.get("hw", "magnet16"))
+    _, base, _ = _cost(point["workload"], point.get("seq"), "8/8/-/-", point.get("hw", "magnet16"))
+    norm = normalized(report, base)
+    return {
+        "W": cfg.weight_bits, "A": cfg.act_bits, "ws": str(cfg.weight_scale), "as": str(cfg.act_scale),
+        "macs": run.macs, "cycles": run.cycles, "utilization": run.utilization,
+        "energy_fj_per_op": report.fj_per_op, "energy_norm": norm["energy"],
+        "energy_norm_total": norm["energy_total"], "area_mm2": report.area_mm2, "area_norm": norm["area"],
+        "perf_per_area_norm": norm["perf_per_area"], "tops_per_w": report.tops_per_w,
+    }
+
+
+def sweep(workloads, archs, *, hw: str = "magnet16", seq: int | None = None, store: str = "results/sweep.sqlite",
+          scheduler="processes", workers: int | None = None, progress=None) -> pd.DataFrame:
+    """Evaluate every (workload, arch) point; finished points come from the store."""
+    workloads = [workloads] if isinstance(workloads, str) else list(workloads)
+    points = [{"workload": w, "arch": a, "hw": hw, "seq": seq} for w in workloads for a in archs]
+    if scheduler == "processes":  # capture and the 8/8/-/- baseline once, inherited by the forked workers
+        for w in workloads:
+            _cost(w, seq, "8/8/-/-", hw)
+    with ResultStore(store) as st:
+        results = run_points(design_point, points, st, scheduler=scheduler, workers=workers, progress=progress)
+    return pd.DataFrame([{**p, **r} for p, r in zip(points, results)])
+
+
+def pareto_front(df: pd.DataFrame, x: str = "energy_norm", y: str = "perf_per_area_norm", *,
+                 minimize_x: bool = True, maximize_y: bool = True, by: str | None = None) -> pd.DataFrame:
+    """Rows no other row beats on both ``x`` and ``y`` (per group ``by``, e.g. an accuracy band)."""
+    if by is not None:
+        return pd.concat([pareto_front(g, x, y, minimize_x=minimize_x, maximize_y=maximize_y)
+                          for _, g in df.groupby(by)])
+    xs = df[x] if minimize_x else -df[x]
+    ys = -df[y] if maximize_y else df[y]
+    order = sorted(range(len(df)), key=lambda i: (xs.iloc[i], ys.iloc[i]))
+    keep, best = [], float("inf")
+    for i in order:
+        if ys.iloc[i] < best:
+            keep.append(i)
+            best = ys.iloc[i]
+    return df.iloc[sorted(keep)]
+
+
+def plot_design_space(df: pd.DataFrame, path, *, color: str | None = None, title: str = "",
+                      x: str = "energy_norm", y: str = "perf_per_area_norm", label: bool = True):
+    """Fig. 4-6 style: energy/op vs perf/area (both normalized to 8/8/-/-), Pareto points solid."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 5))
+    groups = [(None, df)] if color is None else list(df.groupby(color))
+    for name, g in groups:
+        front = pareto_front(g, x, y)
+        rest = g.drop(front.index)
+        sc = ax.scatter(front[x], front[y], s=28, label=None if name is None else str(name))
+        ax.scatter(rest[x], rest[y], s=18, facecolors="none", edgecolors=sc.get_facecolor()[0])
+        if label:
+            for _, r in front.iterrows():
+                ax.annotate(r["arch"], (r[x], r[y]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("energy per op (normalized to 8/8/-/-)")
+    ax.set_ylabel("performance per area (normalized to 8/8/-/-)")
+    ax.set_title(title)
+    if color is not None:
+        ax.legend(title=color, fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
