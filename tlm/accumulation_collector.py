@@ -27,10 +27,9 @@ class AccumulationCollector:
                              f"exceeds the collector's {self.entries} entries")
         self.blocks[key] = (rows, cols)
 
-    def accumulate(self, tile):
-        """Count a tile's accumulations (gating is counted when its numerics are evaluated)."""
-        self.actions.add("accumulator.add", tile.rows * tile.cols * tile.nvec, unit="accumulation",
-                         width=self.width)
+    def accumulate(self, n: int):
+        """Count ``n`` accumulations (gating is counted when the numerics are evaluated)."""
+        self.actions.add("accumulator.add", n, unit="accumulation", width=self.width)
 
     def settle(self, acc, gated: int):
         """Check evaluated partial sums against the collector width; move gated ones from add to gated."""

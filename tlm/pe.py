@@ -4,8 +4,9 @@ The PE runs its list of tiles as three SimPy processes: two prefetchers that bri
 weight tiles and the activation tiles over the NoC into their buffers, and the datapath that
 computes. Each buffer has two slots (double buffering): the next weight tile loads while the
 current one is in use, however many row tiles that takes, and likewise for activations, so a
-PE stalls only when a load takes longer than the computation it overlaps; the stall is counted. When a tile completes an output block, the PPU (its own unit, overlapping
-the next tile) post-processes it and writes it back through the NoC.
+PE stalls only when a load takes longer than the computation it overlaps; the stall is counted.
+When a tile completes an output block, the PPU (its own unit, overlapping the next tile)
+post-processes it and writes it back through the NoC.
 
 Data reuse as in Sec. 5: (i) each activation vector is broadcast to the ``lanes`` vector MAC
 units, (ii) a weight vector stays in its unit's weight collector across the rows of a tile,
@@ -130,9 +131,9 @@ class PE:
         a_slots = simpy.Container(env, capacity=2, init=2)
         env.process(self._stream(task, w_runs, self.wbuf, self.weight_buffer, w_slots, w_loaded, True))
         env.process(self._stream(task, a_runs, self.abuf, self.act_buffer, a_slots, a_loaded, False))
-        ppu_queue = simpy.Store(env)
         n_blocks = sum(1 for t in tiles if t.last)
-        ppu = env.process(self._ppu(task, ppu_queue, n_blocks))
+        self._ppu_start(task, n_blocks)
+        n_dot = 0         # dot products (and accumulations) of the tiles, counted once at the end
         pending = []      # finished output blocks whose values are not evaluated yet
         pipeline_filled = False
         for i, t in enumerate(tiles):
@@ -149,8 +150,7 @@ class PE:
             self.act_buffer.read(ak, t.rows * t.nvec * -(-t.cols // self.macs.lanes))
             if t.first:
                 self.collector.start(t.block_key, t.rows, t.cols)
-            self.macs.count(t)
-            self.collector.accumulate(t)
+            n_dot += t.rows * t.cols * t.nvec
             cycles = self.macs.cycles(t.rows, t.cols, t.nvec)
             if not pipeline_filled:
                 cycles += PIPELINE_DEPTH
@@ -161,14 +161,19 @@ class PE:
             if t.last:
                 self.collector.drain(t.block_key, t.rows, t.cols)
                 pending.append((t, w))
-                ppu_queue.put(t)
+                self._ppu_block(task, t)
             if w_runs[wr][2] == i:
                 w_slots.put(1)
                 self._evaluate(task, pending)
             if a_runs[ar][2] == i:
                 a_slots.put(1)
+        self.macs.count(n_dot)
+        self.collector.accumulate(n_dot)
         self._evaluate(task, pending)
-        yield ppu
+        if self._ppu_free > env.now:
+            yield env.timeout(self._ppu_free - env.now)
+        if self._writes:
+            yield simpy.AllOf(env, self._writes)
         self.finish = env.now
         self.done = True
 
@@ -217,26 +222,36 @@ class PE:
         for name, c in stages.items():
             self.stall_by[name] = self.stall_by.get(name, 0) + cycles * c / total
 
-    def _ppu(self, task, queue, n_blocks: int):
-        """The PPU: post-processes finished output blocks in order. Outputs collect in a staging
-        buffer of ``PPU_OUTPUT_BURST_BITS`` that is written back to the global buffer over the NoC as
-        posted bursts (the PPU does not wait for a write's latency, except the layer's last one)."""
+    # -- PPU ------------------------------------------------------------------------------------
+    def _ppu_start(self, task, n_blocks: int):
+        self._ppu_free = 0          # when the PPU finishes the blocks it has been given
+        self._ppu_left = n_blocks
+        self._staged = 0.0
+        self._writes = []
+        self._has_bias = (task.operands[0].bias is not None) if task.operands is not None else task.has_bias
+        self._out_bits = self.cfg.act_bits + self.cfg.act_scale.storage_bits / self.hw.vector_size
+
+    def _ppu_block(self, task, t):
+        """The PPU post-processes finished blocks in order, one at a time: a FIFO server with known
+        service times, so its start and finish are computed, not simulated. Outputs collect in a
+        staging buffer of ``PPU_OUTPUT_BURST_BITS`` written back over the NoC to the global buffer as
+        posted bursts (processes: they contend with tile loads); only the last write is waited for."""
+        n = t.rows * t.cols
+        self.out_elements += n
+        self.ppu.count_block(t, self._has_bias, task.activation)
+        self._ppu_free = max(self.env.now, self._ppu_free) + self.ppu.cycles(n)
+        self._staged += n * self._out_bits
+        self._ppu_left -= 1
+        final = self._ppu_left == 0
+        if self._staged >= PPU_OUTPUT_BURST_BITS or final:
+            self._writes.append(self.env.process(self._write_back(int(-(-self._staged // 1)), self._ppu_free, final)))
+            self._staged = 0.0
+
+    def _write_back(self, bits: int, at: float, final: bool):
         env = self.env
-        has_bias = (task.operands[0].bias is not None) if task.operands is not None else task.has_bias
-        out_bits_per = self.cfg.act_bits + self.cfg.act_scale.storage_bits / self.hw.vector_size
-        staged = 0
-        for k in range(n_blocks):
-            t = yield queue.get()
-            self.out_elements += t.rows * t.cols
-            self.ppu.count_block(t, has_bias, task.activation)
-            yield env.timeout(self.ppu.cycles(t.rows * t.cols))
-            staged += t.rows * t.cols * out_bits_per
-            final = k == n_blocks - 1
-            if staged >= PPU_OUTPUT_BURST_BITS or final:
-                p = Payload(Command.WRITE, 0, t.rows * t.cols)
-                p.set_extension("bits", int(-(-staged // 1)))
-                delay = yield from self.noc.b_transport(p, 0)
-                p.raise_for_status()
-                staged = 0
-                if final and delay:
-                    yield env.timeout(delay)
+        p = Payload(Command.WRITE, 0, bits)
+        p.set_extension("bits", bits)
+        delay = yield from self.noc.b_transport(p, at - env.now)
+        p.raise_for_status()
+        if final and delay:
+            yield env.timeout(delay)

@@ -34,10 +34,9 @@ class VectorMACUnits:
     def cycles(self, rows: int, cols: int, nvec: int) -> int:
         return rows * nvec * -(-cols // self.lanes) * self.passes
 
-    def count(self, tile):
-        """Count a tile's dot products and scale products."""
+    def count(self, n_dot: int):
+        """Count ``n_dot`` V-wide dot products and, with per-vector scales, their scale products."""
         cfg = self.cfg
-        n_dot = tile.rows * tile.cols * tile.nvec
         self.actions.add("vector_mac.dot", n_dot, unit="dot product", weight_bits=cfg.weight_bits,
                          act_bits=cfg.act_bits, vector_size=self.vector_size,
                          out_bits=cfg.dot_product_bits)
