@@ -29,7 +29,7 @@ import math
 
 from vsquant import QuantConfig
 
-from .energy import COMPONENTS, FP_ACCUMULATOR_BITS, PE_COMPONENTS
+from .energy import COMPONENTS, FP_ACCUMULATOR_BITS, PE_COMPONENTS, adder_tree_levels
 from .technology import DESIGN, Technology
 
 __all__ = ["area_breakdown_um2", "lane_datapath_um2", "lane_scale_um2", "iso_depth_hardware",
@@ -39,13 +39,7 @@ REFERENCE_CONFIG = "8/8/-/-"
 
 
 def _adder_tree_um2(tech: Technology, in_bits: int, V: int) -> float:
-    a, n, level = 0.0, V, 0
-    while n > 1:
-        level += 1
-        pairs = n // 2
-        a += pairs * tech.int_add_um2(in_bits + level)
-        n = pairs + (n % 2)
-    return a
+    return sum(k * tech.int_add_um2(w) for k, w in adder_tree_levels(in_bits, V))
 
 
 def lane_datapath_um2(tech: Technology, cfg: QuantConfig) -> float:

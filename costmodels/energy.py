@@ -101,16 +101,20 @@ def _log2v(V: int) -> int:
 
 # -- vector MAC unit ------------------------------------------------------------------------
 
-def adder_tree_pj(tech: Technology, in_bits: int, V: int) -> float:
-    """V-1 two-input adders reducing V products of ``in_bits``: level l has V/2^l adders of in_bits+l bits."""
-    e, n = 0.0, V
-    level = 0
+def adder_tree_levels(in_bits: int, V: int) -> list[tuple[int, int]]:
+    """The V-1 two-input adders reducing V products of ``in_bits``, as (adders, width) per level:
+    level l has about V/2^l adders of in_bits + l bits."""
+    levels, n, level = [], V, 0
     while n > 1:
         level += 1
         pairs = n // 2
-        e += pairs * tech.int_add_pj(in_bits + level)
+        levels.append((pairs, in_bits + level))
         n = pairs + (n % 2)
-    return e
+    return levels
+
+
+def adder_tree_pj(tech: Technology, in_bits: int, V: int) -> float:
+    return sum(k * tech.int_add_pj(w) for k, w in adder_tree_levels(in_bits, V))
 
 
 def dot_product_pj(tech: Technology, weight_bits: int, act_bits: int, vector_size: int,

@@ -28,45 +28,40 @@ def _client(scheduler):
     return Client(scheduler), True
 
 
+def _finished(fn, todo: list[dict], scheduler, workers):
+    """(point, result, seconds) as each point finishes, on the chosen scheduler."""
+    if scheduler == "serial":
+        for p in todo:
+            yield (p, *_timed(fn, p))
+    elif scheduler == "processes":
+        n = workers or max(1, min(len(todo), os.cpu_count() or 1))
+        with cf.ProcessPoolExecutor(max_workers=n) as pool:
+            futures = {pool.submit(_timed, fn, p): p for p in todo}
+            for fut in cf.as_completed(futures):
+                yield (futures[fut], *fut.result())
+    else:
+        from distributed import as_completed
+        client, own = _client(scheduler)
+        try:
+            futures = {client.submit(_timed, fn, p, pure=False): p for p in todo}
+            for fut in as_completed(list(futures)):
+                yield (futures[fut], *fut.result())
+        finally:
+            if own:
+                client.close()
+
+
 def run_points(fn, points: list[dict], store: ResultStore, *, scheduler="processes", workers: int | None = None,
                progress=None) -> list[dict]:
     """Compute missing points, storing each as it finishes; return results in ``points`` order."""
     todo = [p for p in points if p not in store]
-    done_count = len(points) - len(todo)
+    done = len(points) - len(todo)
     if progress:
-        progress(done_count, len(points))
+        progress(done, len(points))
     if todo:
-        if scheduler == "serial":
-            for p in todo:
-                result, sec = _timed(fn, p)
-                store.put(p, result, sec)
-                done_count += 1
-                if progress:
-                    progress(done_count, len(points))
-        elif scheduler == "processes":
-            n = workers or max(1, min(len(todo), os.cpu_count() or 1))
-            with cf.ProcessPoolExecutor(max_workers=n) as pool:
-                futures = {pool.submit(_timed, fn, p): p for p in todo}
-                for fut in cf.as_completed(futures):
-                    result, sec = fut.result()
-                    store.put(futures[fut], result, sec)
-                    done_count += 1
-                    if progress:
-                        progress(done_count, len(points))
-        else:
-            from distributed import as_completed
-            client, own = _client(scheduler)
-            try:
-                futures = {}
-                for p in todo:
-                    futures[client.submit(_timed, fn, p, pure=False)] = p
-                for fut in as_completed(list(futures)):
-                    result, sec = fut.result()
-                    store.put(futures[fut], result, sec)
-                    done_count += 1
-                    if progress:
-                        progress(done_count, len(points))
-            finally:
-                if own:
-                    client.close()
+        for point, result, sec in _finished(fn, todo, scheduler, workers):
+            store.put(point, result, sec)
+            done += 1
+            if progress:
+                progress(done, len(points))
     return [store.get(p) for p in points]
