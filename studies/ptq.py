@@ -1,0 +1,498 @@
+"""Post-training quantization accuracy of real trained models, as the VS-Quant paper's Tables 2-7.
+
+Every MAC layer runs through the bit-exact ``vsquant`` reference (:class:`mapping.interpret.QuantInterpreter`);
+everything else runs in float64 on the host. Two real models:
+
+``digits-cnn``  the project-trained CNN (:mod:`workloads.digits`); metric: top-1 on the 360 held-out
+    images. Static calibration (Table 2) uses the first 200 *training* images.
+``minilm``      the real all-MiniLM-L6-v2 on the 58 shipped sentences (padded together to one length);
+    metric: fidelity of the sentence embeddings (attention-mask mean pooling of last_hidden_state)
+    to the fp32 PyTorch model: mean and minimum cosine similarity over sentences, and the Spearman
+    correlation between the pairwise cosine-similarity matrices (upper triangles) of the quantized
+    and fp32 embeddings. Calibration uses the first half of the sentences; every table is
+    evaluated on the second half (29 sentences).
+
+The fp32 row/column is the float64 interpreter (``float_backend``): for digits its top-1, for
+MiniLM its fidelity to the fp32 model (~1.0, float64 vs float32 round-off).
+
+Tables (each a DataFrame; rows are bit widths or methods, numbers are the workload's metric; for
+MiniLM the cells are mean cosine and the long-form frames carry all three metrics):
+
+- :func:`table_calibration` (Table 2): per-channel weights and per-tensor *static* activation
+  scales, each calibrated with max, percentile 99.9 / 99.99, entropy (KL) and MSE. Activations
+  are ``NU`` (unsigned where the input is non-negative) for digits and 8-bit for MiniLM, as the
+  paper's CNN / BERT rows.
+- :func:`table_per_vector` (Table 3): fp32 per-vector scales on W and A (V=16), dynamic max
+  calibration of activations, against the best per-channel calibration of Table 2.
+- :func:`table_vector_size` (Table 4): N/N(U)/fp32/fp32 at V in ``sizes``.
+- :func:`table_two_level` (Tables 5-7): two-level integer scales ``ws/as`` and fp16 scales, plus
+  the best per-channel column.
+
+CLI: ``python -m studies.ptq --workload digits-cnn|minilm --table calibration|per-vector|
+vector-size|two-level|all [--quick] [--csv DIR]``.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import pathlib
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+import vsquant
+from vsquant import QuantConfig
+from vsquant import layers as vsq
+from vsquant.ppu import quantize_activation, quantize_weight
+
+__all__ = [
+    "CALIBRATIONS",
+    "PTQWorkload",
+    "calibrated_backend",
+    "digits_top1",
+    "embedding_fidelity",
+    "evaluate_config",
+    "load_workload",
+    "main",
+    "mean_pool",
+    "record_inputs",
+    "table_calibration",
+    "table_per_vector",
+    "table_two_level",
+    "table_vector_size",
+]
+
+# calibration method name -> (vsquant method, percentile)
+CALIBRATIONS = {"max": ("max", None), "99.9%": ("percentile", 99.9), "99.99%": ("percentile", 99.99),
+                "entropy": ("entropy", None), "mse": ("mse", None)}
+MSE_SAMPLE = 1 << 18     # activation MSE calibration on a seeded subsample of at most this many values
+DIGITS_CALIB_IMAGES = 200
+WEIGHT_ENTROPY_BINS = 256   # per-channel weight entropy histograms (rows of <= a few thousand values; 2048 bins
+                            # take 95 s per bit width on MiniLM's weights, 256 take 8 s)
+
+
+# --- metrics ------------------------------------------------------------------------------------
+
+def digits_top1(model_output, labels) -> float:
+    """Top-1 accuracy of logits (N, classes) against integer labels (N,)."""
+    logits = np.asarray(torch.as_tensor(model_output).detach().double().numpy() if isinstance(model_output, torch.Tensor)
+                        else model_output)
+    return float((logits.argmax(axis=1) == np.asarray(labels)).mean())
+
+
+def mean_pool(last_hidden_state, attention_mask) -> np.ndarray:
+    """Sentence embeddings: last_hidden_state (B, L, H) averaged over the tokens of attention_mask (B, L)."""
+    h = np.asarray(torch.as_tensor(last_hidden_state).detach().double().numpy())
+    m = np.asarray(torch.as_tensor(attention_mask).detach().double().numpy())[..., None]
+    return (h * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
+
+
+def _cos_matrix(e: np.ndarray) -> np.ndarray:
+    n = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-300)
+    return n @ n.T
+
+
+def embedding_fidelity(emb_q, emb_fp) -> dict:
+    """Fidelity of embeddings (S, H) to the reference: per-sentence cosine (mean, min) and the
+    Spearman correlation of the two pairwise cosine-similarity matrices (upper triangle, i < j)."""
+    from scipy.stats import spearmanr
+    q, f = np.asarray(emb_q, np.float64), np.asarray(emb_fp, np.float64)
+    if q.shape != f.shape or q.ndim != 2:
+        raise ValueError(f"embeddings must both be (sentences, hidden); got {q.shape} and {f.shape}")
+    cos = (q * f).sum(1) / np.maximum(np.linalg.norm(q, axis=1) * np.linalg.norm(f, axis=1), 1e-300)
+    iu = np.triu_indices(len(q), 1)
+    sq, sf = _cos_matrix(q)[iu], _cos_matrix(f)[iu]
+    rho = float(spearmanr(sq, sf).statistic) if len(sq) > 1 else float("nan")
+    return {"mean_cos": float(cos.mean()), "min_cos": float(cos.min()), "spearman": rho}
+
+
+# --- workloads ----------------------------------------------------------------------------------
+
+@dataclass(eq=False)
+class PTQWorkload:
+    """A model captured on its evaluation inputs, its calibration inputs and how to score an output."""
+
+    name: str
+    captured: object                  # CapturedGraph on the evaluation inputs
+    calib_captured: object            # CapturedGraph on the calibration inputs
+    reference: object                 # labels (digits) or fp32 embeddings (minilm)
+    metric: str                       # "top1" or "mean_cos"
+    act_bits_rule: str                # "U": activations NU (CNN), or "8": 8-bit activations (BERT)
+    extra: dict = field(default_factory=dict)
+    _act_stats: dict = field(default_factory=dict)
+    _calib_inputs: dict | None = None
+
+    def score(self, output) -> dict:
+        if self.name == "digits-cnn":
+            return {"top1": digits_top1(output, self.reference)}
+        h = output["last_hidden_state"] if isinstance(output, dict) else getattr(output, "last_hidden_state", output[0])
+        return embedding_fidelity(mean_pool(h, self.extra["attention_mask"]), self.reference)
+
+    def act_bits(self, n: int) -> str:
+        """The activation field of Tables 2-3 for weight width n: nU for the CNN, 8 for the transformer."""
+        return f"{n}U" if self.act_bits_rule == "U" else self.act_bits_rule
+
+    def calib_inputs(self) -> dict:
+        """Every MAC layer's float inputs on the calibration set (recorded once)."""
+        if self._calib_inputs is None:
+            self._calib_inputs = record_inputs(self.calib_captured)
+        return self._calib_inputs
+
+
+@functools.cache
+def load_workload(name: str) -> PTQWorkload:
+    """``digits-cnn`` or ``minilm`` as a :class:`PTQWorkload` (cached per process)."""
+    from mapping.capture import capture
+    from workloads.models import get_workload
+    if name == "digits-cnn":
+        from workloads import digits
+        model, (x,), info = get_workload("digits-cnn")
+        xtr, _, _, _ = digits.load_digits_split()
+        m64 = model.double()
+        return PTQWorkload(name, capture(m64, (x.double(),)),
+                           capture(m64, (torch.from_numpy(xtr[:DIGITS_CALIB_IMAGES]).double(),)),
+                           np.asarray(info["labels"]), "top1", "U")
+    if name == "minilm":
+        model, inputs, info = get_workload("minilm", batch=58)
+        n = inputs["input_ids"].shape[0]
+        half = n // 2
+        calib = {k: v[:half] for k, v in inputs.items()}
+        evals = {k: v[half:] for k, v in inputs.items()}
+        with torch.no_grad():
+            ref = mean_pool(model(**evals).last_hidden_state, evals["attention_mask"])   # the fp32 model
+        m64 = model.double()
+        return PTQWorkload(name, capture(m64, evals), capture(m64, calib), ref, "mean_cos", "8",
+                           extra={"attention_mask": evals["attention_mask"], "sentences": len(evals["input_ids"]),
+                                      "calib_sentences": half, "seq": int(inputs["input_ids"].shape[1])})
+    raise ValueError(f"studies.ptq supports the workloads digits-cnn and minilm, got {name!r}")
+
+
+def _as_workload(workload) -> PTQWorkload:
+    return workload if isinstance(workload, PTQWorkload) else load_workload(workload)
+
+
+# --- backends -----------------------------------------------------------------------------------
+
+def record_inputs(captured) -> dict:
+    """Run ``captured`` in float64 and return every MAC layer's inputs: {layer name: {"input"} or {"a","b"}}."""
+    from mapping.interpret import QuantInterpreter, float_backend
+    seen: dict = {}
+
+    def backend(layer, args):
+        seen[layer.name] = ({"input": args["input"]} if layer.kind in ("linear", "conv2d")
+                            else {"a": args["a"], "b": args["b"]})
+        return float_backend(layer, args)
+
+    QuantInterpreter(captured, backend).forward()
+    return seen
+
+
+def _subsample(x: np.ndarray, n: int = MSE_SAMPLE) -> np.ndarray:
+    x = np.asarray(x).reshape(-1)
+    if x.size <= n:
+        return x
+    return x[np.random.default_rng(0).choice(x.size, n, replace=False)]
+
+
+def _act_amax(w: PTQWorkload, layer: str, operand: str, method: str, bits: int, unsigned: bool) -> float:
+    key = (layer, operand, method, bits, unsigned)
+    if key not in w._act_stats:
+        x = w.calib_inputs()[layer][operand]
+        vmethod, pct = CALIBRATIONS[method]
+        if vmethod == "mse":
+            x = _subsample(x)
+        kw = {"percentile": pct} if pct is not None else {}
+        w._act_stats[key] = float(vsquant.calibrate_amax(x, vmethod, bits=bits, unsigned=unsigned, **kw))
+    return w._act_stats[key]
+
+
+def _calib_min(w: PTQWorkload, layer: str, operand: str) -> float:
+    key = (layer, operand, "min")
+    if key not in w._act_stats:
+        x = w.calib_inputs()[layer][operand]
+        w._act_stats[key] = float(x.min()) if x.size else 0.0
+    return w._act_stats[key]
+
+
+def _static_matmul(a, b, cfg: QuantConfig, a_unsigned, a_amax, b_unsigned, b_amax) -> np.ndarray:
+    """vsquant.layers.matmul with static per-tensor activation scales (coarse ``-`` format only)."""
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    a = np.broadcast_to(a, batch + a.shape[-2:])
+    bt = np.broadcast_to(np.swapaxes(b, -1, -2), batch + (b.shape[-1], b.shape[-2]))
+    qa = quantize_activation(a, cfg, unsigned=a_unsigned, amax=a_amax)
+    qb = quantize_activation(bt, cfg, unsigned=b_unsigned, amax=b_amax)
+    M, N = a.shape[-2], bt.shape[-2]
+    mcfg = cfg.for_activation_operands()
+    ys = []
+    for idx in np.ndindex(*batch):
+        ops = []
+        for q in (qa, qb):
+            g = np.ascontiguousarray(np.broadcast_to(q.gamma, q.shape[:-1])[idx])
+            ops.append(vsquant.QuantizedTensor(q.values[idx], None if q.scales is None else q.scales[idx], g, q.bits,
+                                               q.unsigned, q.vector_size, q.scheme, q.scale_bits))
+        _, y = vsq.run_gemm(vsq.GemmOperands(*ops), mcfg)
+        ys.append(y)
+    return np.stack(ys).reshape(batch + (M, N)) if ys else np.zeros(batch + (M, N))
+
+
+def calibrated_backend(workload, cfg: QuantConfig | str, method: str = "max"):
+    """Per-channel weights and per-tensor *static* activations, both calibrated with ``method``.
+
+    ``method`` is a key of :data:`CALIBRATIONS`. Weights: per output channel alpha from
+    ``vsquant.calibrate_amax`` on the unpadded weight (entropy with :data:`WEIGHT_ENTROPY_BINS` bins).
+    Activations: one alpha per MAC-layer input,
+    from the float inputs recorded on the workload's calibration set. A layer's activations are
+    unsigned (``NU`` in ``cfg``) only if its calibration and evaluation inputs are both non-negative.
+    """
+    w = _as_workload(workload)
+    cfg = QuantConfig.parse(cfg)
+    if not cfg.is_baseline:
+        raise ValueError(f"calibrated_backend is for per-channel configs (W/A/-/-), got {cfg}")
+    if method not in CALIBRATIONS:
+        raise ValueError(f"unknown calibration {method!r}; known: {', '.join(CALIBRATIONS)}")
+    vmethod, pct = CALIBRATIONS[method]
+    kw = {"percentile": pct} if pct is not None else {}
+    wcache: dict = {}
+
+    def weight_q(layer, args):
+        key = args.get("weight_key")
+        if key is not None and key in wcache:
+            return wcache[key]
+        wt = args["weight"]
+        akey = ("weight", key, method, cfg.weight_bits)
+        amax = w._act_stats.get(akey) if key is not None else None
+        if amax is None:
+            extra = {"num_bins": WEIGHT_ENTROPY_BINS} if vmethod == "entropy" else {}
+            amax = vsquant.calibrate_amax(wt.reshape(wt.shape[0], -1), vmethod, bits=cfg.weight_bits, channel_axis=0,
+                                          **kw, **extra)
+            if key is not None:
+                w._act_stats[akey] = amax
+        if layer.kind == "conv2d":
+            padded = vsq._pad_channels(wt.transpose(0, 2, 3, 1), cfg.vector_size)
+            q = quantize_weight(padded, cfg, amax=amax)
+        else:
+            q = quantize_weight(wt, cfg, amax=amax)
+        if key is not None:
+            wcache[key] = q
+        return q
+
+    def act(layer, operand, x):
+        unsigned = bool(cfg.act_unsigned and x.size and x.min() >= 0 and _calib_min(w, layer.name, operand) >= 0)
+        return unsigned, _act_amax(w, layer.name, operand, method, cfg.act_bits, unsigned)
+
+    def backend(layer, args):
+        if layer.kind == "linear":
+            x = args["input"]
+            u, amax = act(layer, "input", x)
+            r = vsq.linear(x, weight_q(layer, args), args.get("bias"), cfg, unsigned_input=u, act_amax=amax,
+                           requantize_output=False)
+            y = r.output
+        elif layer.kind == "conv2d":
+            x = args["input"]
+            u, amax = act(layer, "input", x)
+            r = vsq.conv2d(x, args["weight"], args.get("bias"), cfg, args["stride"], args["padding"], args["dilation"],
+                           args["groups"], unsigned_input=u, act_amax=amax, requantize_output=False,
+                           weight_q=weight_q(layer, args))
+            y = r.output
+        else:
+            (ua, aa), (ub, ab) = act(layer, "a", args["a"]), act(layer, "b", args["b"])
+            y = _static_matmul(args["a"], args["b"], cfg, ua, aa, ub, ab)
+        return torch.from_numpy(np.asarray(y, np.float64))
+
+    backend.cfg = cfg
+    backend.__name__ = f"calibrated_backend({cfg}, {method})"
+    return backend
+
+
+# --- evaluation ---------------------------------------------------------------------------------
+
+def evaluate_config(workload, cfg_or_scheme, calibration: str | None = None) -> dict:
+    """Run the workload with every MAC layer on the vsquant reference at a config and score it.
+
+    ``cfg_or_scheme``: a config string / QuantConfig (``"4/8/6/10"``, ``"4/8/fp32/fp32,V=32"``: weights
+    quantized once, activations dynamically, ``reference_backend``), ``"fp32"`` (the float64 model),
+    or a tuple ``(cfg, method)`` / ``calibration=method`` for static calibration of a per-channel
+    config (:func:`calibrated_backend`). Returns the metric dict plus ``config``, ``calibration`` and
+    ``seconds``.
+    """
+    from mapping.interpret import QuantInterpreter, float_backend, reference_backend
+    w = _as_workload(workload)
+    if isinstance(cfg_or_scheme, tuple):
+        cfg_or_scheme, calibration = cfg_or_scheme
+    t0 = time.perf_counter()
+    if str(cfg_or_scheme) == "fp32":
+        backend, label = float_backend, "fp32"
+    elif calibration is not None:
+        backend = calibrated_backend(w, cfg_or_scheme, calibration)
+        label = str(backend.cfg)
+    else:
+        backend = reference_backend(cfg_or_scheme)
+        label = str(backend.cfg)
+    out = QuantInterpreter(w.captured, backend).forward()
+    res = w.score(out)
+    res.update(config=label, calibration=calibration or ("-" if label == "fp32" else "dynamic"),
+               seconds=time.perf_counter() - t0)
+    return res
+
+
+def _metric_names(w: PTQWorkload) -> list[str]:
+    return ["top1"] if w.metric == "top1" else ["mean_cos", "min_cos", "spearman"]
+
+
+def _wide(w: PTQWorkload, records: list[dict], index: str, columns: str) -> pd.DataFrame:
+    """Long records -> the paper's layout (index x columns of the headline metric); long form in attrs."""
+    long = pd.DataFrame(records)
+    wide = long.pivot_table(index=index, columns=columns, values=w.metric, aggfunc="first", sort=False)
+    wide.columns.name = None
+    wide.attrs["long"] = long
+    wide.attrs["metric"] = w.metric
+    return wide
+
+
+def _fp32(w: PTQWorkload) -> dict:
+    key = "fp32_result"
+    if key not in w.extra:
+        w.extra[key] = evaluate_config(w, "fp32")
+    return w.extra[key]
+
+
+# --- tables -------------------------------------------------------------------------------------
+
+def table_calibration(workload, bits=(3, 4, 6, 8), methods=tuple(CALIBRATIONS)) -> pd.DataFrame:
+    """Table 2: per-channel weights, per-tensor static activations, each calibration method.
+
+    Rows: ``Wt=N Act=A`` (A = NU for digits, 8 for MiniLM) and ``fp32``; columns: methods.
+    """
+    w = _as_workload(workload)
+    recs = []
+    for n in bits:
+        cfg = f"{n}/{w.act_bits(n)}/-/-"
+        for m in methods:
+            r = evaluate_config(w, cfg, m)
+            recs.append(dict(bits=f"Wt={n} Act={w.act_bits(n)}", method=m, **r))
+    fp = _fp32(w)
+    for m in methods:
+        recs.append(dict(bits="fp32", method=m, **fp))
+    return _wide(w, recs, "bits", "method")
+
+
+def _best_per_channel(w: PTQWorkload, cfg: str, methods=tuple(CALIBRATIONS)) -> dict:
+    """Best static per-channel result (by the headline metric) over the calibration methods, cached per
+    config; selected on the evaluation set itself, as the paper's "best per-channel"."""
+    cache = w.extra.setdefault("best_pc", {})
+    if cfg not in cache:
+        best = None
+        for m in methods:
+            r = evaluate_config(w, cfg, m)
+            if best is None or r[w.metric] > best[w.metric]:
+                best = r
+        cache[cfg] = best
+    return cache[cfg]
+
+
+def table_per_vector(workload, bits=(3, 4, 6, 8), vector_size: int = 16, best_per_channel: bool = True) -> pd.DataFrame:
+    """Table 3: fp32 per-vector scales on W and A (V=16), against the best static per-channel calibration."""
+    w = _as_workload(workload)
+    recs = []
+    for n in bits:
+        row = f"Wt={n} Act={w.act_bits(n)}"
+        r = evaluate_config(w, f"{n}/{w.act_bits(n)}/fp32/fp32,V={vector_size}")
+        recs.append(dict(bits=row, scheme="per-vector", **r))
+        if best_per_channel:
+            recs.append(dict(bits=row, scheme="best per-channel", **_best_per_channel(w, f"{n}/{w.act_bits(n)}/-/-")))
+    fp = _fp32(w)
+    recs += [dict(bits="fp32", scheme=s, **fp) for s in (["per-vector", "best per-channel"] if best_per_channel
+                                                          else ["per-vector"])]
+    return _wide(w, recs, "bits", "scheme")
+
+
+def table_vector_size(workload, bits: int = 6, sizes=(1, 2, 4, 8, 16, 32, 64)) -> pd.DataFrame:
+    """Table 4: ``bits``-bit W and A with fp32 per-vector scales, by vector size V (plus the fp32 model)."""
+    w = _as_workload(workload)
+    row = f"Wt={bits} Act={w.act_bits(bits)}"
+    recs = [dict(bits=row, V=f"V={v}", **evaluate_config(w, f"{bits}/{w.act_bits(bits)}/fp32/fp32,V={v}"))
+            for v in sizes]
+    recs.append(dict(bits=row, V="fp32", **_fp32(w)))
+    return _wide(w, recs, "bits", "V")
+
+
+def table_two_level(workload, weight_bits=(3, 4, 6, 8), act_bits=(4, 6, 8),
+                    scales=("3/4", "4/4", "4/6", "6/4", "6/6", "fp16/fp16"), best_per_channel: bool = True,
+                    unsigned: bool | None = None) -> pd.DataFrame:
+    """Tables 5-7: two-level integer per-vector scales ``S=ws/as`` (and fp16 scales) at W/A bit widths.
+
+    Rows ``Wt=N Act=A`` for every weight and activation width (activations ``AU`` for digits unless
+    ``unsigned=False``); columns ``S=...``, ``best per-channel`` (static calibration) and ``fp32``.
+    """
+    w = _as_workload(workload)
+    unsigned = (w.act_bits_rule == "U") if unsigned is None else unsigned
+    recs = []
+    fp = _fp32(w)
+    for a in act_bits:
+        af = f"{a}U" if unsigned else f"{a}"
+        for n in weight_bits:
+            row = f"Wt={n} Act={af}"
+            for s in scales:
+                r = evaluate_config(w, f"{n}/{af}/{s}")
+                recs.append(dict(bits=row, scales=f"S={s}", **r))
+            if best_per_channel:
+                recs.append(dict(bits=row, scales="best per-channel", **_best_per_channel(w, f"{n}/{af}/-/-")))
+            recs.append(dict(bits=row, scales="fp32", **fp))
+    return _wide(w, recs, "bits", "scales")
+
+
+# --- CLI ----------------------------------------------------------------------------------------
+
+TABLES = ("calibration", "per-vector", "vector-size", "two-level")
+
+
+def _build(w: PTQWorkload, table: str, quick: bool) -> pd.DataFrame:
+    if table == "calibration":
+        return table_calibration(w, bits=(4, 8) if quick else (3, 4, 6, 8))
+    if table == "per-vector":
+        return table_per_vector(w, bits=(3, 4) if quick else (3, 4, 6, 8))
+    if table == "vector-size":
+        return table_vector_size(w, sizes=(1, 16, 64) if quick else (1, 2, 4, 8, 16, 32, 64))
+    if quick:
+        return table_two_level(w, weight_bits=(3, 4), act_bits=(8,), scales=("4/4", "6/10", "fp16/fp16"))
+    act_bits = (4, 6, 8) if w.act_bits_rule == "U" else (6, 8)
+    return table_two_level(w, act_bits=act_bits, scales=("4/8", "4/10", "6/8", "6/10", "fp16/fp16", "fp32/fp32")
+                           if w.act_bits_rule != "U" else ("3/4", "4/4", "4/6", "6/4", "6/6", "fp16/fp16"))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m studies.ptq", description=__doc__.split("\n")[0])
+    p.add_argument("--workload", choices=("digits-cnn", "minilm"), default="digits-cnn")
+    p.add_argument("--table", choices=TABLES + ("all",), default="all")
+    p.add_argument("--quick", action="store_true", help="smaller grids")
+    p.add_argument("--csv", metavar="DIR", help="write each table (wide) and its long form as CSV into DIR")
+    args = p.parse_args(argv)
+    w = load_workload(args.workload)
+    tables = TABLES if args.table == "all" else (args.table,)
+    metric = {"top1": "top-1 on the 360 held-out digits",
+              "mean_cos": "mean cosine of sentence embeddings to fp32 (29 held-out sentences)"}[w.metric]
+    for t in tables:
+        t0 = time.perf_counter()
+        df = _build(w, t, args.quick)
+        dt = time.perf_counter() - t0
+        print(f"\n== {args.workload}: {t} ({metric}; {dt:.1f} s)")
+        print(df.to_string(float_format=lambda v: f"{v:.4f}"))
+        long = df.attrs["long"]
+        if w.metric != "top1":
+            cols = [c for c in ("bits", "method", "scheme", "V", "scales", "config", "calibration", "mean_cos",
+                                "min_cos", "spearman") if c in long.columns]
+            print(long[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        if args.csv:
+            d = pathlib.Path(args.csv)
+            d.mkdir(parents=True, exist_ok=True)
+            df.to_csv(d / f"ptq_{args.workload}_{t}.csv")
+            long.to_csv(d / f"ptq_{args.workload}_{t}_long.csv", index=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
