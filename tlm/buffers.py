@@ -32,6 +32,7 @@ class VectorBuffer:
         self.actions = actions
         self.tiles: OrderedDict = OrderedDict()   # key -> (data, vectors)
         self.used_vectors = 0
+        self.reads = 0
         self.socket = TargetSocket(name, self.b_transport, max_bindings=None)
 
     @property
@@ -69,12 +70,19 @@ class VectorBuffer:
         return delay + -(-vectors // self.ports)
 
     def read(self, key, vectors: int):
-        """The MAC units read ``vectors`` vectors of a resident tile; returns the tile's data."""
-        if key not in self.tiles:
+        """The MAC units read ``vectors`` vectors of a resident tile; returns the tile's data.
+
+        The reads are tallied and counted as actions by :meth:`flush_reads` (once per layer)."""
+        tile = self.tiles.get(key)
+        if tile is None:
             raise LookupError(f"{self.name}: tile {key} is not resident (ADDRESS_ERROR)")
-        self.actions.add(f"{self.name}.read", vectors, unit="vector", value_bits=self.value_bits,
+        self.reads += vectors
+        return tile[0]
+
+    def flush_reads(self):
+        self.actions.add(f"{self.name}.read", self.reads, unit="vector", value_bits=self.value_bits,
                          scale_bits=self.scale_bits, vector_size=self.vector_size)
-        return self.tiles[key][0]
+        self.reads = 0
 
 
 class WeightBuffer(VectorBuffer):

@@ -169,6 +169,9 @@ class PE:
                 a_slots.put(1)
         self.macs.count(n_dot)
         self.collector.accumulate(n_dot)
+        self.weight_buffer.flush_reads()
+        self.act_buffer.flush_reads()
+        self.ppu.count_blocks(self.out_elements, self._ppu_vectors, self._has_bias, task.activation)
         self._evaluate(task, pending)
         if self._ppu_free > env.now:
             yield env.timeout(self._ppu_free - env.now)
@@ -225,6 +228,7 @@ class PE:
     # -- PPU ------------------------------------------------------------------------------------
     def _ppu_start(self, task, n_blocks: int):
         self._ppu_free = 0          # when the PPU finishes the blocks it has been given
+        self._ppu_vectors = 0
         self._ppu_left = n_blocks
         self._staged = 0.0
         self._writes = []
@@ -238,7 +242,7 @@ class PE:
         posted bursts (processes: they contend with tile loads); only the last write is waited for."""
         n = t.rows * t.cols
         self.out_elements += n
-        self.ppu.count_block(t, self._has_bias, task.activation)
+        self._ppu_vectors += t.rows * -(-t.cols // self.hw.vector_size)
         self._ppu_free = max(self.env.now, self._ppu_free) + self.ppu.cycles(n)
         self._staged += n * self._out_bits
         self._ppu_left -= 1

@@ -25,16 +25,15 @@ class PPU:
     def cycles(self, elements: int) -> int:
         return -(-elements // self.rate)
 
-    def count_block(self, tile, has_bias: bool, activation):
-        """Actions of post-processing one output block: scale, bias, activation, vector max."""
-        n = tile.rows * tile.cols
-        self.actions.add("ppu.scale", n, unit="element")
+    def count_blocks(self, elements: int, vectors: int, has_bias: bool, activation):
+        """Actions of post-processing output blocks of ``elements`` elements in ``vectors`` vectors:
+        scale, bias, activation, vector max."""
+        self.actions.add("ppu.scale", elements, unit="element")
         if has_bias:
-            self.actions.add("ppu.bias", n, unit="element")
+            self.actions.add("ppu.bias", elements, unit="element")
         if activation:
-            self.actions.add(f"ppu.{activation}", n, unit="element")
-        V = self.cfg.vector_size
-        self.actions.add("ppu.vector_max", tile.rows * -(-tile.cols // V), unit="vector", vector_size=V)
+            self.actions.add(f"ppu.{activation}", elements, unit="element")
+        self.actions.add("ppu.vector_max", vectors, unit="vector", vector_size=self.cfg.vector_size)
 
     def post_process(self, acc, a, w, n0: int, n1: int, bias, activation):
         """Coarse scales, bias and activation on output rows of ``a`` x channels [n0, n1) of ``w``
