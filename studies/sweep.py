@@ -51,15 +51,47 @@ def _cost(workload: str, seq: int | None, arch: str, hw_name: str):
     return run, evaluate([r for _, r in run.layers], hw, arch), hw
 
 
+@functools.lru_cache(maxsize=4)
+def _float_model(workload: str, seq: int | None):
+    """The workload captured in float64, its float output and its info (for accuracy)."""
+    import torch
+
+    from mapping.capture import capture
+    from mapping.interpret import QuantInterpreter, float_backend
+    from workloads.models import get_workload
+
+    from .pipeline import _double, _main_output
+    opts = {} if seq is None or not workload.startswith(("bert", "minilm")) else {"seq": seq}
+    model, inputs, info = get_workload(workload, **opts)
+    with torch.no_grad():
+        cap = capture(model.double(), _double(inputs))
+    return cap, _main_output(QuantInterpreter(cap, float_backend).forward()), info
+
+
+def point_accuracy(workload: str, seq: int | None, arch: str) -> dict:
+    """The workload's accuracy metric at ``arch`` through the bit-exact reference datapath
+    (the TLM computes the same values; tests show it layer by layer)."""
+    from mapping.interpret import QuantInterpreter, reference_backend
+
+    from .pipeline import _main_output, accuracy_metric
+    cap, y_float, info = _float_model(workload, seq)
+    y = _main_output(QuantInterpreter(cap, reference_backend(arch)).forward())
+    return accuracy_metric(info, y, y_float)
+
+
 def design_point(point: dict) -> dict:
-    """One sweep point ``{"workload", "arch", "hw", "seq"}`` -> its metrics (picklable, for workers)."""
+    """One sweep point ``{"workload", "arch", "hw", "seq"[, "accuracy"]}`` -> its metrics (picklable)."""
     from costmodels import normalized
     from vsquant import QuantConfig
     cfg = QuantConfig.parse(point["arch"])
     run, report, hw = _cost(point["workload"], point.get("seq"), str(cfg), point.get("hw", "magnet16"))
     _, base, _ = _cost(point["workload"], point.get("seq"), "8/8/-/-", point.get("hw", "magnet16"))
     norm = normalized(report, base)
-    return {
+    acc = {}
+    if point.get("accuracy"):
+        a = point_accuracy(point["workload"], point.get("seq"), str(cfg))
+        acc = {"accuracy": a["value"], "accuracy_metric": a["metric"], "accuracy_kind": a["kind"]}
+    return {**acc,
         "W": cfg.weight_bits, "A": cfg.act_bits, "ws": str(cfg.weight_scale), "as": str(cfg.act_scale),
         "macs": run.macs, "cycles": run.cycles, "utilization": run.utilization,
         "energy_fj_per_op": report.fj_per_op, "energy_norm": norm["energy"],
@@ -69,10 +101,13 @@ def design_point(point: dict) -> dict:
 
 
 def sweep(workloads, archs, *, hw: str = "magnet16", seq: int | None = None, store: str = "results/sweep.sqlite",
-          scheduler="processes", workers: int | None = None, progress=None) -> pd.DataFrame:
-    """Evaluate every (workload, arch) point; finished points come from the store."""
+          scheduler="processes", workers: int | None = None, accuracy: bool = False, progress=None) -> pd.DataFrame:
+    """Evaluate every (workload, arch) point; finished points come from the store.
+
+    ``accuracy``: also measure each point's accuracy metric with real numerics (slower)."""
     workloads = [workloads] if isinstance(workloads, str) else list(workloads)
-    points = [{"workload": w, "arch": a, "hw": hw, "seq": seq} for w in workloads for a in archs]
+    points = [{"workload": w, "arch": a, "hw": hw, "seq": seq, **({"accuracy": True} if accuracy else {})}
+              for w in workloads for a in archs]
     if scheduler == "processes":  # capture and the 8/8/-/- baseline once, inherited by the forked workers
         for w in workloads:
             _cost(w, seq, "8/8/-/-", hw)
@@ -124,3 +159,63 @@ def plot_design_space(df: pd.DataFrame, path, *, color: str | None = None, title
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def accuracy_bands(values, edges) -> list[str]:
+    """Label each accuracy with the band it falls in, as the paper's Fig. 4-6 legends do
+    (e.g. edges (0.74, 0.745, 0.75, 0.755) -> ">74.0%", ...); below the lowest edge: "below"."""
+    edges = sorted(edges)
+    out = []
+    for v in values:
+        band = "below"
+        for e in edges:
+            if v is not None and v >= e:
+                band = f">{100 * e:.1f}%"
+        out.append(band)
+    return out
+
+
+def main(argv=None) -> int:
+    """``python -m studies.sweep``: a sweep from the command line."""
+    import argparse
+    import sys
+    ap = argparse.ArgumentParser(prog="python -m studies.sweep", description="Design-space sweep into a results store.")
+    ap.add_argument("--workload", action="append", required=True, help="a workload (repeatable)")
+    ap.add_argument("--archs", default="table8", help="'table8' (576 datapaths), 'table8U' (unsigned activations) "
+                                                      "or a comma-separated list")
+    ap.add_argument("--seq", type=int, help="sequence length of transformer workloads")
+    ap.add_argument("--hw", default="magnet16", help="hardware preset or YAML file")
+    ap.add_argument("--store", default="results/sweep.sqlite", help="SQLite results store (resumable)")
+    ap.add_argument("--scheduler", default="processes", help="processes, serial, or a Dask scheduler address")
+    ap.add_argument("--workers", type=int, help="local worker processes")
+    ap.add_argument("--accuracy", action="store_true", help="also measure each point's accuracy (real numerics)")
+    ap.add_argument("--csv", help="write the points as CSV")
+    ap.add_argument("--plot", help="write the energy vs perf/area scatter as PNG")
+    args = ap.parse_args(argv)
+    if args.archs in ("table8", "table8U"):
+        archs = table8_archs(unsigned_activations=args.archs == "table8U")
+    else:
+        from vsquant import QuantConfig
+        archs = [a.strip() for a in args.archs.split(";" if ";" in args.archs else ",") if a.strip()]
+        try:
+            archs = [str(QuantConfig.parse(a)) for a in archs]
+        except ValueError as e:
+            ap.exit(2, f"python -m studies.sweep: error: --archs: {e}\n")
+    from tqdm import tqdm
+    bar = tqdm(total=len(archs) * len(args.workload), unit="point", file=sys.stderr, disable=None)
+    df = sweep(args.workload, archs, hw=args.hw, seq=args.seq, store=args.store, scheduler=args.scheduler,
+               workers=args.workers, accuracy=args.accuracy, progress=lambda d, n: bar.update(d - bar.n))
+    bar.close()
+    front = pareto_front(df, by="workload")
+    print(front[["workload", "arch", "energy_norm", "perf_per_area_norm", "area_norm"]
+                + (["accuracy"] if args.accuracy else [])].to_string(index=False))
+    if args.csv:
+        df.to_csv(args.csv, index=False)
+    if args.plot:
+        plot_design_space(df, args.plot, color="workload" if len(args.workload) > 1 else None,
+                          title=", ".join(args.workload))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

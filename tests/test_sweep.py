@@ -53,3 +53,30 @@ def test_plot_design_space(tmp_path):
                        "band": [">75%", ">74%"]})
     p = plot_design_space(df, tmp_path / "f.png", color="band", title="t")
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG" and str(p).endswith("f.png")
+
+
+def test_sweep_with_accuracy_and_bands(tmp_path):
+    from studies.sweep import accuracy_bands
+    df = sweep("digits-cnn", ["8/8/-/-", "4/4U/4/6"], store=str(tmp_path / "a.sqlite"), scheduler="serial",
+               accuracy=True)
+    assert set(df["accuracy_kind"]) == {"task"} and (df["accuracy"] > 0.9).all()
+    assert accuracy_bands([0.76, 0.745, 0.70, None], (0.74, 0.75)) == [">75.0%", ">74.0%", "below", "below"]
+
+
+def test_sweep_command_on_a_dask_cluster(tmp_path, capsys):
+    distributed = pytest.importorskip("distributed")
+    from studies.sweep import main
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as c:
+        rc = main(["--workload", "digits-cnn", "--archs", "8/8/-/-,4/8/6/10", "--store", str(tmp_path / "d.sqlite"),
+                   "--scheduler", c.scheduler_address, "--csv", str(tmp_path / "d.csv"),
+                   "--plot", str(tmp_path / "d.png")])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "energy_norm" in out and "digits-cnn" in out
+    df = pd.read_csv(tmp_path / "d.csv")
+    local = sweep("digits-cnn", ["8/8/-/-", "4/8/6/10"], store=str(tmp_path / "l.sqlite"), scheduler="serial")
+    assert list(df["energy_norm"]) == pytest.approx(list(local["energy_norm"]), rel=1e-12)
+    assert (tmp_path / "d.png").exists()
+    with pytest.raises(SystemExit) as e:
+        main(["--workload", "digits-cnn", "--archs", "4/8/x/1", "--store", str(tmp_path / "e.sqlite")])
+    assert e.value.code == 2
