@@ -17,7 +17,8 @@ from tlm.transactions import GemmShape, LayerTask
 from .tiling import schedule_layer
 
 
-def _task(name, kind, shapes, cfg, hw, operands, activation, out_unsigned, has_bias, extra):
+def layer_task(name, kind, shapes, cfg, hw, operands, activation, out_unsigned, has_bias, extra) -> LayerTask:
+    """A :class:`~tlm.transactions.LayerTask` with its tilings and per-PE schedule."""
     # a matmul of two activations stores A-bit vectors with activation scales on both sides
     tilings, schedule = schedule_layer(shapes, cfg.for_activation_operands() if kind == "matmul" else cfg, hw)
     return LayerTask(name, shapes, tilings, schedule, operands, activation, out_unsigned, True, kind,
@@ -38,13 +39,13 @@ def linear_task(x, weight, bias, cfg, hw, *, activation=None, name="linear", uns
         raise ValueError(f"{name}: input last axis must be in_features={K}, got shape {xq.shape}")
     g = GemmOperands(_as_gemm_activation(xq), wq, None if bias is None else check_finite(bias, "bias"))
     shape = GemmShape(g.a.shape[0], K, N)
-    return _task(name, "linear", [shape], cfg, hw, [g], activation, out_unsigned, bias is not None,
+    return layer_task(name, "linear", [shape], cfg, hw, [g], activation, out_unsigned, bias is not None,
                  {"out_shape": xq.shape[:-1] + (N,)})
 
 
 def linear_timing_task(M, K, N, cfg, hw, *, has_bias=True, activation=None, name="linear") -> LayerTask:
     cfg = QuantConfig.parse(cfg)
-    return _task(name, "linear", [GemmShape(M, K, N)], cfg, hw, None, activation, False, has_bias,
+    return layer_task(name, "linear", [GemmShape(M, K, N)], cfg, hw, None, activation, False, has_bias,
                  {"out_shape": (M, N)})
 
 
@@ -54,7 +55,7 @@ def conv2d_task(x, weight, bias, cfg, hw, stride=1, padding=0, dilation=1, group
     gemms, out_nhwc = conv2d_operands(x, weight, bias, cfg, stride, padding, dilation, groups,
                                       unsigned_input=unsigned_input, weight_q=weight_q)
     shapes = [GemmShape(g.a.shape[0], g.a.shape[1], g.w.shape[0]) for g in gemms]
-    return _task(name, "conv2d", shapes, cfg, hw, gemms, activation, out_unsigned, bias is not None,
+    return layer_task(name, "conv2d", shapes, cfg, hw, gemms, activation, out_unsigned, bias is not None,
                  {"out_nhwc": out_nhwc})
 
 
@@ -63,5 +64,5 @@ def matmul_task(a, b, cfg, hw, *, a_unsigned=False, b_unsigned=False, name="matm
     cfg = QuantConfig.parse(cfg)
     gemms, batch, (M, K, N) = matmul_operands(a, b, cfg, a_unsigned=a_unsigned, b_unsigned=b_unsigned)
     shapes = [GemmShape(g.a.shape[0], g.a.shape[1], g.w.shape[0]) for g in gemms]
-    return _task(name, "matmul", shapes, cfg, hw, gemms, None, out_unsigned, False,
+    return layer_task(name, "matmul", shapes, cfg, hw, gemms, None, out_unsigned, False,
                  {"out_shape": tuple(batch) + (M, N)})

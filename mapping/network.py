@@ -26,7 +26,7 @@ from vsquant import QuantConfig
 
 from .capture import CapturedGraph
 from .interpret import QuantInterpreter, WeightCache, unsigned_policy
-from .layers import _task, conv2d_task, linear_task, matmul_task
+from .layers import layer_task, conv2d_task, linear_task, matmul_task
 from .lower import LoweredModel, MacLayer, lower
 
 
@@ -82,7 +82,7 @@ class NetworkRun:
 def timing_task(layer: MacLayer, cfg: QuantConfig, hw):
     """A timing-only task for one MAC layer: its GEMMs' shapes and the per-PE schedule."""
     shapes = [GemmShape(*g) for g in layer.gemms]
-    return _task(layer.name, layer.kind, shapes, cfg, hw, None, layer.activation_fused, False, layer.has_bias, {})
+    return layer_task(layer.name, layer.kind, shapes, cfg, hw, None, layer.activation_fused, False, layer.has_bias, {})
 
 
 def simulate_timing(lowered: LoweredModel, cfg: QuantConfig | str, hw, *, progress=None) -> NetworkRun:

@@ -60,12 +60,12 @@ def _float_model(workload: str, seq: int | None):
     from mapping.interpret import QuantInterpreter, float_backend
     from workloads.models import get_workload
 
-    from .pipeline import _double, _main_output
+    from .pipeline import as_float64, main_output
     opts = {} if seq is None or not workload.startswith(("bert", "minilm")) else {"seq": seq}
     model, inputs, info = get_workload(workload, **opts)
     with torch.no_grad():
-        cap = capture(model.double(), _double(inputs))
-    return cap, _main_output(QuantInterpreter(cap, float_backend).forward()), info
+        cap = capture(model.double(), as_float64(inputs))
+    return cap, main_output(QuantInterpreter(cap, float_backend).forward()), info
 
 
 def point_accuracy(workload: str, seq: int | None, arch: str) -> dict:
@@ -73,9 +73,9 @@ def point_accuracy(workload: str, seq: int | None, arch: str) -> dict:
     (the TLM computes the same values; tests show it layer by layer)."""
     from mapping.interpret import QuantInterpreter, reference_backend
 
-    from .pipeline import _main_output, accuracy_metric
+    from .pipeline import main_output, accuracy_metric
     cap, y_float, info = _float_model(workload, seq)
-    y = _main_output(QuantInterpreter(cap, reference_backend(arch)).forward())
+    y = main_output(QuantInterpreter(cap, reference_backend(arch)).forward())
     return accuracy_metric(info, y, y_float)
 
 
