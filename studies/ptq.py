@@ -445,9 +445,26 @@ def table_two_level(workload, weight_bits=(3, 4, 6, 8), act_bits=(4, 6, 8),
     return _wide(w, recs, "bits", "scales")
 
 
+VARIANTS = {"Eq. 7 order": "", "requantize": ",requantize", "nonzero": ",nonzero",
+            "requantize+nonzero": ",requantize,nonzero"}
+
+
+def table_variants(workload, configs=("4/8/4/6", "4/8/6/10", "6/8/4/6", "8/8/6/10")) -> pd.DataFrame:
+    """The two scale-rounding variants of Sec. 4.4 side by side: the paper's order (integer values from
+    the fp per-vector scale, Eq. 7c; dequantized with the two-level scale, Eq. 7j) vs requantizing the
+    values with the two-level scale, and letting a non-zero vector's scale round to 0 (Eq. 7g) vs not."""
+    w = _as_workload(workload)
+    records = [dict(_fp32(w), config="fp32", variant=name) for name in VARIANTS]
+    for cfg in configs:
+        for name, flag in VARIANTS.items():
+            r = evaluate_config(w, cfg + flag)
+            records.append(dict(r, config=cfg, variant=name))
+    return _wide(w, records, "config", "variant")
+
+
 # --- CLI ----------------------------------------------------------------------------------------
 
-TABLES = ("calibration", "per-vector", "vector-size", "two-level")
+TABLES = ("calibration", "per-vector", "vector-size", "two-level", "variants")
 
 
 def _build(w: PTQWorkload, table: str, quick: bool) -> pd.DataFrame:
@@ -457,6 +474,9 @@ def _build(w: PTQWorkload, table: str, quick: bool) -> pd.DataFrame:
         return table_per_vector(w, bits=(3, 4) if quick else (3, 4, 6, 8))
     if table == "vector-size":
         return table_vector_size(w, sizes=(1, 16, 64) if quick else (1, 2, 4, 8, 16, 32, 64))
+    if table == "variants":
+        return table_variants(w, configs=("4/8/4/6", "4/8/6/10") if quick else ("4/8/4/6", "4/8/6/10", "6/8/4/6",
+                                                                                  "8/8/6/10"))
     if quick:
         return table_two_level(w, weight_bits=(3, 4), act_bits=(8,), scales=("4/4", "6/10", "fp16/fp16"))
     act_bits = (4, 6, 8) if w.act_bits_rule == "U" else (6, 8)
