@@ -60,9 +60,10 @@ def float_backend(layer: MacLayer, args: dict) -> torch.Tensor:
     return torch.matmul(_t(args["a"]), _t(args["b"]))
 
 
-def unsigned_policy(cfg: QuantConfig, x: np.ndarray) -> bool:
-    """Unsigned activations (``4U``) only for non-negative inputs (after ReLU, softmax); else signed."""
-    return bool(cfg.act_unsigned and x.size and x.min() >= 0)
+def unsigned_policy(cfg: QuantConfig, x) -> bool:
+    """Unsigned activations (``4U``) only for non-negative inputs (after ReLU, softmax); else signed.
+    ``x``: a NumPy array or a torch tensor (the fake-quant path uses the same policy)."""
+    return bool(cfg.act_unsigned and math.prod(x.shape) and x.min() >= 0)
 
 
 class WeightCache:

@@ -3,15 +3,13 @@
 Linear, conv2d and matmul become GEMMs with the reduction axis cut into vectors of V, using
 the same operand lowering as the ``vsquant`` reference layers (so the TLM and the reference
 see the same integers), then :mod:`mapping.tiling` spreads them over the PE array.
-``operands=False`` gives a timing-only task: shapes and schedule, no tensors.
+:func:`linear_timing_task` (and :func:`mapping.network.timing_task`) give timing-only tasks: shapes
+and schedule, no tensors.
 """
 from __future__ import annotations
 
-
 from vsquant import QuantConfig
-from vsquant.layers import GemmOperands, _as_gemm_activation, conv2d_operands, matmul_operands
-from vsquant.ppu import quantize_activation, quantize_weight
-from vsquant.quantize import QuantizedTensor, check_finite
+from vsquant.layers import conv2d_operands, linear_operands, matmul_operands
 from tlm.transactions import GemmShape, LayerTask
 
 from .tiling import schedule_layer
@@ -28,19 +26,10 @@ def layer_task(name, kind, shapes, cfg, hw, operands, activation, out_unsigned, 
 def linear_task(x, weight, bias, cfg, hw, *, activation=None, name="linear", unsigned_input=None,
                 out_unsigned=False) -> LayerTask:
     cfg = QuantConfig.parse(cfg)
-    if isinstance(weight, QuantizedTensor):
-        wq = weight
-    else:
-        wq = quantize_weight(check_finite(weight, "weight"), cfg)
-    N, K = wq.shape
-    xq = x if isinstance(x, QuantizedTensor) else quantize_activation(check_finite(x, "input"), cfg,
-                                                                         unsigned=unsigned_input)
-    if xq.shape[-1] != K:
-        raise ValueError(f"{name}: input last axis must be in_features={K}, got shape {xq.shape}")
-    g = GemmOperands(_as_gemm_activation(xq), wq, None if bias is None else check_finite(bias, "bias"))
-    shape = GemmShape(g.a.shape[0], K, N)
-    return layer_task(name, "linear", [shape], cfg, hw, [g], activation, out_unsigned, bias is not None,
-                 {"out_shape": xq.shape[:-1] + (N,)})
+    g, lead = linear_operands(x, weight, bias, cfg, unsigned_input=unsigned_input)
+    N, K = g.w.shape
+    return layer_task(name, "linear", [GemmShape(g.a.shape[0], K, N)], cfg, hw, [g], activation, out_unsigned,
+                      bias is not None, {"out_shape": lead + (N,)})
 
 
 def linear_timing_task(M, K, N, cfg, hw, *, has_bias=True, activation=None, name="linear") -> LayerTask:

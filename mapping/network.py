@@ -26,8 +26,8 @@ from vsquant import QuantConfig
 
 from .capture import CapturedGraph
 from .interpret import QuantInterpreter, WeightCache, unsigned_policy
-from .layers import layer_task, conv2d_task, linear_task, matmul_task
-from .lower import LoweredModel, MacLayer, lower
+from .layers import conv2d_task, layer_task, linear_task, matmul_task
+from .lower import LoweredModel, MacLayer
 
 
 @dataclass(eq=False)
@@ -144,7 +144,3 @@ def simulate_numerics(captured: CapturedGraph, cfg: QuantConfig | str, hw, *, in
     interp = QuantInterpreter(captured, tlm_backend(cfg, hw, record), on_unknown=on_unknown)
     output = interp.forward(inputs)
     return NetworkRun(cfg, hw, record, output, dict(interp.layer_outputs), interp.lowered)
-
-
-def lower_model(captured: CapturedGraph, on_unknown: str = "error") -> LoweredModel:
-    return lower(captured, on_unknown=on_unknown)

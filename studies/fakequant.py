@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mapping.interpret import unsigned_policy
 from vsquant import QuantConfig
 
 
@@ -64,11 +65,6 @@ def _check(cfg: QuantConfig):
         raise ValueError(f"{cfg}: the Eq. 7 variants are not in the fake-quant path; use the reference interpreter")
 
 
-def _unsigned(cfg: QuantConfig, x: torch.Tensor) -> bool:
-    """The reference backends' policy: unsigned activations only for non-negative inputs."""
-    return bool(cfg.act_unsigned and x.numel() and x.min() >= 0)
-
-
 class _STE(torch.autograd.Function):
     """Forward: the exact quantized layer output; backward: the float layer's gradients (STE)."""
 
@@ -98,7 +94,7 @@ class QuantLinear(nn.Module):
         xd, w = x.double(), self.weight.double()
         lead = xd.shape[:-1]
         x2 = xd.reshape(-1, xd.shape[-1])
-        a, ga = _scaled_integers(x2, cfg.act_bits, cfg.act_scale, cfg.vector_size, _unsigned(cfg, x2), False)
+        a, ga = _scaled_integers(x2, cfg.act_bits, cfg.act_scale, cfg.vector_size, unsigned_policy(cfg, x2), False)
         b, gw = _scaled_integers(w, cfg.weight_bits, cfg.weight_scale, cfg.vector_size, False, True)
         y = (a @ b.T) * (ga[:, None] * gw[None, :])                    # Eq. 5 exactly, then the PPU's scales
         if self.bias is not None:
@@ -128,7 +124,7 @@ class QuantConv2d(nn.Module):
         K, Cg, R, S = w.shape
         # activations channels-last, vectors of V channels within each group at each pixel
         xa = xd.permute(0, 2, 3, 1).reshape(B * H * W * g, Cg)
-        a, ga = _scaled_integers(xa, cfg.act_bits, cfg.act_scale, V, _unsigned(cfg, xa), False)
+        a, ga = _scaled_integers(xa, cfg.act_bits, cfg.act_scale, V, unsigned_policy(cfg, xa), False)
         a = a.reshape(B, H, W, C).permute(0, 3, 1, 2)
         # weights (K, R, S, Cg): vectors of V input channels at each kernel position, per output channel
         wk = w.permute(0, 2, 3, 1).reshape(K, R * S * Cg)

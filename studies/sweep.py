@@ -31,13 +31,18 @@ def table8_archs(unsigned_activations: bool = False) -> list[str]:
             itertools.product(TABLE8_BITS, TABLE8_BITS, TABLE8_SCALES, TABLE8_SCALES)]
 
 
+def _workload(workload: str, seq: int | None):
+    """``get_workload`` with the sequence length passed to the transformer workloads only."""
+    from workloads.models import get_workload
+    opts = {} if seq is None or not workload.startswith(("bert", "minilm")) else {"seq": seq}
+    return get_workload(workload, **opts)
+
+
 @functools.lru_cache(maxsize=8)
 def _lowered(workload: str, seq: int | None):
     from mapping.capture import capture
     from mapping.lower import lower
-    from workloads.models import get_workload
-    opts = {} if seq is None or not workload.startswith(("bert", "minilm")) else {"seq": seq}
-    model, inputs, _ = get_workload(workload, **opts)
+    model, inputs, _ = _workload(workload, seq)
     return lower(capture(model, inputs))
 
 
@@ -58,11 +63,8 @@ def _float_model(workload: str, seq: int | None):
 
     from mapping.capture import capture
     from mapping.interpret import QuantInterpreter, float_backend
-    from workloads.models import get_workload
-
     from .pipeline import as_float64, main_output
-    opts = {} if seq is None or not workload.startswith(("bert", "minilm")) else {"seq": seq}
-    model, inputs, info = get_workload(workload, **opts)
+    model, inputs, info = _workload(workload, seq)
     with torch.no_grad():
         cap = capture(model.double(), as_float64(inputs))
     return cap, main_output(QuantInterpreter(cap, float_backend).forward()), info

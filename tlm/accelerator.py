@@ -75,10 +75,6 @@ class Accelerator:
         """Passes of the W-bit weight port needed for an operand of ``cfg.weight_bits`` (bit slices)."""
         return -(-cfg.weight_bits // self.cfg.weight_bits)
 
-    @property
-    def macs_per_cycle(self) -> int:
-        return self.hw.num_pes * self.hw.pe.lanes * self.hw.vector_size
-
     def run_layer(self, task: LayerTask) -> LayerRun:
         """Simulate one layer; a layer whose timing was simulated before is replayed (see below).
 
@@ -180,7 +176,7 @@ class Accelerator:
         stall = [pe.stall_cycles for pe in pes]
         busy = mem.busy()
         ideal = -(-sum(s.M * s.N * num_vectors(s.K, hw.vector_size) for s in task.shapes) * hw.vector_size
-                  // self.macs_per_cycle)
+                  // hw.macs_per_cycle)
         stall_by: dict = {}
         for pe in pes:
             for name, c in pe.stall_by.items():

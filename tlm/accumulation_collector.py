@@ -19,13 +19,12 @@ class AccumulationCollector:
         self.cfg = cfg
         self.width = cfg.partial_sum_bits + int(headroom_bits)
         self.actions = actions
-        self.blocks: dict = {}
 
-    def start(self, key, rows: int, cols: int):
+    def start(self, rows: int, cols: int):
+        """A new output block: its partial sums must fit the collector's entries."""
         if rows * cols > self.entries:
             raise ValueError(f"{self.name}: an output block of {rows}x{cols} = {rows * cols} partial sums "
                              f"exceeds the collector's {self.entries} entries")
-        self.blocks[key] = (rows, cols)
 
     def accumulate(self, n: int):
         """Count ``n`` accumulations (gating is counted when the numerics are evaluated)."""
@@ -41,10 +40,6 @@ class AccumulationCollector:
                 f"{self.name}: |partial sum| reached {peak:.0f}, beyond the {self.width}-bit collector "
                 f"({self.cfg.partial_sum_bits}-bit partial sums of {self.cfg} + headroom)")
 
-    def drain(self, key, rows: int, cols: int):
+    def drain(self, rows: int, cols: int):
+        """A finished block leaves for the PPU: its entries are read once."""
         self.actions.add("accumulator.read", rows * cols, unit="entry", width=self.width)
-        self.blocks.pop(key, None)
-
-    @property
-    def peak_bits_needed(self) -> int:
-        return self.width

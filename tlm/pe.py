@@ -149,7 +149,7 @@ class PE:
             w = self.weight_buffer.read(wk, t.cols * t.nvec)
             self.act_buffer.read(ak, t.rows * t.nvec * -(-t.cols // self.macs.lanes))
             if t.first:
-                self.collector.start(t.block_key, t.rows, t.cols)
+                self.collector.start(t.rows, t.cols)
             n_dot += t.rows * t.cols * t.nvec
             cycles = self.macs.cycles(t.rows, t.cols, t.nvec)
             if not pipeline_filled:
@@ -159,7 +159,7 @@ class PE:
             yield env.timeout(cycles)
             self.last_compute_end = env.now
             if t.last:
-                self.collector.drain(t.block_key, t.rows, t.cols)
+                self.collector.drain(t.rows, t.cols)
                 pending.append((t, w))
                 self._ppu_block(task, t)
             if w_runs[wr][2] == i:
@@ -189,20 +189,17 @@ class PE:
         groups = []   # [weight tile data, [blocks]]: adjacent row blocks of one output-channel tile
         for t, w in pending:
             if groups:
-                w0, blocks = groups[-1]
-                b = blocks[-1]
+                b = groups[-1][1][-1]
                 if b.gemm == t.gemm and (b.n0, b.n1) == (t.n0, t.n1) and b.m1 == t.m0:
-                    blocks.append(t)
+                    groups[-1][1].append(t)
                     continue
             groups.append((w, [t]))
         for w, blocks in groups:
             first, last = blocks[0], blocks[-1]
             ops = task.operands[first.gemm]
-            if not cfg_separable(self.cfg):
-                a = ops.a.take_rows(first.m0, last.m1)
-            else:  # scale the layer's activations once; every group takes its rows of them
+            if cfg_separable(self.cfg):  # scale the layer's activations once; every group takes its rows
                 scaled_operand(ops.a, 0, ops.a.num_vectors)
-                a = ops.a.take_rows(first.m0, last.m1)
+            a = ops.a.take_rows(first.m0, last.m1)
             res = self.macs.evaluate(a, w, 0, a.num_vectors)
             self.collector.settle(res.acc, res.gated)
             y = self.ppu.post_process(res.acc, a, w, first.n0, first.n1, ops.bias, task.activation)

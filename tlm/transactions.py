@@ -68,10 +68,6 @@ class GemmTile:
     def act_key(self) -> tuple:
         return ("a", self.gemm, self.m0, self.m1, self.j0, self.j1)
 
-    @property
-    def block_key(self) -> tuple:
-        return (self.gemm, self.m0, self.m1, self.n0, self.n1)
-
 
 @dataclass(frozen=True)
 class Tiling:

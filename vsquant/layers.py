@@ -80,6 +80,31 @@ def run_gemm(g: GemmOperands, cfg: QuantConfig, activation=None, accumulator_bit
     return mac, y
 
 
+def linear_operands(x, weight, bias, cfg: QuantConfig, *, unsigned_input=None, act_gamma=None, act_amax=None,
+                    weight_method="max"):
+    """Quantize a linear layer's operands into one GEMM (rows of x, K) x (N, K); returns it and x's
+    leading shape. ``x``/``weight`` may already be quantized (a previous PPU's output, static weights)."""
+    if isinstance(weight, QuantizedTensor):  # quantized offline (static weights, Sec. 4.3)
+        wq = weight
+    else:
+        weight = check_finite(weight, "weight")
+        if weight.ndim != 2:
+            raise ValueError(f"linear weight must be 2-D (out_features, in_features), got shape {weight.shape}")
+        wq = quantize_weight(weight, cfg, method=weight_method)
+    K = wq.shape[1]
+    if isinstance(x, QuantizedTensor):
+        xq = x
+    else:
+        x = check_finite(x, "input")
+        if x.ndim < 1 or x.shape[-1] != K:
+            raise ValueError(f"linear input last axis must be in_features={K}, got shape {x.shape}")
+        xq = quantize_activation(x, cfg, unsigned=unsigned_input, gamma=act_gamma, amax=act_amax)
+    if xq.shape[-1] != K:
+        raise ValueError(f"linear input last axis must be in_features={K}, got shape {xq.shape}")
+    g = GemmOperands(_as_gemm_activation(xq), wq, None if bias is None else check_finite(bias, "bias"))
+    return g, xq.shape[:-1]
+
+
 def linear(x, weight, bias=None, cfg: QuantConfig | str = "8/8/-/-", *, activation=None,
            unsigned_input: bool | None = None, act_gamma=None, act_amax=None, weight_method="max",
            requantize_output=True, out_unsigned=None, out_gamma=None, out_amax=None,
@@ -90,26 +115,9 @@ def linear(x, weight, bias=None, cfg: QuantConfig | str = "8/8/-/-", *, activati
     float, or a QuantizedTensor from :func:`~vsquant.ppu.quantize_weight` (static weights).
     """
     cfg = QuantConfig.parse(cfg)
-    if isinstance(weight, QuantizedTensor):  # quantized offline (static weights, Sec. 4.3)
-        wq = weight
-    else:
-        weight = check_finite(weight, "weight")
-        if weight.ndim != 2:
-            raise ValueError(f"linear weight must be 2-D (out_features, in_features), got shape {weight.shape}")
-        wq = quantize_weight(weight, cfg, method=weight_method)
-    N, K = wq.shape
-    if isinstance(x, QuantizedTensor):
-        xq = x
-    else:
-        x = check_finite(x, "input")
-        if x.ndim < 1 or x.shape[-1] != K:
-            raise ValueError(f"linear input last axis must be in_features={K}, got shape {x.shape}")
-        xq = quantize_activation(x, cfg, unsigned=unsigned_input, gamma=act_gamma, amax=act_amax)
-    if xq.shape[-1] != K:
-        raise ValueError(f"linear input last axis must be in_features={K}, got shape {xq.shape}")
-    lead = xq.shape[:-1]
-    g = GemmOperands(_as_gemm_activation(xq), wq,
-                     None if bias is None else check_finite(bias, "bias"))
+    g, lead = linear_operands(x, weight, bias, cfg, unsigned_input=unsigned_input, act_gamma=act_gamma,
+                              act_amax=act_amax, weight_method=weight_method)
+    N, K = g.w.shape
     mac, y = run_gemm(g, cfg, activation, accumulator_bits)
     y = y.reshape(lead + (N,))
     return LayerResult(y, _output_q(y, cfg, requantize_output, out_unsigned, out_gamma, out_amax),
