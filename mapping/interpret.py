@@ -39,7 +39,7 @@ from vsquant import layers as vsq
 from .capture import CapturedGraph
 from .lower import LoweredModel, MacLayer, lower
 
-__all__ = ["QuantInterpreter", "float_backend", "reference_backend"]
+__all__ = ["QuantInterpreter", "attention", "float_backend", "reference_backend", "unsigned_policy"]
 
 
 def _t(a) -> torch.Tensor | None:
@@ -206,15 +206,21 @@ class QuantInterpreter(torch.fx.Interpreter):
         """softmax(Q K^T * scale + mask) V with QK^T and AV on the backend (F.scaled_dot_product_attention)."""
         qk, av = layers
         q, k, v = (_get(args, kwargs, i, n).double() for i, n in enumerate(("query", "key", "value")))
-        mask, causal = _get(args, kwargs, 3, "attn_mask"), _get(args, kwargs, 5, "is_causal", False)
-        scale = kwargs.get("scale") or 1.0 / math.sqrt(q.shape[-1])
         if kwargs.get("enable_gqa") and k.shape[-3] != q.shape[-3]:
             k = k.repeat_interleave(q.shape[-3] // k.shape[-3], -3)
             v = v.repeat_interleave(q.shape[-3] // v.shape[-3], -3)
-        s = self._call(qk, dict(a=_np(q), b=_np(k.transpose(-2, -1)))) * scale
-        L, S = s.shape[-2:]
-        if causal:
-            s = s.masked_fill(~torch.ones(L, S, dtype=torch.bool).tril(), float("-inf"))
-        if mask is not None:
-            s = s.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else s + mask.double()
-        return self._call(av, dict(a=_np(torch.softmax(s, -1)), b=_np(v)))
+        products = iter((qk, av))
+        return attention(q, k, v, _get(args, kwargs, 3, "attn_mask"), _get(args, kwargs, 5, "is_causal", False),
+                         kwargs.get("scale"), lambda a, b: self._call(next(products), dict(a=_np(a), b=_np(b))))
+
+
+def attention(q, k, v, mask, causal: bool, scale, matmul) -> torch.Tensor:
+    """``F.scaled_dot_product_attention`` with its two products on ``matmul(a, b)``: softmax(Q K^T * scale
+    + mask) V. The one decomposition of the fused op, for the interpreter and the fake-quant path."""
+    s = matmul(q, k.transpose(-2, -1)) * (scale or 1.0 / math.sqrt(q.shape[-1]))
+    L, S = s.shape[-2:]
+    if causal:
+        s = s.masked_fill(~torch.ones(L, S, dtype=torch.bool).tril(), float("-inf"))
+    if mask is not None:
+        s = s.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else s + mask.double()
+    return matmul(torch.softmax(s, -1), v)

@@ -1,12 +1,21 @@
 """A fast PyTorch fake-quant path with a straight-through estimator (STE), for accuracy sweeps and
 quantization-aware fine-tuning (paper Sec. 7, Table 9).
 
-``quantize_model(model, cfg)`` swaps every ``nn.Linear`` and ``nn.Conv2d`` for a module that
-computes exactly what the ``vsquant`` reference (and so the TLM) computes: weights quantized per
-output channel, activations dynamically per layer, the per-vector scales of Eq. 7 along the
-reduction axis, the integer vector MAC as one float64 GEMM of scaled integers (exact below 2^53)
-and the PPU's coarse scales and bias. It runs on torch tensors, batched, with autograd: the
-backward pass treats the quantizers as identity (STE), so a model can be fine-tuned through them.
+The datapath as batched torch functions, each equal bit for bit to its ``vsquant`` reference
+layer (and so to the TLM): :func:`fake_linear`, :func:`fake_conv2d` and :func:`fake_matmul`
+quantize weights per output channel and activations dynamically per layer, with the per-vector
+scales of Eq. 7a-7g along the reduction axis, run the integer vector MAC (Eq. 5) as one float64
+GEMM of scaled integers (exact below 2^53) and apply the PPU's coarse scales and bias.
+
+Two ways to use them:
+
+- :func:`fakequant_backend` is a :class:`mapping.interpret.QuantInterpreter` backend: any captured
+  model, every MAC layer the mapper finds (linear, conv, attention matmuls), no autograd. Sweeps
+  measure accuracy with it (:func:`studies.sweep.point_accuracy`).
+- :func:`quantize_model` swaps a model's ``nn.Linear``/``nn.Conv2d`` for fake-quant modules and runs
+  its forward inside :class:`QuantMatmulMode`, which puts every product of two activations on
+  :func:`fake_matmul`; with autograd, the backward pass treats the quantizers as identity
+  (straight-through estimator), so a model can be fine-tuned through them (:mod:`studies.qat`).
 
 Supported: full-width scale products with integer per-vector or per-channel/per-layer scales
 (the paper's Sec. 6 design space). Rounded scale products (``,R=``) and fp scales raise; use the
@@ -14,11 +23,14 @@ reference interpreter for those.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
-from mapping.interpret import unsigned_policy
+from mapping.interpret import attention, unsigned_policy
 from vsquant import QuantConfig
 
 
@@ -57,6 +69,20 @@ def _scaled_integers(x: torch.Tensor, bits: int, fmt, V: int, unsigned: bool, pe
     return (v * sq[..., None]).reshape(rows, nv * V)[:, :L], gamma
 
 
+def supports(cfg: QuantConfig | str) -> bool:
+    """Whether the fake-quant path covers ``cfg`` (else :func:`fast_backend` uses the reference)."""
+    cfg = QuantConfig.parse(cfg)
+    return not (cfg.float_scales or cfg.scale_product_shift or cfg.requantize or cfg.nonzero_scales)
+
+
+def fast_backend(cfg: QuantConfig | str):
+    """The fastest bit-exact interpreter backend for ``cfg``: :func:`fakequant_backend` where it applies
+    (every integer-scale and per-channel config at full-width scale products), else the ``vsquant``
+    reference (fp scales, rounded scale products, the Eq. 7 variants)."""
+    from mapping.interpret import reference_backend
+    return fakequant_backend(cfg) if supports(cfg) else reference_backend(cfg)
+
+
 def _check(cfg: QuantConfig):
     if cfg.float_scales or cfg.scale_product_shift:
         raise ValueError(f"{cfg}: the fake-quant path supports integer or per-channel scales at full width; "
@@ -65,8 +91,117 @@ def _check(cfg: QuantConfig):
         raise ValueError(f"{cfg}: the Eq. 7 variants are not in the fake-quant path; use the reference interpreter")
 
 
+# --- the datapath as torch functions (float64, exact integers) ----------------------------------
+
+_INTERNAL = [0]   # > 0 while a fake-quant layer computes: its own matmuls are not intercepted
+
+
+class _internal:
+    def __enter__(self):
+        _INTERNAL[0] += 1
+
+    def __exit__(self, *exc):
+        _INTERNAL[0] -= 1
+
+
+def quantized_weight(w: torch.Tensor, cfg: QuantConfig):
+    """(scaled integer weight (N, K), per-channel coarse scale (N,)) as ``vsquant.ppu.quantize_weight``."""
+    return _scaled_integers(w.double(), cfg.weight_bits, cfg.weight_scale, cfg.vector_size, False, True)
+
+
+def quantized_conv_weight(w: torch.Tensor, cfg: QuantConfig):
+    """A conv weight (K, Cg, R, S) as ``vsquant.layers.quantize_conv_weight``: vectors of V input channels at
+    each kernel position, each position's channels zero-padded to whole vectors; returned in (K, Cg, R, S)."""
+    K, Cg, R, S = w.shape
+    wk = F.pad(w.double().permute(0, 2, 3, 1), (0, -Cg % cfg.vector_size)).reshape(K, -1)
+    b, gw = _scaled_integers(wk, cfg.weight_bits, cfg.weight_scale, cfg.vector_size, False, True)
+    return b.reshape(K, R, S, -1)[..., :Cg].permute(0, 3, 1, 2), gw
+
+
+def fake_linear(x: torch.Tensor, w: torch.Tensor, bias, cfg: QuantConfig, wq=None) -> torch.Tensor:
+    """``vsquant.layers.linear`` (output before requantization): x (..., K) dynamically per layer, w (N, K)."""
+    with _internal():
+        xd = x.double()
+        x2 = xd.reshape(-1, xd.shape[-1])
+        a, ga = _scaled_integers(x2, cfg.act_bits, cfg.act_scale, cfg.vector_size, unsigned_policy(cfg, x2), False)
+        b, gw = wq if wq is not None else quantized_weight(w, cfg)
+        y = (a @ b.T) * (ga[:, None] * gw[None, :])                    # Eq. 5 exactly, then the PPU's scales
+        if bias is not None:
+            y = y + bias.double()[None, :]
+        return y.reshape(xd.shape[:-1] + (b.shape[0],))
+
+
+def fake_conv2d(x: torch.Tensor, w: torch.Tensor, bias, cfg: QuantConfig, stride, padding, dilation, groups,
+                wq=None) -> torch.Tensor:
+    """``vsquant.layers.conv2d``: activations channels-last, vectors of V channels within each group."""
+    with _internal():
+        xd = x.double()
+        B, C, H, W = xd.shape
+        xa = xd.permute(0, 2, 3, 1).reshape(B * H * W * groups, C // groups)
+        a, ga = _scaled_integers(xa, cfg.act_bits, cfg.act_scale, cfg.vector_size, unsigned_policy(cfg, xa), False)
+        a = a.reshape(B, H, W, C).permute(0, 3, 1, 2)
+        b, gw = wq if wq is not None else quantized_conv_weight(w, cfg)
+        acc = F.conv2d(a, b, None, stride, padding, dilation, groups)
+        y = acc * (ga[0] * gw)[None, :, None, None]
+        if bias is not None:
+            y = y + bias.double()[None, :, None, None]
+        return y
+
+
+def fake_matmul(a: torch.Tensor, b: torch.Tensor, cfg: QuantConfig) -> torch.Tensor:
+    """``vsquant.layers.matmul``: a (..., M, K) @ b (..., K, N), both activations (attention's QK^T, AV),
+    each quantized dynamically per tensor with vectors along K (rows of a, columns of b); batched."""
+    with _internal():
+        if a.dim() < 2 or b.dim() < 2 or a.shape[-1] != b.shape[-2]:
+            raise ValueError(f"matmul needs (..., M, K) @ (..., K, N); got {tuple(a.shape)} and {tuple(b.shape)}")
+        batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        (M, K), N = a.shape[-2:], b.shape[-1]
+        ad = a.double().expand(batch + (M, K)).reshape(-1, K)
+        bt = b.double().transpose(-1, -2).expand(batch + (N, K)).reshape(-1, K)
+        fmt, V = cfg.act_scale, cfg.vector_size
+        ai, ga = _scaled_integers(ad, cfg.act_bits, fmt, V, unsigned_policy(cfg, ad), False)
+        bi, gb = _scaled_integers(bt, cfg.act_bits, fmt, V, unsigned_policy(cfg, bt), False)
+        acc = ai.reshape(batch + (M, K)) @ bi.reshape(batch + (N, K)).transpose(-1, -2)
+        return acc * (ga[0] * gb[0])
+
+
+def fakequant_backend(cfg: QuantConfig | str):
+    """A :class:`mapping.interpret.QuantInterpreter` backend equal to ``reference_backend(cfg)`` bit for bit,
+    in batched torch (the fast accuracy path of sweeps). Weights are quantized once per tensor version."""
+    cfg = QuantConfig.parse(cfg)
+    _check(cfg)
+    weights: dict = {}
+
+    def wq(layer, args, conv):
+        key = args.get("weight_key")
+        if key is None or key not in weights:
+            w = torch.from_numpy(args["weight"])
+            q = quantized_conv_weight(w, cfg) if conv else quantized_weight(w, cfg)
+            if key is None:
+                return q
+            weights[key] = q
+        return weights[key]
+
+    def t(a):
+        return None if a is None else torch.from_numpy(a)
+
+    def backend(layer, args) -> torch.Tensor:
+        if layer.kind == "linear":
+            return fake_linear(t(args["input"]), None, t(args.get("bias")), cfg, wq(layer, args, False))
+        if layer.kind == "conv2d":
+            return fake_conv2d(t(args["input"]), None, t(args.get("bias")), cfg, args["stride"], args["padding"],
+                               args["dilation"], args["groups"], wq(layer, args, True))
+        return fake_matmul(t(args["a"]), t(args["b"]), cfg)
+
+    backend.cfg = cfg
+    backend.__name__ = backend.__qualname__ = f"fakequant_backend({cfg})"
+    return backend
+
+
+# --- modules and a torch-function mode with a straight-through estimator (for fine-tuning) -------
+
 class _STE(torch.autograd.Function):
-    """Forward: the exact quantized layer output; backward: the float layer's gradients (STE)."""
+    """Forward: the exact quantized output; backward: the float op's gradients (STE)."""
 
     @staticmethod
     def forward(ctx, x, w, y_q, fwd_float):
@@ -80,7 +215,7 @@ class _STE(torch.autograd.Function):
         with torch.enable_grad():
             xd, wd = x.detach().requires_grad_(), w.detach().requires_grad_()
             y = ctx.fwd_float(xd, wd)
-            gx, gw = torch.autograd.grad(y, (xd, wd), g)
+            gx, gw = torch.autograd.grad(y, (xd, wd), g, allow_unused=True)
         return gx, gw, None, None
 
 
@@ -89,23 +224,11 @@ class QuantLinear(nn.Module):
         super().__init__()
         self.weight, self.bias, self.cfg = linear.weight, linear.bias, cfg
 
-    def quantized(self, x: torch.Tensor) -> torch.Tensor:
-        cfg = self.cfg
-        xd, w = x.double(), self.weight.double()
-        lead = xd.shape[:-1]
-        x2 = xd.reshape(-1, xd.shape[-1])
-        a, ga = _scaled_integers(x2, cfg.act_bits, cfg.act_scale, cfg.vector_size, unsigned_policy(cfg, x2), False)
-        b, gw = _scaled_integers(w, cfg.weight_bits, cfg.weight_scale, cfg.vector_size, False, True)
-        y = (a @ b.T) * (ga[:, None] * gw[None, :])                    # Eq. 5 exactly, then the PPU's scales
-        if self.bias is not None:
-            y = y + self.bias.double()[None, :]
-        return y.reshape(lead + (w.shape[0],))
-
     def forward(self, x):
         with torch.no_grad():
-            y_q = self.quantized(x)
-        return _STE.apply(x.double(), self.weight, y_q,
-                          lambda xx, ww: F.linear(xx, ww.double(), None if self.bias is None else self.bias.double()))
+            y_q = fake_linear(x, self.weight, self.bias, self.cfg)
+        b = None if self.bias is None else self.bias.double()
+        return _STE.apply(x.double(), self.weight, y_q, lambda xx, ww: F.linear(xx, ww.double(), b))
 
 
 class QuantConv2d(nn.Module):
@@ -116,48 +239,84 @@ class QuantConv2d(nn.Module):
         self.conv, self.cfg = conv, cfg
         self.weight, self.bias = conv.weight, conv.bias
 
-    def quantized(self, x: torch.Tensor) -> torch.Tensor:
-        cfg, c = self.cfg, self.conv
-        V, g = cfg.vector_size, c.groups
-        xd, w = x.double(), self.weight.double()
-        B, C, H, W = xd.shape
-        K, Cg, R, S = w.shape
-        # activations channels-last, vectors of V channels within each group at each pixel
-        xa = xd.permute(0, 2, 3, 1).reshape(B * H * W * g, Cg)
-        a, ga = _scaled_integers(xa, cfg.act_bits, cfg.act_scale, V, unsigned_policy(cfg, xa), False)
-        a = a.reshape(B, H, W, C).permute(0, 3, 1, 2)
-        # weights (K, R, S, Cg): vectors of V input channels at each kernel position, per output channel
-        wk = w.permute(0, 2, 3, 1).reshape(K, R * S * Cg)
-        if Cg % V:  # pad each kernel position's channels to whole vectors, as the weight buffer stores them
-            wk = F.pad(w.permute(0, 2, 3, 1), (0, -Cg % V)).reshape(K, -1)
-        b, gw = _scaled_integers(wk, cfg.weight_bits, cfg.weight_scale, V, False, True)
-        b = b.reshape(K, R, S, -1)[..., :Cg].permute(0, 3, 1, 2)
-        acc = F.conv2d(a, b, None, c.stride, c.padding, c.dilation, g)
-        y = acc * (ga[0] * gw)[None, :, None, None]
-        if self.bias is not None:
-            y = y + self.bias.double()[None, :, None, None]
-        return y
-
     def forward(self, x):
         c = self.conv
         with torch.no_grad():
-            y_q = self.quantized(x)
+            y_q = fake_conv2d(x, self.weight, self.bias, self.cfg, c.stride, c.padding, c.dilation, c.groups)
+        b = None if self.bias is None else self.bias.double()
         return _STE.apply(x.double(), self.weight, y_q, lambda xx, ww: F.conv2d(
-            xx, ww.double(), None if self.bias is None else self.bias.double(), c.stride, c.padding, c.dilation,
-            c.groups))
+            xx, ww.double(), b, c.stride, c.padding, c.dilation, c.groups))
 
 
-def quantize_model(model: nn.Module, cfg: QuantConfig | str) -> nn.Module:
-    """Swap every Linear and Conv2d of ``model`` (in place) for its fake-quant version; returns it.
+def _ste_matmul(a, b, cfg):
+    with torch.no_grad():
+        y_q = fake_matmul(a, b, cfg)
+    return _STE.apply(a.double(), b.double(), y_q, torch.matmul)
 
-    The model's other ops then run in float64 (``model.double()``)."""
-    cfg = QuantConfig.parse(cfg)
-    _check(cfg)
+
+_MATMULS = {torch.matmul, torch.bmm, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.Tensor.bmm}
+
+
+class QuantMatmulMode(TorchFunctionMode):
+    """Within this mode, every product of two activations (``torch.matmul``/``bmm``/``@``, attention's
+    QK^T and AV) and every ``F.scaled_dot_product_attention`` runs on :func:`fake_matmul` with an STE,
+    as :mod:`mapping.lower` puts them on the vector MAC units. A product with a parameter operand
+    raises: the mapper would treat it as a linear layer, which the module swap does not cover."""
+
+    def __init__(self, cfg: QuantConfig):
+        super().__init__()
+        self.cfg = cfg
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if _INTERNAL[0]:
+            return func(*args, **kwargs)
+        if func in _MATMULS:
+            a, b = args[0], args[1] if len(args) > 1 else kwargs.get("other", kwargs.get("mat2"))
+            if isinstance(a, nn.Parameter) or isinstance(b, nn.Parameter):
+                raise ValueError("fake-quant path: a matmul with a parameter operand (a linear layer written as "
+                                 "x @ W) is not supported; use nn.Linear or the reference interpreter")
+            return _ste_matmul(a, b, self.cfg)
+        if func is F.scaled_dot_product_attention:
+            g = lambda i, n, d=None: args[i] if len(args) > i else kwargs.get(n, d)  # noqa: E731
+            if g(4, "dropout_p", 0.0) or kwargs.get("enable_gqa"):
+                raise ValueError("fake-quant attention: dropout and grouped-query attention are not supported")
+            return attention(g(0, "query").double(), g(1, "key").double(), g(2, "value").double(),
+                             g(3, "attn_mask"), g(5, "is_causal", False), kwargs.get("scale"),
+                             lambda x, y: _ste_matmul(x, y, self.cfg))
+        return func(*args, **kwargs)
+
+
+def _swap(model: nn.Module, cfg: QuantConfig) -> None:
     for name, child in list(model.named_children()):
         if isinstance(child, nn.Linear):
             setattr(model, name, QuantLinear(child, cfg))
         elif isinstance(child, nn.Conv2d):
             setattr(model, name, QuantConv2d(child, cfg))
         else:
-            quantize_model(child, cfg)
+            _swap(child, cfg)
+
+
+def quantize_model(model: nn.Module, cfg: QuantConfig | str) -> nn.Module:
+    """Make ``model`` (in place) compute what the accelerator computes; returns it.
+
+    Every ``nn.Linear`` and ``nn.Conv2d`` becomes its fake-quant module, and every call of the
+    model runs inside :class:`QuantMatmulMode`, so products of two activations (attention) are
+    quantized too. The model's other ops run in float64 (``model.double()``)."""
+    cfg = QuantConfig.parse(cfg)
+    _check(cfg)
+    if getattr(model, "_vsquant_cfg", None) is not None:
+        raise ValueError(f"model is already quantized at {model._vsquant_cfg}")
+    _swap(model, cfg)
+    mode = QuantMatmulMode(cfg)
+
+    def enter(module, args):
+        mode.__enter__()
+
+    def leave(module, args, output):
+        mode.__exit__(None, None, None)
+
+    model.register_forward_pre_hook(enter)
+    model.register_forward_hook(leave, always_call=True)
+    model._vsquant_cfg = cfg
     return model

@@ -1,7 +1,8 @@
 """Post-training quantization accuracy of real trained models, as the VS-Quant paper's Tables 2-7.
 
-Every MAC layer runs through the bit-exact ``vsquant`` reference (:class:`mapping.interpret.QuantInterpreter`);
-everything else runs in float64 on the host. Two real models:
+Every MAC layer runs through a bit-exact datapath backend of :class:`mapping.interpret.QuantInterpreter`
+(the fake-quant path where it applies, else the ``vsquant`` reference; static calibration runs on the
+reference); everything else runs in float64 on the host. Two real models:
 
 ``digits-cnn``  the project-trained CNN (:mod:`workloads.digits`); metric: top-1 on the 360 held-out
     images. Static calibration (Table 2) uses the first 200 *training* images.
@@ -314,12 +315,14 @@ def evaluate_config(workload, cfg_or_scheme, calibration: str | None = None) -> 
     """Run the workload with every MAC layer on the vsquant reference at a config and score it.
 
     ``cfg_or_scheme``: a config string / QuantConfig (``"4/8/6/10"``, ``"4/8/fp32/fp32,V=32"``: weights
-    quantized once, activations dynamically, ``reference_backend``), ``"fp32"`` (the float64 model),
+    quantized once, activations dynamically, :func:`studies.fakequant.fast_backend`), ``"fp32"`` (the float64 model),
     or a tuple ``(cfg, method)`` / ``calibration=method`` for static calibration of a per-channel
     config (:func:`calibrated_backend`). Returns the metric dict plus ``config``, ``calibration`` and
     ``seconds``.
     """
-    from mapping.interpret import QuantInterpreter, float_backend, reference_backend
+    from mapping.interpret import QuantInterpreter, float_backend
+
+    from .fakequant import fast_backend
     w = _as_workload(workload)
     if isinstance(cfg_or_scheme, tuple):
         cfg_or_scheme, calibration = cfg_or_scheme
@@ -330,7 +333,7 @@ def evaluate_config(workload, cfg_or_scheme, calibration: str | None = None) -> 
         backend = calibrated_backend(w, cfg_or_scheme, calibration)
         label = str(backend.cfg)
     else:
-        backend = reference_backend(cfg_or_scheme)
+        backend = fast_backend(cfg_or_scheme)   # bit-exact with the reference; the fake-quant path where it applies
         label = str(backend.cfg)
     out = QuantInterpreter(w.captured, backend).forward()
     res = w.score(out)

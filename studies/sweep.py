@@ -71,13 +71,15 @@ def _float_model(workload: str, seq: int | None):
 
 
 def point_accuracy(workload: str, seq: int | None, arch: str) -> dict:
-    """The workload's accuracy metric at ``arch`` through the bit-exact reference datapath
-    (the TLM computes the same values; tests show it layer by layer)."""
-    from mapping.interpret import QuantInterpreter, reference_backend
+    """The workload's accuracy metric at ``arch`` through the fast fake-quant path
+    (:func:`studies.fakequant.fast_backend`), which computes what the TLM computes bit for bit
+    (tests/test_fakequant.py)."""
+    from mapping.interpret import QuantInterpreter
 
+    from .fakequant import fast_backend
     from .pipeline import main_output, accuracy_metric
     cap, y_float, info = _float_model(workload, seq)
-    y = main_output(QuantInterpreter(cap, reference_backend(arch)).forward())
+    y = main_output(QuantInterpreter(cap, fast_backend(arch)).forward())
     return accuracy_metric(info, y, y_float)
 
 

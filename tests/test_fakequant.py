@@ -65,3 +65,44 @@ def test_qat_recovers_accuracy_at_2_bit_weights():
     """Measured: 2/3U/4/6 held-out top-1 0.783 after PTQ, 0.961 after one STE epoch (fp32 0.972)."""
     h = finetune_digits("2/3U/4/6", epochs=1)
     assert h[1] > h[0] + 0.1 and h[1] > 0.93
+
+
+TINY_BERT = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128}
+
+
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+@pytest.mark.parametrize("arch", ["8/8/-/-", "4/8/6/10", "4/4U/4/6"])
+def test_transformer_with_attention_equals_the_tlm(arch, attention):
+    """A full (small) BERT, attention matmuls included: the interpreter's fake-quant backend and the
+    quantized module both equal the TLM, bit for bit."""
+    from studies.fakequant import fakequant_backend
+    from workloads.models import get_workload
+    model, inputs, _ = get_workload("bert-base", seq=12, batch=2, config=TINY_BERT, attention=attention)
+    cap = capture(copy.deepcopy(model).double(), inputs)
+    tlm = simulate_numerics(cap, arch, load_hardware("tiny")).output
+    fq = QuantInterpreter(cap, fakequant_backend(arch)).forward()
+    with torch.no_grad():
+        mod = quantize_model(copy.deepcopy(model).double(), arch)(**inputs)
+    for key in ("last_hidden_state", "pooler_output"):
+        assert torch.equal(fq[key], tlm[key]), key
+        assert torch.equal(mod[key], tlm[key]), key
+
+
+def test_fast_backend_falls_back_to_the_reference_and_the_mode_catches_parameter_matmuls():
+    from studies.fakequant import fast_backend, supports
+    assert supports("4/8/6/10") and supports("8/8/-/-") and not supports("4/8/fp16/fp16")
+    assert fast_backend("4/8/6/10,R=4").__name__.startswith("reference_backend")
+    assert fast_backend("6/8/6/-").__name__.startswith("fakequant_backend")
+
+    class XW(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(16, 4, dtype=torch.float64))
+
+        def forward(self, x):
+            return x @ self.w
+
+    with pytest.raises(ValueError, match="parameter operand"):
+        quantize_model(XW(), "4/8/6/10")(torch.randn(3, 16, dtype=torch.float64))
+    with pytest.raises(ValueError, match="already quantized"):
+        quantize_model(quantize_model(Mixed(), "4/8/6/10"), "8/8/-/-")
