@@ -12,16 +12,20 @@ The hardware behind each action (VS-Quant Sec. 5, Fig. 2):
                               output register (the weight operand sits in the lane's weight
                               collector, the activation operand on the PE's broadcast bus).
 ``vector_mac.scale_product``  the integer ws x as multiplier, its rounding to R bits (an adder on
-                              the full product when R < ws+as) and the R-bit product register; a
-                              side with '-' has scale 1 and no multiplier (the product is the other
-                              scale); fp scales use an fp16/fp32 multiplier.
+                              the full product when R < ws+as) and the R-bit product register (the
+                              operands are latched with their vectors, priced with the buffer reads);
+                              a side with '-' has scale 1 and no multiplier: the product is the other
+                              scale, rounded and latched only when it changes (per weight-vector load
+                              or per activation broadcast); fp scales use an fp16/fp32 multiplier.
 ``vector_mac.scale_multiply`` the (W+A+log2 V) x R multiplier and its partial-sum register.
 ``accumulator.add``           an adder of the collector's width plus a read-modify-write of one
                               entry of the lane's collector bank (entries / lanes words of the
                               collector's width).
 ``accumulator.gated``         a gated accumulation: only the zero flag's register is clocked; with
                               ``DESIGN.gate_dot_product`` the dot product is gated too. A gated
-                              accumulation also gates its scale multiply (its operand is 0).
+                              accumulation also gates its scale multiply (its operand is 0). The
+                              zero detect is part of the rounding unit (``DESIGN.gate_full_width``):
+                              a full-width datapath prices the TLM's zero products as accumulations.
 ``accumulator.read``          reading an entry out to the PPU.
 ``*_buffer.read/write``       V*N + M bits of an SRAM bank (the weight buffer is one bank per lane,
                               the activation buffer one bank); a weight read also writes the lane's
@@ -128,17 +132,27 @@ def dot_product_pj(tech: Technology, weight_bits: int, act_bits: int, vector_siz
 
 
 def scale_product_pj(tech: Technology, weight_scale_bits: int, act_scale_bits: int, rounded_bits: int,
-                     float_scales: bool = False) -> float:
-    """The per-vector scale product sw x sa (Fig. 2b), rounded to R bits, with its operand registers."""
+                     float_scales: bool = False, updates_per_dot: float = 1.0) -> float:
+    """The per-vector scale product sw x sa (Fig. 2b), rounded to R bits, into its R-bit register.
+
+    The operands need no registers of their own: sw is latched with its vector in the lane's
+    weight collector and sa with its vector in the broadcast register (both priced with the buffer
+    reads, whose bits include the scale). With only one per-vector scale (a '-' side) there is no
+    multiplier: the product is that scale, and its rounding and register switch only when it
+    changes, once per weight-vector load (weight scales) or per activation broadcast (activation
+    scales, shared by the lanes): ``updates_per_dot`` is those events per dot product.
+    """
     reg = tech.register_pj_per_bit()
     if float_scales:
         bits = max(weight_scale_bits, act_scale_bits)
-        return tech.fp_mult_pj(bits) + (weight_scale_bits + act_scale_bits + bits) * reg
+        return tech.fp_mult_pj(bits) + bits * reg
     full = weight_scale_bits + act_scale_bits
-    e = tech.int_mult_pj(weight_scale_bits, act_scale_bits)   # 0 when one side is '-' (scale 1)
+    e = rounded_bits * reg
     if rounded_bits < full:
         e += tech.int_add_pj(full)                               # round half up: add 2^(shift-1)
-    return e + (full + rounded_bits) * reg
+    if weight_scale_bits and act_scale_bits:
+        return e + tech.int_mult_pj(weight_scale_bits, act_scale_bits)
+    return e * updates_per_dot
 
 
 def scale_multiply_pj(tech: Technology, dot_bits: int, scale_bits: int, float_scales: bool = False) -> float:
@@ -266,18 +280,25 @@ def noc_bit_pj(tech: Technology, hw, action: str) -> float:
 
 # -- dispatch -------------------------------------------------------------------------------
 
-def action_energy_pj(action: str, widths: dict, hw, tech: Technology, float_scales: bool = False) -> float | None:
+def action_energy_pj(action: str, widths: dict, hw, tech: Technology, float_scales: bool = False,
+                     counts: dict | None = None) -> float | None:
     """Energy (pJ) of one event of ``action`` with its counted ``widths``; None if not priced.
 
     ``float_scales``: the datapath has fp per-vector scales (fp scale multiply and fp32 accumulation).
+    ``counts``: the layer's action counts, for a one-sided scale product (it switches once per
+    weight-vector load or activation broadcast, not once per dot product; without: per dot product).
     """
     w = widths or {}
     V = w.get("vector_size", hw.vector_size)
     if action == "vector_mac.dot":
         return dot_product_pj(tech, w["weight_bits"], w["act_bits"], V, w.get("out_bits"))
     if action == "vector_mac.scale_product":
-        return scale_product_pj(tech, w["weight_scale_bits"], w["act_scale_bits"], w["rounded_bits"],
-                                bool(w.get("float_scales", False)))
+        ws, as_ = w["weight_scale_bits"], w["act_scale_bits"]
+        updates = 1.0
+        if counts is not None and counts.get("vector_mac.dot", 0) and not (ws and as_):
+            loads = counts.get("weight_buffer.read" if ws else "activation_buffer.read", 0)
+            updates = min(1.0, loads / counts["vector_mac.dot"])
+        return scale_product_pj(tech, ws, as_, w["rounded_bits"], bool(w.get("float_scales", False)), updates)
     if action == "vector_mac.scale_multiply":
         return scale_multiply_pj(tech, w["dot_bits"], w["scale_bits"], float_scales)
     if action == "accumulator.add":

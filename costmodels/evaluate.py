@@ -31,7 +31,7 @@ from .area import area_breakdown_um2
 from .energy import COMPONENTS, PE_COMPONENTS, action_energy_pj, component_of
 from .technology import DESIGN, Technology, technology
 
-__all__ = ["CostReport", "evaluate", "normalized", "plot_breakdown", "price_actions"]
+__all__ = ["CostReport", "evaluate", "gating_hardware", "normalized", "plot_breakdown", "price_actions"]
 
 
 @dataclass
@@ -140,15 +140,30 @@ class CostReport:
                 "area_um2": dict(self.area_um2), "unpriced": list(self.unpriced)}
 
 
-def price_actions(actions, hw, tech: Technology, gate_dot_product: bool | None = None) -> tuple[dict, dict, list]:
+def gating_hardware(actions, gate_full_width: bool | None = None) -> bool:
+    """Whether the datapath that produced ``actions`` has the zero-detect gating hardware: it sits in
+    the scale-product rounding unit (``DESIGN.gate_full_width``), so a datapath gates only when it
+    rounds its integer scale product (R < ws + as), unless ``gate_full_width``."""
+    full = bool(DESIGN["gate_full_width"].value) if gate_full_width is None else bool(gate_full_width)
+    sp = actions.widths.get("vector_mac.scale_product", {})
+    if not sp or sp.get("float_scales", False):
+        return full
+    return full or sp.get("rounded_bits", 0) < sp.get("weight_scale_bits", 0) + sp.get("act_scale_bits", 0)
+
+
+def price_actions(actions, hw, tech: Technology, gate_dot_product: bool | None = None,
+                  gate_full_width: bool | None = None) -> tuple[dict, dict, list]:
     """Energy (pJ) of one layer's action counts: (per component, per action, unpriced actions).
 
     A gated accumulation (``accumulator.gated``) also gates one scale multiply (its rounded scale
     product is 0) and, with ``DESIGN.gate_dot_product`` (or ``gate_dot_product``, a sensitivity
-    override), one dot product: those are priced for the events that were not gated.
+    override), one dot product: those are priced for the events that were not gated. A datapath
+    without the gating hardware (:func:`gating_hardware`: one that does not round its scale
+    product) prices the TLM's gated accumulations as ordinary ones and gates nothing.
     """
     counts = actions.counts
-    gated = counts.get("accumulator.gated", 0)
+    has_gating = gating_hardware(actions, gate_full_width)
+    gated = counts.get("accumulator.gated", 0) if has_gating else 0
     gate_dot = bool(DESIGN["gate_dot_product"].value) if gate_dot_product is None else bool(gate_dot_product)
     by_comp = dict.fromkeys(COMPONENTS, 0.0)
     by_action: dict = {}
@@ -158,24 +173,30 @@ def price_actions(actions, hw, tech: Technology, gate_dot_product: bool | None =
         if not n:
             continue
         comp = component_of(action)
-        e = action_energy_pj(action, actions.widths.get(action, {}), hw, tech, float_scales)
+        priced_as = action
+        if action == "accumulator.gated" and not has_gating:
+            priced_as = "accumulator.add"     # no zero detect: the accumulation happens
+        e = action_energy_pj(priced_as, actions.widths.get(action, {}), hw, tech, float_scales,
+                             counts=counts)
         if e is None or comp is None:
             unpriced.append(action)
             continue
         if action == "vector_mac.scale_multiply" or (gate_dot and action == "vector_mac.dot"):
             n = max(n - gated, 0)
         by_comp[comp] += n * e
-        by_action[action] = by_action.get(action, 0.0) + n * e
+        by_action[priced_as] = by_action.get(priced_as, 0.0) + n * e
     return by_comp, by_action, unpriced
 
 
-def evaluate(runs, hw, cfg, tech=None, *, gate_dot_product: bool | None = None) -> CostReport:
+def evaluate(runs, hw, cfg, tech=None, *, gate_dot_product: bool | None = None,
+             gate_full_width: bool | None = None) -> CostReport:
     """Energy and area of a workload's layer runs on ``hw`` at ``cfg`` in technology ``tech``.
 
     ``runs``: ``tlm.LayerRun`` objects (one per layer; repeat an object for repeated layers).
     ``tech``: a :class:`~costmodels.technology.Technology`, a name (``"16nm"``) or a node in nm;
     default: the hardware's ``technology_nm``. ``gate_dot_product`` overrides
-    ``DESIGN.gate_dot_product`` (for sensitivity studies; the paper's numbers use the default).
+    ``DESIGN.gate_dot_product`` and ``gate_full_width`` ``DESIGN.gate_full_width`` (for sensitivity
+    studies; the paper's numbers use the defaults).
     """
     cfg = QuantConfig.parse(cfg)
     tech = technology(hw.technology_nm if tech is None else tech)
@@ -191,7 +212,7 @@ def evaluate(runs, hw, cfg, tech=None, *, gate_dot_product: bool | None = None) 
     for r in runs:
         priced = cache.get(id(r))
         if priced is None:
-            priced = price_actions(r.actions, hw, tech, gate_dot_product)
+            priced = price_actions(r.actions, hw, tech, gate_dot_product, gate_full_width)
             cache[id(r)] = priced
         comp, act, un = priced
         for c, e in comp.items():
@@ -202,11 +223,13 @@ def evaluate(runs, hw, cfg, tech=None, *, gate_dot_product: bool | None = None) 
         macs += r.macs
         cycles += r.cycles
         pe = sum(comp[c] for c in PE_COMPONENTS)
+        zeros = (r.actions["accumulator.gated"] / r.actions["vector_mac.dot"]
+                 if r.actions["vector_mac.dot"] else 0.0)
         layers.append({"layer": r.name, "macs": r.macs, "cycles": r.cycles,
                        "fj_per_op": 1e3 * pe / (2 * r.macs) if r.macs else float("nan"),
                        "fj_per_op_total": 1e3 * sum(comp.values()) / (2 * r.macs) if r.macs else float("nan"),
-                       "gated_fraction": (r.actions["accumulator.gated"] / r.actions["vector_mac.dot"]
-                                          if r.actions["vector_mac.dot"] else 0.0)})
+                       "zero_fraction": zeros,
+                       "gated_fraction": zeros if gating_hardware(r.actions, gate_full_width) else 0.0})
     if unpriced:
         warnings.warn(f"actions without a price (counted as 0 pJ): {sorted(unpriced)}", stacklevel=2)
     return CostReport(str(cfg), hw.name, tech.name, int(macs), int(cycles), float(hw.clock_hz),
