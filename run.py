@@ -18,7 +18,7 @@ import math
 import sys
 import time
 
-KNOWN = ("bert-base", "bert-large", "minilm", "resnet50", "resnet18", "digits-cnn")
+KNOWN = ("bert-base", "bert-large", "minilm", "mpnet-base", "mobilenetv2", "resnet50", "resnet18", "digits-cnn")
 FORMS = "gemm:MxKxN, conv:BxCxHxW,KxRxS[,s=S][,p=P][,d=D][,g=G], module:path.py:factory"
 
 

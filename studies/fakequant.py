@@ -52,21 +52,27 @@ def _scaled_integers(x: torch.Tensor, bits: int, fmt, V: int, unsigned: bool, pe
     lo = 0 if unsigned else -q
     rows, L = x.shape
     if fmt.kind == "coarse":
-        mag = x.clamp_min(0) if unsigned else x.abs()
-        amax = mag.amax(dim=1) if per_row else mag.max().expand(rows)
+        amax = _absmax(x, 1, unsigned) if per_row else _absmax(x.reshape(1, -1), 1, unsigned).expand(rows)
         scale = amax / q
-        v = torch.round(x / _safe(scale)[:, None]).clamp(lo, q)
-        return v, scale
+        return torch.div(x, _safe(scale)[:, None]).round_().clamp_(lo, q), scale
     nv = -(-L // V)
-    xv = F.pad(x, (0, nv * V - L)).view(rows, nv, V)
-    mag = xv.clamp_min(0) if unsigned else xv.abs()
-    s = mag.amax(dim=2) / q                                            # Eq. 7a-7b
+    xv = (F.pad(x, (0, nv * V - L)) if L % V else x).view(rows, nv, V)
+    s = _absmax(xv, 2, unsigned) / q                                   # Eq. 7a-7b
     smax_int = (1 << fmt.bits) - 1
     smax = s.amax(dim=1) if per_row else s.max().expand(rows)
     gamma = smax / smax_int                                            # Eq. 7e-7f
     sq = torch.round(s / _safe(gamma)[:, None]).clamp(0, smax_int)     # Eq. 7g
-    v = torch.round(xv / _safe(s)[..., None]).clamp(lo, q)             # Eq. 7c
-    return (v * sq[..., None]).reshape(rows, nv * V)[:, :L], gamma
+    v = torch.div(xv, _safe(s)[..., None]).round_().clamp_(lo, q)      # Eq. 7c
+    v = v.mul_(sq[..., None]).reshape(rows, nv * V)
+    return (v[:, :L] if L % V else v), gamma
+
+
+def _absmax(x: torch.Tensor, dim: int, unsigned: bool) -> torch.Tensor:
+    """max |x| (signed) or max(x, 0) (unsigned: x >= 0 by the unsigned policy) along ``dim``, without a
+    temporary the size of x."""
+    if unsigned:
+        return x.amax(dim).clamp_min(0)
+    return torch.maximum(x.amax(dim), x.amin(dim).neg())
 
 
 def supports(cfg: QuantConfig | str) -> bool:

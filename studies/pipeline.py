@@ -60,8 +60,10 @@ def accuracy_metric(info: dict, y: np.ndarray, y_float: np.ndarray) -> dict:
         top1_float = float((y_float.argmax(axis=-1) == np.asarray(labels)).mean())
         out.update(metric="top-1 accuracy", kind="task", value=top1, float_value=top1_float)
     elif info.get("family") == "cnn":
-        agree = float((y.argmax(axis=-1) == y_float.argmax(axis=-1)).mean())
-        out.update(metric="top-1 agreement with the float model", kind="fidelity", value=agree)
+        from workloads.mobilenet import classifier_agreement
+        agree = classifier_agreement(y.reshape(len(y), -1), y_float.reshape(len(y_float), -1))
+        out.update(metric="top-1 agreement with the float model", kind="fidelity", value=agree["top1"],
+                   top5_agreement=agree["top5"], kl=agree["kl"])
     else:
         out.update(metric="cosine similarity to the float model", kind="fidelity", value=cos)
     return out

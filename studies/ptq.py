@@ -6,12 +6,14 @@ reference); everything else runs in float64 on the host. Two real models:
 
 ``digits-cnn``  the project-trained CNN (:mod:`workloads.digits`); metric: top-1 on the 360 held-out
     images. Static calibration (Table 2) uses the first 200 *training* images.
-``minilm``      the real all-MiniLM-L6-v2 on the 58 shipped sentences (padded together to one length);
-    metric: fidelity of the sentence embeddings (attention-mask mean pooling of last_hidden_state)
-    to the fp32 PyTorch model: mean and minimum cosine similarity over sentences, and the Spearman
-    correlation between the pairwise cosine-similarity matrices (upper triangles) of the quantized
-    and fp32 embeddings. Calibration uses the first half of the sentences; every table is
-    evaluated on the second half (29 sentences).
+``minilm``, ``mpnet-base``  the real all-MiniLM-L6-v2 and all-mpnet-base-v2, evaluated on the 320
+    sentences of the 160 shipped paraphrase pairs (``workloads/data/paraphrases.tsv``, padded together to
+    one length); metric: fidelity of the sentence embeddings (attention-mask mean pooling of
+    last_hidden_state) to the fp32 PyTorch model: mean and minimum cosine similarity over sentences,
+    the Spearman correlation between the pairwise cosine-similarity matrices (upper triangles) of the
+    quantized and fp32 embeddings, and the paraphrase retrieval top-1 of the quantized embeddings (is
+    a sentence's nearest neighbour its paraphrase?). Static calibration uses the 58 other sentences of
+    ``workloads/data/sentences.txt``.
 
 The fp32 row/column is the float64 interpreter (``float_backend``): for digits its top-1, for
 MiniLM its fidelity to the fp32 model (~1.0, float64 vs float32 round-off).
@@ -29,7 +31,7 @@ MiniLM the cells are mean cosine and the long-form frames carry all three metric
 - :func:`table_two_level` (Tables 5-7): two-level integer scales ``ws/as`` and fp16 scales, plus
   the best per-channel column.
 
-CLI: ``python -m studies.ptq --workload digits-cnn|minilm --table calibration|per-vector|
+CLI: ``python -m studies.ptq --workload digits-cnn|minilm|mpnet-base --table calibration|per-vector|
 vector-size|two-level|all [--quick] [--csv DIR]``.
 """
 from __future__ import annotations
@@ -72,6 +74,9 @@ CALIBRATIONS = {"max": ("max", None), "99.9%": ("percentile", 99.9), "99.99%": (
                 "entropy": ("entropy", None), "mse": ("mse", None)}
 MSE_SAMPLE = 1 << 18     # activation MSE calibration on a seeded subsample of at most this many values
 DIGITS_CALIB_IMAGES = 200
+# sentence-embedding models: name -> "module:loader" returning (model, tokenizer), offline
+SENTENCE_MODELS = {"minilm": "workloads.pretrained:load_minilm", "mpnet-base": "workloads.mpnet:load_mpnet"}
+PTQ_WORKLOADS = ("digits-cnn", *SENTENCE_MODELS)
 WEIGHT_ENTROPY_BINS = 256   # per-channel weight entropy histograms (rows of <= a few thousand values; 2048 bins
                             # take 95 s per bit width on MiniLM's weights, 256 take 8 s)
 
@@ -86,10 +91,10 @@ def digits_top1(model_output, labels) -> float:
 
 
 def mean_pool(last_hidden_state, attention_mask) -> np.ndarray:
-    """Sentence embeddings: last_hidden_state (B, L, H) averaged over the tokens of attention_mask (B, L)."""
-    h = np.asarray(torch.as_tensor(last_hidden_state).detach().double().numpy())
-    m = np.asarray(torch.as_tensor(attention_mask).detach().double().numpy())[..., None]
-    return (h * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
+    """Sentence embeddings (:func:`workloads.pretrained.mean_pool`) as float64 NumPy."""
+    from workloads.pretrained import mean_pool as pool
+    h = torch.as_tensor(last_hidden_state).detach().double()
+    return pool(h, torch.as_tensor(attention_mask)).numpy()
 
 
 def _cos_matrix(e: np.ndarray) -> np.ndarray:
@@ -97,9 +102,21 @@ def _cos_matrix(e: np.ndarray) -> np.ndarray:
     return n @ n.T
 
 
-def embedding_fidelity(emb_q, emb_fp) -> dict:
+def paraphrase_retrieval_top1(emb) -> float:
+    """Embeddings (S, H) of sentences in pairs (a0, b0, a1, b1, ...): the fraction whose nearest other
+    sentence by cosine similarity is its own paraphrase."""
+    c = _cos_matrix(np.asarray(emb, np.float64))
+    if len(c) % 2:
+        raise ValueError(f"paraphrase retrieval needs sentences in pairs; got {len(c)} sentences")
+    np.fill_diagonal(c, -np.inf)
+    return float((c.argmax(axis=1) == (np.arange(len(c)) ^ 1)).mean())
+
+
+def embedding_fidelity(emb_q, emb_fp, pairs: bool = False) -> dict:
     """Fidelity of embeddings (S, H) to the reference: per-sentence cosine (mean, min) and the
-    Spearman correlation of the two pairwise cosine-similarity matrices (upper triangle, i < j)."""
+    Spearman correlation of the two pairwise cosine-similarity matrices (upper triangle, i < j);
+    with ``pairs`` (sentences ordered a0, b0, a1, b1, ...) also the paraphrase retrieval top-1 of
+    ``emb_q`` (:func:`paraphrase_retrieval_top1`)."""
     from scipy.stats import spearmanr
     q, f = np.asarray(emb_q, np.float64), np.asarray(emb_fp, np.float64)
     if q.shape != f.shape or q.ndim != 2:
@@ -108,7 +125,10 @@ def embedding_fidelity(emb_q, emb_fp) -> dict:
     iu = np.triu_indices(len(q), 1)
     sq, sf = _cos_matrix(q)[iu], _cos_matrix(f)[iu]
     rho = float(spearmanr(sq, sf).statistic) if len(sq) > 1 else float("nan")
-    return {"mean_cos": float(cos.mean()), "min_cos": float(cos.min()), "spearman": rho}
+    out = {"mean_cos": float(cos.mean()), "min_cos": float(cos.min()), "spearman": rho}
+    if pairs:
+        out["retrieval_top1"] = paraphrase_retrieval_top1(q)
+    return out
 
 
 # --- workloads ----------------------------------------------------------------------------------
@@ -131,7 +151,7 @@ class PTQWorkload:
         if self.name == "digits-cnn":
             return {"top1": digits_top1(output, self.reference)}
         h = output["last_hidden_state"] if isinstance(output, dict) else getattr(output, "last_hidden_state", output[0])
-        return embedding_fidelity(mean_pool(h, self.extra["attention_mask"]), self.reference)
+        return embedding_fidelity(mean_pool(h, self.extra["attention_mask"]), self.reference, pairs=True)
 
     def act_bits(self, n: int) -> str:
         """The activation field of Tables 2-3 for weight width n: nU for the CNN, 8 for the transformer."""
@@ -146,7 +166,7 @@ class PTQWorkload:
 
 @functools.cache
 def load_workload(name: str) -> PTQWorkload:
-    """``digits-cnn`` or ``minilm`` as a :class:`PTQWorkload` (cached per process)."""
+    """A workload of :data:`PTQ_WORKLOADS` as a :class:`PTQWorkload` (cached per process)."""
     from mapping.capture import capture
     from workloads.models import get_workload
     if name == "digits-cnn":
@@ -157,19 +177,30 @@ def load_workload(name: str) -> PTQWorkload:
         return PTQWorkload(name, capture(m64, (x.double(),)),
                            capture(m64, (torch.from_numpy(xtr[:DIGITS_CALIB_IMAGES]).double(),)),
                            np.asarray(info["labels"]), "top1", "U")
-    if name == "minilm":
-        model, inputs, info = get_workload("minilm", batch=58)
-        n = inputs["input_ids"].shape[0]
-        half = n // 2
-        calib = {k: v[:half] for k, v in inputs.items()}
-        evals = {k: v[half:] for k, v in inputs.items()}
-        with torch.no_grad():
-            ref = mean_pool(model(**evals).last_hidden_state, evals["attention_mask"])   # the fp32 model
-        m64 = model.double()
-        return PTQWorkload(name, capture(m64, evals), capture(m64, calib), ref, "mean_cos", "8",
-                           extra={"attention_mask": evals["attention_mask"], "sentences": len(evals["input_ids"]),
-                                      "calib_sentences": half, "seq": int(inputs["input_ids"].shape[1])})
-    raise ValueError(f"studies.ptq supports the workloads digits-cnn and minilm, got {name!r}")
+    if name in SENTENCE_MODELS:
+        return _sentence_workload(name)
+    raise ValueError(f"studies.ptq supports the workloads {', '.join(PTQ_WORKLOADS)}; got {name!r}")
+
+
+def _sentence_workload(name: str) -> PTQWorkload:
+    """A sentence-embedding model: calibrated on ``sentences.txt``, evaluated on the paraphrase pairs."""
+    import importlib
+
+    from mapping.capture import capture
+    from workloads.models import use_attention, load_paraphrases, load_sentences
+    module, fn = SENTENCE_MODELS[name].split(":")
+    model, tokenizer = getattr(importlib.import_module(module), fn)()
+    use_attention(model.eval(), "eager")
+    pairs = load_paraphrases()
+    calib = dict(tokenizer(load_sentences(), padding=True, return_tensors="pt"))
+    evals = dict(tokenizer([s for p in pairs for s in p], padding=True, return_tensors="pt"))
+    with torch.no_grad():
+        ref = mean_pool(model(**evals).last_hidden_state, evals["attention_mask"])   # the fp32 model
+    m64 = model.double()
+    return PTQWorkload(name, capture(m64, evals), capture(m64, calib), ref, "mean_cos", "8",
+                       extra={"attention_mask": evals["attention_mask"], "sentences": len(evals["input_ids"]),
+                              "pairs": len(pairs), "calib_sentences": len(calib["input_ids"]),
+                              "seq": int(evals["input_ids"].shape[1])})
 
 
 def _as_workload(workload) -> PTQWorkload:
@@ -343,7 +374,7 @@ def evaluate_config(workload, cfg_or_scheme, calibration: str | None = None) -> 
 
 
 def _metric_names(w: PTQWorkload) -> list[str]:
-    return ["top1"] if w.metric == "top1" else ["mean_cos", "min_cos", "spearman"]
+    return ["top1"] if w.metric == "top1" else ["mean_cos", "min_cos", "spearman", "retrieval_top1"]
 
 
 def _wide(w: PTQWorkload, records: list[dict], index: str, columns: str) -> pd.DataFrame:
@@ -489,7 +520,7 @@ def _build(w: PTQWorkload, table: str, quick: bool) -> pd.DataFrame:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m studies.ptq", description=__doc__.split("\n")[0])
-    p.add_argument("--workload", choices=("digits-cnn", "minilm"), default="digits-cnn")
+    p.add_argument("--workload", choices=PTQ_WORKLOADS, default="digits-cnn")
     p.add_argument("--table", choices=TABLES + ("all",), default="all")
     p.add_argument("--quick", action="store_true", help="smaller grids")
     p.add_argument("--csv", metavar="DIR", help="write each table (wide) and its long form as CSV into DIR")
@@ -497,7 +528,8 @@ def main(argv=None) -> int:
     w = load_workload(args.workload)
     tables = TABLES if args.table == "all" else (args.table,)
     metric = {"top1": "top-1 on the 360 held-out digits",
-              "mean_cos": "mean cosine of sentence embeddings to fp32 (29 held-out sentences)"}[w.metric]
+              "mean_cos": f"mean cosine of sentence embeddings to fp32 ({w.extra.get('sentences')} sentences in "
+                          f"{w.extra.get('pairs')} paraphrase pairs)"}[w.metric]
     for t in tables:
         t0 = time.perf_counter()
         df = _build(w, t, args.quick)
@@ -507,7 +539,7 @@ def main(argv=None) -> int:
         long = df.attrs["long"]
         if w.metric != "top1":
             cols = [c for c in ("bits", "method", "scheme", "V", "scales", "config", "calibration", "mean_cos",
-                                "min_cos", "spearman") if c in long.columns]
+                                "min_cos", "spearman", "retrieval_top1") if c in long.columns]
             print(long[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         if args.csv:
             d = pathlib.Path(args.csv)

@@ -69,3 +69,9 @@ def test_help_explains_each_option():
     for opt in ("--workload", "--arch", "--seq", "--batch", "--hw", "--scale-product", "--timing-only",
                 "--checkpoint", "--json", "--csv", "--plot", "--seed"):
         assert opt in p.stdout
+
+
+def test_known_workloads_are_the_registered_ones():
+    """run.py lists the workloads without importing torch (fast --help); the list must stay the registry's."""
+    from workloads.models import WORKLOADS
+    assert run.KNOWN == tuple(WORKLOADS)

