@@ -23,8 +23,6 @@ reference interpreter for those.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -42,29 +40,38 @@ def _safe(s: torch.Tensor) -> torch.Tensor:
     return torch.where(s > 0, s, torch.full_like(s, float("inf")))
 
 
-def _scaled_integers(x: torch.Tensor, bits: int, fmt, V: int, unsigned: bool, per_row: bool):
+def _scaled_integers(x: torch.Tensor, bits: int, fmt, V: int, unsigned: bool, per_row: bool, amax=None):
     """(values * integer per-vector scale, coarse scale per row) of ``x`` (rows, L), as vsquant.
 
     ``fmt`` kind "int": two-level Eq. 7a-7g (gamma per row or per tensor); "coarse": per-channel
-    (per row) or per-tensor max scaling, Eq. 1-2. Vectors along the last axis, zero-padded.
+    (per row) or per-tensor scaling, Eq. 1-2, from the max or from a calibrated ``amax`` (a scalar or
+    one per row: static scales). Vectors along the last axis, zero-padded.
     """
     q = _qmax(bits, unsigned)
     lo = 0 if unsigned else -q
     rows, L = x.shape
     if fmt.kind == "coarse":
-        amax = _absmax(x, 1, unsigned) if per_row else _absmax(x.reshape(1, -1), 1, unsigned).expand(rows)
+        if amax is not None:
+            amax = torch.as_tensor(amax, dtype=torch.float64).reshape(-1).expand(rows)
+        elif per_row:
+            amax = _absmax(x, 1, unsigned)
+        else:
+            amax = _absmax(x.reshape(1, -1), 1, unsigned).expand(rows)
         scale = amax / q
         return torch.div(x, _safe(scale)[:, None]).round_().clamp_(lo, q), scale
     nv = -(-L // V)
-    xv = (F.pad(x, (0, nv * V - L)) if L % V else x).view(rows, nv, V)
+    if L <= V:    # one (short) vector per row: no padding (a depthwise conv's rows have one channel)
+        xv = x.view(rows, 1, L)
+    else:         # zero padding to whole vectors changes no vector max (|x| >= 0; unsigned x >= 0)
+        xv = (F.pad(x, (0, nv * V - L)) if L % V else x).view(rows, nv, V)
     s = _absmax(xv, 2, unsigned) / q                                   # Eq. 7a-7b
     smax_int = (1 << fmt.bits) - 1
     smax = s.amax(dim=1) if per_row else s.max().expand(rows)
     gamma = smax / smax_int                                            # Eq. 7e-7f
     sq = torch.round(s / _safe(gamma)[:, None]).clamp(0, smax_int)     # Eq. 7g
     v = torch.div(xv, _safe(s)[..., None]).round_().clamp_(lo, q)      # Eq. 7c
-    v = v.mul_(sq[..., None]).reshape(rows, nv * V)
-    return (v[:, :L] if L % V else v), gamma
+    v = v.mul_(sq[..., None]).reshape(rows, -1)
+    return (v[:, :L] if v.shape[1] != L else v), gamma
 
 
 def _absmax(x: torch.Tensor, dim: int, unsigned: bool) -> torch.Tensor:
@@ -110,26 +117,34 @@ class _internal:
         _INTERNAL[0] -= 1
 
 
-def quantized_weight(w: torch.Tensor, cfg: QuantConfig):
-    """(scaled integer weight (N, K), per-channel coarse scale (N,)) as ``vsquant.ppu.quantize_weight``."""
-    return _scaled_integers(w.double(), cfg.weight_bits, cfg.weight_scale, cfg.vector_size, False, True)
+def quantized_weight(w: torch.Tensor, cfg: QuantConfig, amax=None):
+    """(scaled integer weight (N, K), per-channel coarse scale (N,)) as ``vsquant.ppu.quantize_weight``
+    (``amax``: calibrated per-channel maxima for a per-channel format)."""
+    return _scaled_integers(w.double(), cfg.weight_bits, cfg.weight_scale, cfg.vector_size, False, True, amax)
 
 
-def quantized_conv_weight(w: torch.Tensor, cfg: QuantConfig):
+def quantized_conv_weight(w: torch.Tensor, cfg: QuantConfig, amax=None):
     """A conv weight (K, Cg, R, S) as ``vsquant.layers.quantize_conv_weight``: vectors of V input channels at
     each kernel position, each position's channels zero-padded to whole vectors; returned in (K, Cg, R, S)."""
     K, Cg, R, S = w.shape
     wk = F.pad(w.double().permute(0, 2, 3, 1), (0, -Cg % cfg.vector_size)).reshape(K, -1)
-    b, gw = _scaled_integers(wk, cfg.weight_bits, cfg.weight_scale, cfg.vector_size, False, True)
+    b, gw = _scaled_integers(wk, cfg.weight_bits, cfg.weight_scale, cfg.vector_size, False, True, amax)
     return b.reshape(K, R, S, -1)[..., :Cg].permute(0, 3, 1, 2), gw
 
 
-def fake_linear(x: torch.Tensor, w: torch.Tensor, bias, cfg: QuantConfig, wq=None) -> torch.Tensor:
-    """``vsquant.layers.linear`` (output before requantization): x (..., K) dynamically per layer, w (N, K)."""
+def _unsigned(cfg, x, unsigned):
+    return unsigned_policy(cfg, x) if unsigned is None else unsigned
+
+
+def fake_linear(x: torch.Tensor, w: torch.Tensor, bias, cfg: QuantConfig, wq=None, *, unsigned=None,
+                act_amax=None) -> torch.Tensor:
+    """``vsquant.layers.linear`` (output before requantization): x (..., K) per layer, dynamically (or with a
+    calibrated ``act_amax``), w (N, K) or its quantized ``wq``; ``unsigned`` defaults to the unsigned policy."""
     with _internal():
         xd = x.double()
         x2 = xd.reshape(-1, xd.shape[-1])
-        a, ga = _scaled_integers(x2, cfg.act_bits, cfg.act_scale, cfg.vector_size, unsigned_policy(cfg, x2), False)
+        a, ga = _scaled_integers(x2, cfg.act_bits, cfg.act_scale, cfg.vector_size, _unsigned(cfg, x2, unsigned),
+                                 False, act_amax)
         b, gw = wq if wq is not None else quantized_weight(w, cfg)
         y = (a @ b.T) * (ga[:, None] * gw[None, :])                    # Eq. 5 exactly, then the PPU's scales
         if bias is not None:
@@ -138,13 +153,14 @@ def fake_linear(x: torch.Tensor, w: torch.Tensor, bias, cfg: QuantConfig, wq=Non
 
 
 def fake_conv2d(x: torch.Tensor, w: torch.Tensor, bias, cfg: QuantConfig, stride, padding, dilation, groups,
-                wq=None) -> torch.Tensor:
+                wq=None, *, unsigned=None, act_amax=None) -> torch.Tensor:
     """``vsquant.layers.conv2d``: activations channels-last, vectors of V channels within each group."""
     with _internal():
         xd = x.double()
         B, C, H, W = xd.shape
         xa = xd.permute(0, 2, 3, 1).reshape(B * H * W * groups, C // groups)
-        a, ga = _scaled_integers(xa, cfg.act_bits, cfg.act_scale, cfg.vector_size, unsigned_policy(cfg, xa), False)
+        a, ga = _scaled_integers(xa, cfg.act_bits, cfg.act_scale, cfg.vector_size, _unsigned(cfg, xa, unsigned),
+                                 False, act_amax)
         a = a.reshape(B, H, W, C).permute(0, 3, 1, 2)
         b, gw = wq if wq is not None else quantized_conv_weight(w, cfg)
         acc = F.conv2d(a, b, None, stride, padding, dilation, groups)
@@ -154,9 +170,11 @@ def fake_conv2d(x: torch.Tensor, w: torch.Tensor, bias, cfg: QuantConfig, stride
         return y
 
 
-def fake_matmul(a: torch.Tensor, b: torch.Tensor, cfg: QuantConfig) -> torch.Tensor:
+def fake_matmul(a: torch.Tensor, b: torch.Tensor, cfg: QuantConfig, *, a_unsigned=None, b_unsigned=None,
+                a_amax=None, b_amax=None) -> torch.Tensor:
     """``vsquant.layers.matmul``: a (..., M, K) @ b (..., K, N), both activations (attention's QK^T, AV),
-    each quantized dynamically per tensor with vectors along K (rows of a, columns of b); batched."""
+    each quantized per tensor (dynamically, or with a calibrated amax) with vectors along K (rows of a,
+    columns of b); batched."""
     with _internal():
         if a.dim() < 2 or b.dim() < 2 or a.shape[-1] != b.shape[-2]:
             raise ValueError(f"matmul needs (..., M, K) @ (..., K, N); got {tuple(a.shape)} and {tuple(b.shape)}")
@@ -165,8 +183,8 @@ def fake_matmul(a: torch.Tensor, b: torch.Tensor, cfg: QuantConfig) -> torch.Ten
         ad = a.double().expand(batch + (M, K)).reshape(-1, K)
         bt = b.double().transpose(-1, -2).expand(batch + (N, K)).reshape(-1, K)
         fmt, V = cfg.act_scale, cfg.vector_size
-        ai, ga = _scaled_integers(ad, cfg.act_bits, fmt, V, unsigned_policy(cfg, ad), False)
-        bi, gb = _scaled_integers(bt, cfg.act_bits, fmt, V, unsigned_policy(cfg, bt), False)
+        ai, ga = _scaled_integers(ad, cfg.act_bits, fmt, V, _unsigned(cfg, ad, a_unsigned), False, a_amax)
+        bi, gb = _scaled_integers(bt, cfg.act_bits, fmt, V, _unsigned(cfg, bt, b_unsigned), False, b_amax)
         acc = ai.reshape(batch + (M, K)) @ bi.reshape(batch + (N, K)).transpose(-1, -2)
         return acc * (ga[0] * gb[0])
 

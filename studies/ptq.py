@@ -6,6 +6,9 @@ reference); everything else runs in float64 on the host. Two real models:
 
 ``digits-cnn``  the project-trained CNN (:mod:`workloads.digits`); metric: top-1 on the 360 held-out
     images. Static calibration (Table 2) uses the first 200 *training* images.
+``mobilenetv2``  the real ImageNet MobileNetV2 (:mod:`workloads.mobilenet`) on 72 of the 96 natural-image
+    views of :mod:`workloads.images`; the other 24 (the last two views of each photograph) calibrate.
+    Metric: top-1 agreement with the fp32 model (plus top-5 agreement and mean KL(fp32 || quantized)).
 ``minilm``, ``mpnet-base``  the real all-MiniLM-L6-v2 and all-mpnet-base-v2, evaluated on the 320
     sentences of the 160 shipped paraphrase pairs (``workloads/data/paraphrases.tsv``, padded together to
     one length); metric: fidelity of the sentence embeddings (attention-mask mean pooling of
@@ -49,8 +52,8 @@ import torch
 
 import vsquant
 from vsquant import QuantConfig
-from vsquant import layers as vsq
-from vsquant.ppu import quantize_activation, quantize_weight
+
+from . import fakequant as fq
 
 __all__ = [
     "CALIBRATIONS",
@@ -76,7 +79,8 @@ MSE_SAMPLE = 1 << 18     # activation MSE calibration on a seeded subsample of a
 DIGITS_CALIB_IMAGES = 200
 # sentence-embedding models: name -> "module:loader" returning (model, tokenizer), offline
 SENTENCE_MODELS = {"minilm": "workloads.pretrained:load_minilm", "mpnet-base": "workloads.mpnet:load_mpnet"}
-PTQ_WORKLOADS = ("digits-cnn", *SENTENCE_MODELS)
+PTQ_WORKLOADS = ("digits-cnn", *SENTENCE_MODELS, "mobilenetv2")
+MOBILENET_CALIB_IMAGES = 24   # of workloads.images' 96 views: the last two views of each of the 12 photographs
 WEIGHT_ENTROPY_BINS = 256   # per-channel weight entropy histograms (rows of <= a few thousand values; 2048 bins
                             # take 95 s per bit width on MiniLM's weights, 256 take 8 s)
 
@@ -140,8 +144,8 @@ class PTQWorkload:
     name: str
     captured: object                  # CapturedGraph on the evaluation inputs
     calib_captured: object            # CapturedGraph on the calibration inputs
-    reference: object                 # labels (digits) or fp32 embeddings (minilm)
-    metric: str                       # "top1" or "mean_cos"
+    reference: object                 # labels (digits), fp32 embeddings or fp32 logits (mobilenetv2)
+    metric: str                       # "top1", "mean_cos" or "top1_agree"
     act_bits_rule: str                # "U": activations NU (CNN), or "8": 8-bit activations (BERT)
     extra: dict = field(default_factory=dict)
     _act_stats: dict = field(default_factory=dict)
@@ -150,6 +154,10 @@ class PTQWorkload:
     def score(self, output) -> dict:
         if self.name == "digits-cnn":
             return {"top1": digits_top1(output, self.reference)}
+        if self.metric == "top1_agree":
+            from workloads.mobilenet import classifier_agreement
+            a = classifier_agreement(torch.as_tensor(output).detach().double().numpy(), self.reference)
+            return {"top1_agree": a["top1"], "top5_agree": a["top5"], "kl": a["kl"]}
         h = output["last_hidden_state"] if isinstance(output, dict) else getattr(output, "last_hidden_state", output[0])
         return embedding_fidelity(mean_pool(h, self.extra["attention_mask"]), self.reference, pairs=True)
 
@@ -179,6 +187,19 @@ def load_workload(name: str) -> PTQWorkload:
                            np.asarray(info["labels"]), "top1", "U")
     if name in SENTENCE_MODELS:
         return _sentence_workload(name)
+    if name == "mobilenetv2":
+        from workloads.images import MAX_IMAGES, natural_images
+        from workloads.mobilenet import load_mobilenetv2
+        model = load_mobilenetv2()
+        x, sources = natural_images(MAX_IMAGES)
+        n_eval = MAX_IMAGES - MOBILENET_CALIB_IMAGES   # views are ordered view-major: the last views calibrate
+        evals, calib = x[:n_eval], x[n_eval:]
+        with torch.no_grad():
+            ref = model(evals).double().numpy()                                          # the fp32 model
+        m64 = model.double()
+        return PTQWorkload(name, capture(m64, (evals.double(),)), capture(m64, (calib.double(),)), ref,
+                           "top1_agree", "U", extra={"images": n_eval, "calib_images": len(calib),
+                                                     "sources": sources[:n_eval]})
     raise ValueError(f"studies.ptq supports the workloads {', '.join(PTQ_WORKLOADS)}; got {name!r}")
 
 
@@ -250,29 +271,9 @@ def _calib_min(w: PTQWorkload, layer: str, operand: str) -> float:
     return w._act_stats[key]
 
 
-def _static_matmul(a, b, cfg: QuantConfig, a_unsigned, a_amax, b_unsigned, b_amax) -> np.ndarray:
-    """vsquant.layers.matmul with static per-tensor activation scales (coarse ``-`` format only)."""
-    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    a = np.broadcast_to(a, batch + a.shape[-2:])
-    bt = np.broadcast_to(np.swapaxes(b, -1, -2), batch + (b.shape[-1], b.shape[-2]))
-    qa = quantize_activation(a, cfg, unsigned=a_unsigned, amax=a_amax)
-    qb = quantize_activation(bt, cfg, unsigned=b_unsigned, amax=b_amax)
-    M, N = a.shape[-2], bt.shape[-2]
-    mcfg = cfg.for_activation_operands()
-    ys = []
-    for idx in np.ndindex(*batch):
-        ops = []
-        for q in (qa, qb):
-            g = np.ascontiguousarray(np.broadcast_to(q.gamma, q.shape[:-1])[idx])
-            ops.append(vsquant.QuantizedTensor(q.values[idx], None if q.scales is None else q.scales[idx], g, q.bits,
-                                               q.unsigned, q.vector_size, q.scheme, q.scale_bits))
-        _, y = vsq.run_gemm(vsq.GemmOperands(*ops), mcfg)
-        ys.append(y)
-    return np.stack(ys).reshape(batch + (M, N)) if ys else np.zeros(batch + (M, N))
-
-
 def calibrated_backend(workload, cfg: QuantConfig | str, method: str = "max"):
-    """Per-channel weights and per-tensor *static* activations, both calibrated with ``method``.
+    """Per-channel weights and per-tensor *static* activations, both calibrated with ``method``, on the
+    fake-quant datapath (:mod:`studies.fakequant`, equal to ``vsquant.layers`` with ``act_amax``).
 
     ``method`` is a key of :data:`CALIBRATIONS`. Weights: per output channel alpha from
     ``vsquant.calibrate_amax`` on the unpadded weight (entropy with :data:`WEIGHT_ENTROPY_BINS` bins).
@@ -303,11 +304,8 @@ def calibrated_backend(workload, cfg: QuantConfig | str, method: str = "max"):
                                           **kw, **extra)
             if key is not None:
                 w._act_stats[akey] = amax
-        if layer.kind == "conv2d":
-            padded = vsq._pad_channels(wt.transpose(0, 2, 3, 1), cfg.vector_size)
-            q = quantize_weight(padded, cfg, amax=amax)
-        else:
-            q = quantize_weight(wt, cfg, amax=amax)
+        wt = torch.from_numpy(wt)
+        q = fq.quantized_conv_weight(wt, cfg, amax) if layer.kind == "conv2d" else fq.quantized_weight(wt, cfg, amax)
         if key is not None:
             wcache[key] = q
         return q
@@ -316,24 +314,19 @@ def calibrated_backend(workload, cfg: QuantConfig | str, method: str = "max"):
         unsigned = bool(cfg.act_unsigned and x.size and x.min() >= 0 and _calib_min(w, layer.name, operand) >= 0)
         return unsigned, _act_amax(w, layer.name, operand, method, cfg.act_bits, unsigned)
 
+    def t(a):
+        return None if a is None else torch.from_numpy(a)
+
     def backend(layer, args):
-        if layer.kind == "linear":
-            x = args["input"]
-            u, amax = act(layer, "input", x)
-            r = vsq.linear(x, weight_q(layer, args), args.get("bias"), cfg, unsigned_input=u, act_amax=amax,
-                           requantize_output=False)
-            y = r.output
-        elif layer.kind == "conv2d":
-            x = args["input"]
-            u, amax = act(layer, "input", x)
-            r = vsq.conv2d(x, args["weight"], args.get("bias"), cfg, args["stride"], args["padding"], args["dilation"],
-                           args["groups"], unsigned_input=u, act_amax=amax, requantize_output=False,
-                           weight_q=weight_q(layer, args))
-            y = r.output
-        else:
+        if layer.kind == "matmul":
             (ua, aa), (ub, ab) = act(layer, "a", args["a"]), act(layer, "b", args["b"])
-            y = _static_matmul(args["a"], args["b"], cfg, ua, aa, ub, ab)
-        return torch.from_numpy(np.asarray(y, np.float64))
+            return fq.fake_matmul(t(args["a"]), t(args["b"]), cfg, a_unsigned=ua, b_unsigned=ub, a_amax=aa, b_amax=ab)
+        u, amax = act(layer, "input", args["input"])
+        if layer.kind == "linear":
+            return fq.fake_linear(t(args["input"]), None, t(args.get("bias")), cfg, weight_q(layer, args),
+                                  unsigned=u, act_amax=amax)
+        return fq.fake_conv2d(t(args["input"]), None, t(args.get("bias")), cfg, args["stride"], args["padding"],
+                              args["dilation"], args["groups"], weight_q(layer, args), unsigned=u, act_amax=amax)
 
     backend.cfg = cfg
     backend.__name__ = f"calibrated_backend({cfg}, {method})"
@@ -352,8 +345,6 @@ def evaluate_config(workload, cfg_or_scheme, calibration: str | None = None) -> 
     ``seconds``.
     """
     from mapping.interpret import QuantInterpreter, float_backend
-
-    from .fakequant import fast_backend
     w = _as_workload(workload)
     if isinstance(cfg_or_scheme, tuple):
         cfg_or_scheme, calibration = cfg_or_scheme
@@ -364,7 +355,7 @@ def evaluate_config(workload, cfg_or_scheme, calibration: str | None = None) -> 
         backend = calibrated_backend(w, cfg_or_scheme, calibration)
         label = str(backend.cfg)
     else:
-        backend = fast_backend(cfg_or_scheme)   # bit-exact with the reference; the fake-quant path where it applies
+        backend = fq.fast_backend(cfg_or_scheme)   # bit-exact with the reference; the fake-quant path where it applies
         label = str(backend.cfg)
     out = QuantInterpreter(w.captured, backend).forward()
     res = w.score(out)
@@ -374,7 +365,8 @@ def evaluate_config(workload, cfg_or_scheme, calibration: str | None = None) -> 
 
 
 def _metric_names(w: PTQWorkload) -> list[str]:
-    return ["top1"] if w.metric == "top1" else ["mean_cos", "min_cos", "spearman", "retrieval_top1"]
+    return {"top1": ["top1"], "top1_agree": ["top1_agree", "top5_agree", "kl"]}.get(
+        w.metric, ["mean_cos", "min_cos", "spearman", "retrieval_top1"])
 
 
 def _wide(w: PTQWorkload, records: list[dict], index: str, columns: str) -> pd.DataFrame:
@@ -528,6 +520,7 @@ def main(argv=None) -> int:
     w = load_workload(args.workload)
     tables = TABLES if args.table == "all" else (args.table,)
     metric = {"top1": "top-1 on the 360 held-out digits",
+              "top1_agree": f"top-1 agreement with fp32 on {w.extra.get('images')} natural images",
               "mean_cos": f"mean cosine of sentence embeddings to fp32 ({w.extra.get('sentences')} sentences in "
                           f"{w.extra.get('pairs')} paraphrase pairs)"}[w.metric]
     for t in tables:
@@ -539,7 +532,8 @@ def main(argv=None) -> int:
         long = df.attrs["long"]
         if w.metric != "top1":
             cols = [c for c in ("bits", "method", "scheme", "V", "scales", "config", "calibration", "mean_cos",
-                                "min_cos", "spearman", "retrieval_top1") if c in long.columns]
+                                "min_cos", "spearman", "retrieval_top1", "top1_agree", "top5_agree", "kl")
+                    if c in long.columns]
             print(long[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         if args.csv:
             d = pathlib.Path(args.csv)

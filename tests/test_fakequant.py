@@ -106,3 +106,42 @@ def test_fast_backend_falls_back_to_the_reference_and_the_mode_catches_parameter
         quantize_model(XW(), "4/8/6/10")(torch.randn(3, 16, dtype=torch.float64))
     with pytest.raises(ValueError, match="already quantized"):
         quantize_model(quantize_model(Mixed(), "4/8/6/10"), "8/8/-/-")
+
+
+def test_static_scales_equal_the_reference_layers():
+    """Calibrated (static) per-tensor activation and per-channel weight scales, as studies.ptq uses them:
+    fake_linear / fake_conv2d / fake_matmul with amax equal vsquant.layers with act_amax, bit for bit,
+    including values clipped by an amax below the tensor's max."""
+    import numpy as np
+
+    from studies.fakequant import fake_conv2d, fake_linear, fake_matmul, quantized_conv_weight, quantized_weight
+    from vsquant import QuantConfig, layers as vsq
+    from vsquant.ppu import quantize_activation, quantize_weight
+    rng = np.random.default_rng(3)
+    cfg = QuantConfig.parse("4/6U/-/-")
+    x, w, b = rng.standard_normal((5, 7, 40)), rng.standard_normal((24, 40)), rng.standard_normal(24)
+    wamax = np.abs(w).max(axis=1) * 0.8
+    ref = vsq.linear(x, quantize_weight(w, cfg, amax=wamax), b, cfg, unsigned_input=False, act_amax=1.5,
+                     requantize_output=False).output
+    got = fake_linear(torch.from_numpy(x), None, torch.from_numpy(b), cfg,
+                      quantized_weight(torch.from_numpy(w), cfg, wamax), unsigned=False, act_amax=1.5)
+    assert np.array_equal(got.numpy(), ref)
+    xc, wc = np.abs(rng.standard_normal((2, 20, 6, 6))), rng.standard_normal((8, 20, 3, 3))
+    camax = np.abs(wc.reshape(8, -1)).max(axis=1) * 0.9
+    padded = vsq._pad_channels(wc.transpose(0, 2, 3, 1), cfg.vector_size)
+    ref = vsq.conv2d(xc, wc, None, cfg, (1, 1), (1, 1), (1, 1), 1, unsigned_input=True, act_amax=2.0,
+                     requantize_output=False, weight_q=quantize_weight(padded, cfg, amax=camax)).output
+    got = fake_conv2d(torch.from_numpy(xc), None, None, cfg, (1, 1), (1, 1), (1, 1), 1,
+                      quantized_conv_weight(torch.from_numpy(wc), cfg, camax), unsigned=True, act_amax=2.0)
+    assert np.array_equal(got.numpy(), ref)
+    a, bb = rng.standard_normal((2, 3, 9, 32)), rng.standard_normal((2, 3, 32, 9))
+    qa = quantize_activation(a, cfg, unsigned=False, amax=2.0)
+    qb = quantize_activation(np.swapaxes(bb, -1, -2), cfg, unsigned=False, amax=1.0)
+    gemms = []
+    for idx in np.ndindex(2, 3):
+        ops = [vsq.QuantizedTensor(q.values[idx], None, np.broadcast_to(q.gamma, q.shape[:-1])[idx].copy(), q.bits,
+                                   q.unsigned, q.vector_size, q.scheme, q.scale_bits) for q in (qa, qb)]
+        gemms.append(vsq.run_gemm(vsq.GemmOperands(*ops), cfg.for_activation_operands())[1])
+    got = fake_matmul(torch.from_numpy(a), torch.from_numpy(bb), cfg, a_unsigned=False, b_unsigned=False,
+                      a_amax=2.0, b_amax=1.0)
+    assert np.array_equal(got.numpy(), np.stack(gemms).reshape(2, 3, 9, 9))
