@@ -34,8 +34,8 @@ MiniLM the cells are mean cosine and the long-form frames carry all three metric
 - :func:`table_two_level` (Tables 5-7): two-level integer scales ``ws/as`` and fp16 scales, plus
   the best per-channel column.
 
-CLI: ``python -m studies.ptq --workload digits-cnn|minilm|mpnet-base --table calibration|per-vector|
-vector-size|two-level|all [--quick] [--csv DIR]``.
+CLI: ``python -m studies.ptq --workload digits-cnn|minilm|mpnet-base|mobilenetv2|all --table calibration|
+per-vector|vector-size|two-level|variants|findings|all [--quick] [--csv DIR]``.
 """
 from __future__ import annotations
 
@@ -67,6 +67,7 @@ __all__ = [
     "mean_pool",
     "record_inputs",
     "table_calibration",
+    "table_findings",
     "table_per_vector",
     "table_two_level",
     "table_vector_size",
@@ -173,8 +174,11 @@ class PTQWorkload:
 
 
 @functools.cache
-def load_workload(name: str) -> PTQWorkload:
-    """A workload of :data:`PTQ_WORKLOADS` as a :class:`PTQWorkload` (cached per process)."""
+def load_workload(name: str, size: int | None = None) -> PTQWorkload:
+    """A workload of :data:`PTQ_WORKLOADS` as a :class:`PTQWorkload` (cached per process).
+
+    ``size`` evaluates on a prefix of the evaluation set (sentence models: the first ``size`` paraphrase
+    pairs; mobilenetv2: the first ``size`` images), e.g. for faster tests; default: all of it."""
     from mapping.capture import capture
     from workloads.models import get_workload
     if name == "digits-cnn":
@@ -186,14 +190,15 @@ def load_workload(name: str) -> PTQWorkload:
                            capture(m64, (torch.from_numpy(xtr[:DIGITS_CALIB_IMAGES]).double(),)),
                            np.asarray(info["labels"]), "top1", "U")
     if name in SENTENCE_MODELS:
-        return _sentence_workload(name)
+        return _sentence_workload(name, size)
     if name == "mobilenetv2":
         from workloads.images import MAX_IMAGES, natural_images
         from workloads.mobilenet import load_mobilenetv2
         model = load_mobilenetv2()
         x, sources = natural_images(MAX_IMAGES)
         n_eval = MAX_IMAGES - MOBILENET_CALIB_IMAGES   # views are ordered view-major: the last views calibrate
-        evals, calib = x[:n_eval], x[n_eval:]
+        evals, calib = x[:min(n_eval, size or n_eval)], x[n_eval:]
+        n_eval = len(evals)
         with torch.no_grad():
             ref = model(evals).double().numpy()                                          # the fp32 model
         m64 = model.double()
@@ -203,7 +208,7 @@ def load_workload(name: str) -> PTQWorkload:
     raise ValueError(f"studies.ptq supports the workloads {', '.join(PTQ_WORKLOADS)}; got {name!r}")
 
 
-def _sentence_workload(name: str) -> PTQWorkload:
+def _sentence_workload(name: str, size: int | None = None) -> PTQWorkload:
     """A sentence-embedding model: calibrated on ``sentences.txt``, evaluated on the paraphrase pairs."""
     import importlib
 
@@ -212,7 +217,7 @@ def _sentence_workload(name: str) -> PTQWorkload:
     module, fn = SENTENCE_MODELS[name].split(":")
     model, tokenizer = getattr(importlib.import_module(module), fn)()
     use_attention(model.eval(), "eager")
-    pairs = load_paraphrases()
+    pairs = load_paraphrases()[:size]
     calib = dict(tokenizer(load_sentences(), padding=True, return_tensors="pt"))
     evals = dict(tokenizer([s for p in pairs for s in p], padding=True, return_tensors="pt"))
     with torch.no_grad():
@@ -490,10 +495,38 @@ def table_variants(workload, configs=("4/8/4/6", "4/8/6/10", "6/8/4/6", "8/8/6/1
 
 # --- CLI ----------------------------------------------------------------------------------------
 
-TABLES = ("calibration", "per-vector", "vector-size", "two-level", "variants")
+def table_findings(workload) -> pd.DataFrame:
+    """The paper's two headline findings on one model (README, "Findings"):
+
+    - 4-bit weights, 8-bit activations: two-level per-vector 4/8/6/10 against per-channel 4/8/-/- with
+      dynamic max scaling and with the best of Table 2's five static calibrations (by the headline metric);
+    - 8-bit per-channel weights with *per-tensor* activations (8/8/-/-, dynamic and best static) against
+      4/8/6/10 (the paper's BERT finding that per-layer activation scaling fails at 8 bits).
+
+    Rows: configs (``calibration`` says how the per-tensor scales were set); columns: every metric.
+    """
+    w = _as_workload(workload)
+    a = lambda n: w.act_bits(n) if w.act_bits_rule == "U" else "8"   # noqa: E731  (NU for CNNs)
+    recs = [dict(row="fp32", **_fp32(w))]
+    for cfg in (f"4/{a(4)}/-/-", f"8/{a(8)}/-/-"):
+        dyn = evaluate_config(w, cfg)
+        best = max((evaluate_config(w, cfg, m) for m in CALIBRATIONS), key=lambda r: r[w.metric])
+        recs += [dict(row=f"{cfg} dynamic max", **dyn), dict(row=f"{cfg} best static", **best)]
+    recs.append(dict(row=f"4/{a(4)}/6/10", **evaluate_config(w, f"4/{a(4)}/6/10")))
+    df = pd.DataFrame(recs).set_index("row")
+    cols = [c for c in _metric_names(w) + ["calibration", "seconds"] if c in df.columns]
+    df = df[cols]
+    df.attrs["long"] = df.reset_index()
+    df.attrs["metric"] = w.metric
+    return df
+
+
+TABLES = ("calibration", "per-vector", "vector-size", "two-level", "variants", "findings")
 
 
 def _build(w: PTQWorkload, table: str, quick: bool) -> pd.DataFrame:
+    if table == "findings":
+        return table_findings(w)
     if table == "calibration":
         return table_calibration(w, bits=(4, 8) if quick else (3, 4, 6, 8))
     if table == "per-vector":
@@ -512,35 +545,40 @@ def _build(w: PTQWorkload, table: str, quick: bool) -> pd.DataFrame:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m studies.ptq", description=__doc__.split("\n")[0])
-    p.add_argument("--workload", choices=PTQ_WORKLOADS, default="digits-cnn")
+    p.add_argument("--workload", choices=PTQ_WORKLOADS + ("all",), default="digits-cnn",
+                   help="the model (all: every one in turn)")
     p.add_argument("--table", choices=TABLES + ("all",), default="all")
     p.add_argument("--quick", action="store_true", help="smaller grids")
     p.add_argument("--csv", metavar="DIR", help="write each table (wide) and its long form as CSV into DIR")
     args = p.parse_args(argv)
-    w = load_workload(args.workload)
-    tables = TABLES if args.table == "all" else (args.table,)
+    for name in PTQ_WORKLOADS if args.workload == "all" else (args.workload,):
+        _report(name, TABLES if args.table == "all" else (args.table,), args.quick, args.csv)
+    return 0
+
+
+def _report(name: str, tables, quick: bool, csv: str | None) -> None:
+    w = load_workload(name)
     metric = {"top1": "top-1 on the 360 held-out digits",
               "top1_agree": f"top-1 agreement with fp32 on {w.extra.get('images')} natural images",
               "mean_cos": f"mean cosine of sentence embeddings to fp32 ({w.extra.get('sentences')} sentences in "
                           f"{w.extra.get('pairs')} paraphrase pairs)"}[w.metric]
     for t in tables:
         t0 = time.perf_counter()
-        df = _build(w, t, args.quick)
+        df = _build(w, t, quick)
         dt = time.perf_counter() - t0
-        print(f"\n== {args.workload}: {t} ({metric}; {dt:.1f} s)")
+        print(f"\n== {name}: {t} ({metric}; {dt:.1f} s)", flush=True)
         print(df.to_string(float_format=lambda v: f"{v:.4f}"))
         long = df.attrs["long"]
-        if w.metric != "top1":
+        if w.metric != "top1" and t != "findings":
             cols = [c for c in ("bits", "method", "scheme", "V", "scales", "config", "calibration", "mean_cos",
                                 "min_cos", "spearman", "retrieval_top1", "top1_agree", "top5_agree", "kl")
                     if c in long.columns]
-            print(long[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-        if args.csv:
-            d = pathlib.Path(args.csv)
+            print(long[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"), flush=True)
+        if csv:
+            d = pathlib.Path(csv)
             d.mkdir(parents=True, exist_ok=True)
-            df.to_csv(d / f"ptq_{args.workload}_{t}.csv")
-            long.to_csv(d / f"ptq_{args.workload}_{t}_long.csv", index=False)
-    return 0
+            df.to_csv(d / f"ptq_{name}_{t}.csv")
+            long.to_csv(d / f"ptq_{name}_{t}_long.csv", index=False)
 
 
 if __name__ == "__main__":

@@ -72,8 +72,8 @@ def finetune_embeddings(cfg: str, workload: str = "minilm", epochs: int = 3, lr:
     train = dict(tokenizer(load_sentences(), padding=True, return_tensors="pt"))
     evals = dict(tokenizer([s for p in load_paraphrases() for s in p], padding=True, return_tensors="pt"))
     with torch.no_grad():   # the fp32 model's embeddings: the targets and the reference
-        target = mean_pool(model(**train).last_hidden_state, train["attention_mask"]).double()
-        ref = mean_pool(model(**evals).last_hidden_state, evals["attention_mask"]).double().numpy()
+        target = mean_pool(model(**train).last_hidden_state.double(), train["attention_mask"])
+        ref = mean_pool(model(**evals).last_hidden_state.double(), evals["attention_mask"]).numpy()
     qmodel = quantize_model(copy.deepcopy(model).double(), cfg)   # eval mode: no dropout while fine-tuning
 
     def score() -> dict:

@@ -30,6 +30,27 @@ def digits_wl():
     return ptq.load_workload("digits-cnn")
 
 
+def test_paraphrase_retrieval_and_the_shipped_pairs():
+    from workloads.models import load_paraphrases
+    e = np.array([[1, 0, 0], [0.9, 0.1, 0], [0, 1, 0], [0, 0.9, 0.2]], float)
+    assert ptq.paraphrase_retrieval_top1(e) == 1.0
+    assert ptq.paraphrase_retrieval_top1(e[[0, 2, 1, 3]]) == 0.0       # partners swapped: every match is wrong
+    with pytest.raises(ValueError, match="pairs"):
+        ptq.paraphrase_retrieval_top1(e[:3])
+    assert set(ptq.embedding_fidelity(e, e, pairs=True)) == {"mean_cos", "min_cos", "spearman", "retrieval_top1"}
+    pairs = load_paraphrases()
+    sentences = [s for p in pairs for s in p]
+    assert len(pairs) == 160 and len(set(sentences)) == 320            # >= 200 evaluation sentences, distinct
+
+
+def test_paraphrase_file_errors_name_the_line(tmp_path):
+    from workloads.models import load_paraphrases
+    bad = tmp_path / "p.tsv"
+    bad.write_text("id\tsentence_a\tsentence_b\ttopic\np1\tonly one sentence\n")
+    with pytest.raises(ValueError, match=r"p.tsv:2: expected id<TAB>sentence_a<TAB>sentence_b"):
+        load_paraphrases(bad)
+
+
 def test_digits_fp32_row_matches_the_float_model(digits_wl):
     from workloads import digits
     ref = digits.evaluate_float(digits.load_digits_cnn())
@@ -86,15 +107,25 @@ def minilm():
     return wl
 
 
-def test_minilm_two_level_beats_per_channel(minilm):
+def _finding_4_8(wl, metric):
+    """The paper's finding at 4-bit weights, 8-bit activations: 4/8/6/10 vs the best-calibrated 4/8/-/-
+    (dynamic max and the five static calibrations of Table 2)."""
+    act = wl.act_bits(4) if wl.act_bits_rule == "U" else "8"
+    runs = [ptq.evaluate_config(wl, f"4/{act}/-/-")] + [ptq.evaluate_config(wl, f"4/{act}/-/-", m)
+                                                          for m in ptq.CALIBRATIONS]
+    best = max(runs, key=lambda r: r[metric])
+    return best, ptq.evaluate_config(wl, f"4/{act}/6/10")
+
+
+def test_minilm_two_level_beats_the_best_calibrated_per_channel(minilm):
+    """Measured on the 320 paraphrase sentences: best per-channel 4/8/-/- mean cos 0.905 (dynamic max),
+    4/8/6/10 0.9695; Spearman 0.894 vs 0.962."""
     wl = minilm
     fp = ptq.evaluate_config(wl, "fp32")
-    assert fp["mean_cos"] > 0.99999 and fp["spearman"] > 0.999
-    pc = ptq.evaluate_config(wl, "4/8/-/-")        # measured mean cos 0.9056, spearman 0.853
-    two = ptq.evaluate_config(wl, "4/8/6/10")      # measured mean cos 0.9701, spearman 0.951
-    assert two["mean_cos"] > pc["mean_cos"] + 0.03
-    assert two["spearman"] > pc["spearman"]
-    assert two["min_cos"] > pc["min_cos"]
+    assert fp["mean_cos"] > 0.99999 and fp["spearman"] > 0.999 and fp["retrieval_top1"] > 0.9
+    best, two = _finding_4_8(wl, "mean_cos")
+    assert two["mean_cos"] > best["mean_cos"] + 0.03
+    assert two["spearman"] > best["spearman"] and two["min_cos"] > best["min_cos"]
 
 
 def test_minilm_scale_rounding_variants(minilm):
@@ -113,3 +144,50 @@ def test_variants_table_digits():
     t = ptq.table_variants("digits-cnn", configs=("3/8/4/6",))
     assert list(t.columns) == list(ptq.VARIANTS) and list(t.index) == ["fp32", "3/8/4/6"]
     assert ((t.loc["3/8/4/6"] > 0.5) & (t.loc["3/8/4/6"] <= 1.0)).all()
+
+
+MOBILENET_TEST_IMAGES = 24   # the 12 photographs' first two views (the README's table uses all 72)
+MPNET_TEST_PAIRS = 40        # of the 160 paraphrase pairs (the README's table uses all)
+
+
+@pytest.fixture(scope="module")
+def mobilenet():
+    from workloads.pretrained import ModelNotAvailable
+    try:
+        return ptq.load_workload("mobilenetv2", size=MOBILENET_TEST_IMAGES)
+    except ModelNotAvailable as e:
+        if os.environ.get("VSQSIM_REQUIRE_MODELS") == "1":
+            pytest.fail(f"VSQSIM_REQUIRE_MODELS=1 but MobileNetV2 is not available: {e}")
+        pytest.skip(str(e))
+
+
+def test_mobilenetv2_two_level_beats_the_best_calibrated_per_channel(mobilenet):
+    """On all 72 views (README): top-1 agreement with fp32, best-calibrated 4/8U/-/- 0.10, 4/8U/6/10 0.44.
+    MobileNetV2 is hard to quantize per layer (depthwise convs). Here on 24 views."""
+    fp = ptq.evaluate_config(mobilenet, "fp32")
+    assert fp["top1_agree"] == 1.0 and fp["kl"] < 1e-9
+    best, two = _finding_4_8(mobilenet, "top1_agree")
+    assert two["top1_agree"] > best["top1_agree"] + 0.1
+    assert two["kl"] < best["kl"]
+
+
+@pytest.fixture(scope="module")
+def mpnet():
+    from workloads.pretrained import ModelNotAvailable
+    try:
+        return ptq.load_workload("mpnet-base", size=MPNET_TEST_PAIRS)
+    except ModelNotAvailable as e:
+        if os.environ.get("VSQSIM_REQUIRE_MODELS") == "1":
+            pytest.fail(f"VSQSIM_REQUIRE_MODELS=1 but MPNet is not available: {e}")
+        pytest.skip(str(e))
+
+
+def test_mpnet_per_tensor_8bit_activations_lose_more_than_4_8_6_10(mpnet):
+    """The paper's BERT finding: per-layer activation scaling fails even at 8 bits. On all 160 pairs
+    (README): 8/8/-/- mean cos 0.704 (dynamic), 0.894 (best static, 99.99%), 4/8/6/10 0.976."""
+    fp = ptq.evaluate_config(mpnet, "fp32")
+    assert fp["mean_cos"] > 0.99999 and fp["retrieval_top1"] > 0.9
+    two = ptq.evaluate_config(mpnet, "4/8/6/10")
+    for run in (ptq.evaluate_config(mpnet, "8/8/-/-"), ptq.evaluate_config(mpnet, "8/8/-/-", "99.99%")):
+        assert two["mean_cos"] > run["mean_cos"] + 0.05
+        assert two["spearman"] > run["spearman"] + 0.05
