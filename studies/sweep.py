@@ -34,7 +34,7 @@ def table8_archs(unsigned_activations: bool = False) -> list[str]:
 def _workload(workload: str, seq: int | None):
     """``get_workload`` with the sequence length passed to the transformer workloads only."""
     from workloads.models import get_workload
-    opts = {} if seq is None or not workload.startswith(("bert", "minilm")) else {"seq": seq}
+    opts = {} if seq is None or not workload.startswith(("bert", "minilm", "mpnet")) else {"seq": seq}
     return get_workload(workload, **opts)
 
 
