@@ -153,10 +153,11 @@ class PTQWorkload:
     _calib_inputs: dict | None = None
 
     def score(self, output) -> dict:
-        if self.name == "digits-cnn":
-            return {"top1": digits_top1(output, self.reference)}
+        from workloads.mobilenet import classifier_agreement
+        if self.name == "digits-cnn":   # task accuracy, and closeness to the fp32 model's logits
+            a = classifier_agreement(torch.as_tensor(output).detach().double().numpy(), self.extra["fp32_logits"])
+            return {"top1": digits_top1(output, self.reference), "top1_agree": a["top1"], "kl": a["kl"]}
         if self.metric == "top1_agree":
-            from workloads.mobilenet import classifier_agreement
             a = classifier_agreement(torch.as_tensor(output).detach().double().numpy(), self.reference)
             return {"top1_agree": a["top1"], "top5_agree": a["top5"], "kl": a["kl"]}
         h = output["last_hidden_state"] if isinstance(output, dict) else getattr(output, "last_hidden_state", output[0])
@@ -185,10 +186,12 @@ def load_workload(name: str, size: int | None = None) -> PTQWorkload:
         from workloads import digits
         model, (x,), info = get_workload("digits-cnn")
         xtr, _, _, _ = digits.load_digits_split()
+        with torch.no_grad():
+            logits = model(x).double().numpy()                                           # the fp32 model
         m64 = model.double()
         return PTQWorkload(name, capture(m64, (x.double(),)),
                            capture(m64, (torch.from_numpy(xtr[:DIGITS_CALIB_IMAGES]).double(),)),
-                           np.asarray(info["labels"]), "top1", "U")
+                           np.asarray(info["labels"]), "top1", "U", extra={"fp32_logits": logits})
     if name in SENTENCE_MODELS:
         return _sentence_workload(name, size)
     if name == "mobilenetv2":
@@ -370,7 +373,7 @@ def evaluate_config(workload, cfg_or_scheme, calibration: str | None = None) -> 
 
 
 def _metric_names(w: PTQWorkload) -> list[str]:
-    return {"top1": ["top1"], "top1_agree": ["top1_agree", "top5_agree", "kl"]}.get(
+    return {"top1": ["top1", "top1_agree", "kl"], "top1_agree": ["top1_agree", "top5_agree", "kl"]}.get(
         w.metric, ["mean_cos", "min_cos", "spearman", "retrieval_top1"])
 
 
@@ -506,13 +509,13 @@ def table_findings(workload) -> pd.DataFrame:
     Rows: configs (``calibration`` says how the per-tensor scales were set); columns: every metric.
     """
     w = _as_workload(workload)
-    a = lambda n: w.act_bits(n) if w.act_bits_rule == "U" else "8"   # noqa: E731  (NU for CNNs)
+    a8 = "8U" if w.act_bits_rule == "U" else "8"      # 8-bit activations (unsigned after ReLU in CNNs)
     recs = [dict(row="fp32", **_fp32(w))]
-    for cfg in (f"4/{a(4)}/-/-", f"8/{a(8)}/-/-"):
+    for cfg in (f"4/{a8}/-/-", f"8/{a8}/-/-"):
         dyn = evaluate_config(w, cfg)
         best = max((evaluate_config(w, cfg, m) for m in CALIBRATIONS), key=lambda r: r[w.metric])
         recs += [dict(row=f"{cfg} dynamic max", **dyn), dict(row=f"{cfg} best static", **best)]
-    recs.append(dict(row=f"4/{a(4)}/6/10", **evaluate_config(w, f"4/{a(4)}/6/10")))
+    recs.append(dict(row=f"4/{a8}/6/10", **evaluate_config(w, f"4/{a8}/6/10")))
     df = pd.DataFrame(recs).set_index("row")
     cols = [c for c in _metric_names(w) + ["calibration", "seconds"] if c in df.columns]
     df = df[cols]

@@ -96,21 +96,24 @@ def test_cli_writes_csv(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def minilm():
-    """The real MiniLM workload; skipped when the package is absent unless VSQSIM_REQUIRE_MODELS=1."""
+    return _real_workload("minilm")
+
+
+def _real_workload(name, size=None):
+    """A PTQ workload with real weights; skipped when they are absent unless VSQSIM_REQUIRE_MODELS=1."""
     from workloads.pretrained import ModelNotAvailable
     try:
-        wl = ptq.load_workload("minilm")
+        return ptq.load_workload(name, size=size)
     except ModelNotAvailable as e:
         if os.environ.get("VSQSIM_REQUIRE_MODELS") == "1":
-            pytest.fail(f"VSQSIM_REQUIRE_MODELS=1 but MiniLM is not available: {e}")
+            pytest.fail(f"VSQSIM_REQUIRE_MODELS=1 but {name} is not available: {e}")
         pytest.skip(str(e))
-    return wl
 
 
 def _finding_4_8(wl, metric):
     """The paper's finding at 4-bit weights, 8-bit activations: 4/8/6/10 vs the best-calibrated 4/8/-/-
     (dynamic max and the five static calibrations of Table 2)."""
-    act = wl.act_bits(4) if wl.act_bits_rule == "U" else "8"
+    act = "8U" if wl.act_bits_rule == "U" else "8"
     runs = [ptq.evaluate_config(wl, f"4/{act}/-/-")] + [ptq.evaluate_config(wl, f"4/{act}/-/-", m)
                                                           for m in ptq.CALIBRATIONS]
     best = max(runs, key=lambda r: r[metric])
@@ -152,13 +155,7 @@ MPNET_TEST_PAIRS = 40        # of the 160 paraphrase pairs (the README's table u
 
 @pytest.fixture(scope="module")
 def mobilenet():
-    from workloads.pretrained import ModelNotAvailable
-    try:
-        return ptq.load_workload("mobilenetv2", size=MOBILENET_TEST_IMAGES)
-    except ModelNotAvailable as e:
-        if os.environ.get("VSQSIM_REQUIRE_MODELS") == "1":
-            pytest.fail(f"VSQSIM_REQUIRE_MODELS=1 but MobileNetV2 is not available: {e}")
-        pytest.skip(str(e))
+    return _real_workload("mobilenetv2", MOBILENET_TEST_IMAGES)
 
 
 def test_mobilenetv2_two_level_beats_the_best_calibrated_per_channel(mobilenet):
@@ -173,13 +170,7 @@ def test_mobilenetv2_two_level_beats_the_best_calibrated_per_channel(mobilenet):
 
 @pytest.fixture(scope="module")
 def mpnet():
-    from workloads.pretrained import ModelNotAvailable
-    try:
-        return ptq.load_workload("mpnet-base", size=MPNET_TEST_PAIRS)
-    except ModelNotAvailable as e:
-        if os.environ.get("VSQSIM_REQUIRE_MODELS") == "1":
-            pytest.fail(f"VSQSIM_REQUIRE_MODELS=1 but MPNet is not available: {e}")
-        pytest.skip(str(e))
+    return _real_workload("mpnet-base", MPNET_TEST_PAIRS)
 
 
 def test_mpnet_per_tensor_8bit_activations_lose_more_than_4_8_6_10(mpnet):

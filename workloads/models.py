@@ -123,16 +123,20 @@ def _sentence_inputs(tokenizer, batch: int, seq: int | None):
     return dict(enc), sentences
 
 
+def _sentence_model(name: str, loader, model_dir, batch: int, seq: int | None, attention: str):
+    model, tokenizer = loader()
+    use_attention(model.eval(), attention)
+    inputs, sentences = _sentence_inputs(tokenizer, batch, seq)
+    info = dict(name=name, family="transformer", metric=TRANSFORMER_METRIC, batch=batch,
+                seq=int(inputs["input_ids"].shape[1]), attention=attention, sentences=sentences,
+                weights=str(model_dir()))
+    return model, inputs, info
+
+
 def minilm(*, batch: int = 8, seq: int | None = None, attention: str = "eager"):
     """The real all-MiniLM-L6-v2 (6 layers, hidden 384) on the first ``batch`` shipped sentences,
     padded to the longest (or to ``seq`` tokens). Raises ModelNotAvailable if not installed."""
-    model, tokenizer = pretrained.load_minilm()
-    use_attention(model.eval(), attention)
-    inputs, sentences = _sentence_inputs(tokenizer, batch, seq)
-    info = dict(name="minilm", family="transformer", metric=TRANSFORMER_METRIC, batch=batch,
-                seq=int(inputs["input_ids"].shape[1]), attention=attention, sentences=sentences,
-                weights=str(pretrained.minilm_model_dir()))
-    return model, inputs, info
+    return _sentence_model("minilm", pretrained.load_minilm, pretrained.minilm_model_dir, batch, seq, attention)
 
 
 def mpnet_base(*, batch: int = 8, seq: int | None = None, attention: str = "eager"):
@@ -140,13 +144,7 @@ def mpnet_base(*, batch: int = 8, seq: int | None = None, attention: str = "eage
     ``batch`` shipped sentences, padded to the longest (or to ``seq`` tokens). Raises
     ModelNotAvailable if its five part packages are not installed."""
     from . import mpnet
-    model, tokenizer = mpnet.load_mpnet()
-    use_attention(model.eval(), attention)
-    inputs, sentences = _sentence_inputs(tokenizer, batch, seq)
-    info = dict(name="mpnet-base", family="transformer", metric=TRANSFORMER_METRIC, batch=batch,
-                seq=int(inputs["input_ids"].shape[1]), attention=attention, sentences=sentences,
-                weights=str(mpnet.mpnet_model_dir()))
-    return model, inputs, info
+    return _sentence_model("mpnet-base", mpnet.load_mpnet, mpnet.mpnet_model_dir, batch, seq, attention)
 
 
 def mobilenetv2(*, batch: int = 16):
