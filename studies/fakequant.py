@@ -161,13 +161,33 @@ def fake_conv2d(x: torch.Tensor, w: torch.Tensor, bias, cfg: QuantConfig, stride
         xa = xd.permute(0, 2, 3, 1).reshape(B * H * W * groups, C // groups)
         a, ga = _scaled_integers(xa, cfg.act_bits, cfg.act_scale, cfg.vector_size, _unsigned(cfg, xa, unsigned),
                                  False, act_amax)
-        a = a.reshape(B, H, W, C).permute(0, 3, 1, 2)
+        a = a.reshape(B, H, W, C).permute(0, 3, 1, 2).contiguous()
         b, gw = wq if wq is not None else quantized_conv_weight(w, cfg)
-        acc = F.conv2d(a, b, None, stride, padding, dilation, groups)
+        if groups == C == b.shape[0]:   # depthwise: float64 F.conv2d is slow here; integers sum exactly in any order
+            acc = _depthwise(a, b, stride, padding, dilation)
+        else:
+            acc = F.conv2d(a, b, None, stride, padding, dilation, groups)
         y = acc * (ga[0] * gw)[None, :, None, None]
         if bias is not None:
             y = y + bias.double()[None, :, None, None]
         return y
+
+
+def _depthwise(a: torch.Tensor, b: torch.Tensor, stride, padding, dilation) -> torch.Tensor:
+    """A depthwise convolution of integer-valued float64 tensors as R*S shifted multiply-adds (exact: every
+    partial sum is an integer below 2^53, so the order of the additions does not matter)."""
+    (sh, sw), (ph, pw), (dh, dw) = (tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+                                    for v in (stride, padding, dilation))
+    B, C, H, W = a.shape
+    _, _, R, S = b.shape
+    Ho, Wo = (H + 2 * ph - dh * (R - 1) - 1) // sh + 1, (W + 2 * pw - dw * (S - 1) - 1) // sw + 1
+    ap = F.pad(a, (pw, pw, ph, ph))
+    acc = torch.zeros(B, C, Ho, Wo, dtype=a.dtype)
+    for r in range(R):
+        for t in range(S):
+            win = ap[:, :, r * dh: r * dh + sh * (Ho - 1) + 1: sh, t * dw: t * dw + sw * (Wo - 1) + 1: sw]
+            acc.addcmul_(win, b[:, 0, r, t].reshape(1, C, 1, 1))
+    return acc
 
 
 def fake_matmul(a: torch.Tensor, b: torch.Tensor, cfg: QuantConfig, *, a_unsigned=None, b_unsigned=None,

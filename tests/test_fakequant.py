@@ -3,6 +3,7 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mapping.capture import capture
@@ -165,3 +166,26 @@ def test_qat_minilm_moves_the_embeddings_toward_fp32():
     assert h[1]["mean_cos"] > h[0]["mean_cos"] + 0.005 and h[1]["spearman"] > h[0]["spearman"]
     with pytest.raises(ValueError, match="finetune_embeddings supports"):
         finetune_embeddings("4/8/6/10", workload="bert-base")
+
+
+class Depthwise(nn.Module):
+    """MobileNet's pattern: depthwise 3x3 (stride 2) between 1x1 convs, ReLU6."""
+
+    def __init__(self):
+        super().__init__()
+        self.expand, self.dw = nn.Conv2d(8, 24, 1), nn.Conv2d(24, 24, 3, stride=2, padding=1, groups=24)
+        self.project = nn.Conv2d(24, 8, 1)
+
+    def forward(self, x):
+        return self.project(F.relu6(self.dw(F.relu6(self.expand(x)))))
+
+
+@pytest.mark.parametrize("arch", ["8/8/-/-", "4/8U/6/10", "4/4U/4/6"])
+def test_depthwise_conv_equals_the_reference(arch):
+    torch.manual_seed(2)
+    model = Depthwise().double().eval()
+    x = torch.randn(2, 8, 11, 11, dtype=torch.float64)
+    ref = QuantInterpreter(capture(copy.deepcopy(model), (x,)), reference_backend(arch)).forward()
+    with torch.no_grad():
+        y = quantize_model(copy.deepcopy(model), arch)(x)
+    assert torch.equal(y, ref)
