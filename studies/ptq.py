@@ -207,8 +207,16 @@ def load_workload(name: str, size: int | None = None) -> PTQWorkload:
         m64 = model.double()
         return PTQWorkload(name, capture(m64, (evals.double(),)), capture(m64, (calib.double(),)), ref,
                            "top1_agree", "U", extra={"images": n_eval, "calib_images": len(calib),
-                                                     "sources": sources[:n_eval]})
+                                                     "sources": sources[:n_eval],
+                                                     "fp32_top1_prob": float(np.median(_softmax_max(ref)))})
     raise ValueError(f"studies.ptq supports the workloads {', '.join(PTQ_WORKLOADS)}; got {name!r}")
+
+
+def _softmax_max(logits: np.ndarray) -> np.ndarray:
+    """Each row's largest softmax probability: how sure the fp32 classifier is (top-1 agreement flips
+    easily where it is unsure)."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    return 1.0 / np.exp(z).sum(axis=1)
 
 
 def _sentence_workload(name: str, size: int | None = None) -> PTQWorkload:
@@ -562,7 +570,8 @@ def main(argv=None) -> int:
 def _report(name: str, tables, quick: bool, csv: str | None) -> None:
     w = load_workload(name)
     metric = {"top1": "top-1 on the 360 held-out digits",
-              "top1_agree": f"top-1 agreement with fp32 on {w.extra.get('images')} natural images",
+              "top1_agree": f"top-1 agreement with fp32 on {w.extra.get('images')} natural images, where the "
+                            f"fp32 model's median top-1 probability is {w.extra.get('fp32_top1_prob', 0):.2f}",
               "mean_cos": f"mean cosine of sentence embeddings to fp32 ({w.extra.get('sentences')} sentences in "
                           f"{w.extra.get('pairs')} paraphrase pairs)"}[w.metric]
     for t in tables:

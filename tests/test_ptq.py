@@ -3,6 +3,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 from studies import ptq
 
@@ -163,6 +164,8 @@ def test_mobilenetv2_two_level_beats_the_best_calibrated_per_channel(mobilenet):
     0.44; KL 2.29 vs 1.67. MobileNetV2 is hard to quantize per layer (depthwise convs). Here on 24 views."""
     fp = ptq.evaluate_config(mobilenet, "fp32")
     assert fp["top1_agree"] == 1.0 and fp["kl"] < 1e-9
+    probs = torch.softmax(torch.as_tensor(mobilenet.reference), dim=1).amax(dim=1)   # how sure fp32 is
+    assert mobilenet.extra["fp32_top1_prob"] == pytest.approx(float(np.median(probs.numpy())), rel=1e-9)
     best, two = _finding_4_8(mobilenet, "top1_agree")
     assert two["top1_agree"] > best["top1_agree"] + 0.1
     assert two["kl"] < best["kl"]
