@@ -35,7 +35,9 @@ MiniLM the cells are mean cosine and the long-form frames carry all three metric
   the best per-channel column.
 
 CLI: ``python -m studies.ptq --workload digits-cnn|minilm|mpnet-base|mobilenetv2|all --table calibration|
-per-vector|vector-size|two-level|variants|findings|all [--quick] [--csv DIR]``.
+per-vector|vector-size|two-level|variants|findings|all [--quick] [--csv DIR] [--store FILE]``; every finished
+configuration is committed to the store at once (with ``--csv``, ``DIR/ptq.sqlite``), so a killed study
+loses nothing it finished and a rerun computes only what is missing.
 """
 from __future__ import annotations
 
@@ -149,6 +151,7 @@ class PTQWorkload:
     metric: str                       # "top1", "mean_cos" or "top1_agree"
     act_bits_rule: str                # "U": activations NU (CNN), or "8": 8-bit activations (BERT)
     extra: dict = field(default_factory=dict)
+    store: object | None = None       # a studies.store.ResultStore: finished points survive a killed run
     _act_stats: dict = field(default_factory=dict)
     _calib_inputs: dict | None = None
 
@@ -364,20 +367,30 @@ def evaluate_config(workload, cfg_or_scheme, calibration: str | None = None) -> 
     w = _as_workload(workload)
     if isinstance(cfg_or_scheme, tuple):
         cfg_or_scheme, calibration = cfg_or_scheme
+    label = "fp32" if str(cfg_or_scheme) == "fp32" else str(QuantConfig.parse(cfg_or_scheme))
+    calibration_label = calibration or ("-" if label == "fp32" else "dynamic")
+    point = {"study": "ptq", "workload": w.name, "eval_size": _eval_size(w), "config": label,
+             "calibration": calibration_label}
+    if w.store is not None and (hit := w.store.get(point)) is not None:
+        return hit
     t0 = time.perf_counter()
-    if str(cfg_or_scheme) == "fp32":
-        backend, label = float_backend, "fp32"
+    if label == "fp32":
+        backend = float_backend
     elif calibration is not None:
-        backend = calibrated_backend(w, cfg_or_scheme, calibration)
-        label = str(backend.cfg)
+        backend = calibrated_backend(w, label, calibration)
     else:
-        backend = fq.fast_backend(cfg_or_scheme)   # bit-exact with the reference; the fake-quant path where it applies
-        label = str(backend.cfg)
+        backend = fq.fast_backend(label)   # bit-exact with the reference; the fake-quant path where it applies
     out = QuantInterpreter(w.captured, backend).forward()
     res = w.score(out)
-    res.update(config=label, calibration=calibration or ("-" if label == "fp32" else "dynamic"),
-               seconds=time.perf_counter() - t0)
+    res.update(config=label, calibration=calibration_label, seconds=time.perf_counter() - t0)
+    if w.store is not None:
+        w.store.put(point, res, res["seconds"])   # committed at once: a killed table keeps its finished points
     return res
+
+
+def _eval_size(w: PTQWorkload) -> int:
+    """How many evaluation items the workload scores (pairs, images or held-out digits)."""
+    return int(w.extra.get("pairs") or w.extra.get("images") or len(w.reference))
 
 
 def _metric_names(w: PTQWorkload) -> list[str]:
@@ -561,14 +574,31 @@ def main(argv=None) -> int:
     p.add_argument("--table", choices=TABLES + ("all",), default="all")
     p.add_argument("--quick", action="store_true", help="smaller grids")
     p.add_argument("--csv", metavar="DIR", help="write each table (wide) and its long form as CSV into DIR")
+    p.add_argument("--store", metavar="FILE",
+                   help="SQLite file that keeps every finished run (workload, evaluation size, config, "
+                        "calibration) and reuses it, so a killed study resumes where it stopped "
+                        "(default with --csv: DIR/ptq.sqlite; delete it after changing the numerics)")
     args = p.parse_args(argv)
+    store_path = args.store or (str(pathlib.Path(args.csv) / "ptq.sqlite") if args.csv else None)
     for name in PTQ_WORKLOADS if args.workload == "all" else (args.workload,):
-        _report(name, TABLES if args.table == "all" else (args.table,), args.quick, args.csv)
+        _report(name, TABLES if args.table == "all" else (args.table,), args.quick, args.csv, store_path)
     return 0
 
 
-def _report(name: str, tables, quick: bool, csv: str | None) -> None:
+def _report(name: str, tables, quick: bool, csv: str | None, store_path: str | None = None) -> None:
+    from .store import ResultStore
     w = load_workload(name)
+    w.store = ResultStore(store_path) if store_path else None
+    try:
+        _print_tables(w, tables, quick, csv)
+    finally:
+        if w.store is not None:
+            w.store.close()
+            w.store = None
+
+
+def _print_tables(w: PTQWorkload, tables, quick: bool, csv: str | None) -> None:
+    name = w.name
     metric = {"top1": "top-1 on the 360 held-out digits",
               "top1_agree": f"top-1 agreement with fp32 on {w.extra.get('images')} natural images, where the "
                             f"fp32 model's median top-1 probability is {w.extra.get('fp32_top1_prob', 0):.2f}",

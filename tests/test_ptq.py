@@ -89,10 +89,24 @@ def test_digits_table_shapes(digits_wl):
     assert t.iloc[0]["S=6/10"] >= t.iloc[0]["best per-channel"] - 1e-12
 
 
-def test_cli_writes_csv(tmp_path, capsys):
-    assert ptq.main(["--workload", "digits-cnn", "--table", "vector-size", "--quick", "--csv", str(tmp_path)]) == 0
+def test_cli_writes_csv_and_keeps_every_finished_run(tmp_path, capsys, monkeypatch):
+    args = ["--workload", "digits-cnn", "--table", "vector-size", "--quick", "--csv", str(tmp_path)]
+    assert ptq.main(args) == 0
     assert (tmp_path / "ptq_digits-cnn_vector-size.csv").is_file()
-    assert "V=16" in capsys.readouterr().out
+    first = capsys.readouterr().out
+    assert "V=16" in first
+    from studies.store import ResultStore
+    with ResultStore(tmp_path / "ptq.sqlite") as store:             # V=1, 16, 64 and fp32, one row each
+        points = sorted(p["config"] for p, _ in store.items())
+    assert points == ["6/6U/fp32/fp32", "6/6U/fp32/fp32,V=1", "6/6U/fp32/fp32,V=64", "fp32"]   # V=16 is the default
+
+    def no_compute(*a, **k):
+        raise AssertionError("a stored run was computed again")
+    monkeypatch.setattr(ptq.fq, "fast_backend", no_compute)         # a rerun (after a kill) reuses the store
+    assert ptq.main(args) == 0
+    table = lambda out: out.split("\n== ")[1].split("\n", 1)[1]  # the table, not the header's timing
+    assert table(capsys.readouterr().out) == table(first)
+    assert ptq.load_workload("digits-cnn").store is None             # the cached workload is left as it was
 
 
 @pytest.fixture(scope="module")
