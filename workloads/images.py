@@ -64,7 +64,6 @@ relative positions, resized to 224x224 (PIL bilinear, antialiased), some mirrore
 from __future__ import annotations
 
 import functools
-import importlib.util
 import pathlib
 from dataclasses import dataclass
 
@@ -72,7 +71,7 @@ import numpy as np
 import torch
 
 from .mobilenet import normalize, preprocess
-from .pretrained import ModelNotAvailable
+from .pretrained import ModelNotAvailable, package_file
 
 __all__ = ["ImagesNotAvailable", "Source", "SOURCES", "VARIANTS", "MAX_IMAGES", "source_path", "load_source",
            "natural_images", "source_images"]
@@ -129,19 +128,11 @@ MAX_IMAGES = len(SOURCES) * len(VARIANTS)
 
 def source_path(src: Source) -> pathlib.Path:
     """The file inside the installed package (the package is located, not imported)."""
-    try:
-        spec = importlib.util.find_spec(src.package)
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or not spec.submodule_search_locations:
-        raise ImagesNotAvailable(f"image {src.key!r} is shipped by {src.pip_name}, which is not installed; "
-                                 f"install it with `pip install {src.pip_name}`")
-    for root in spec.submodule_search_locations:
-        f = pathlib.Path(root) / src.relpath
-        if f.is_file():
-            return f
-    raise ImagesNotAvailable(f"{src.pip_name} is installed but has no {src.relpath} (image {src.key!r}); "
-                             f"reinstall it with `pip install --force-reinstall {src.pip_name}`")
+    return package_file(
+        src.package, src.relpath, error=ImagesNotAvailable,
+        missing=f"image {src.key!r} is shipped by {src.pip_name}, which is not installed; "
+                f"install it with `pip install {src.pip_name}`",
+        reinstall=f"reinstall it with `pip install --force-reinstall {src.pip_name}` (image {src.key!r})")
 
 
 @functools.cache

