@@ -26,6 +26,14 @@ def test_equals_the_tlm_on_digits_cnn(arch):
     assert torch.equal(y, tlm)
 
 
+def _assert_module_equals_reference(model, x, arch):
+    """quantize_model(model) on x equals the vsquant reference interpreter bit for bit."""
+    ref = QuantInterpreter(capture(copy.deepcopy(model), (x,)), reference_backend(arch)).forward()
+    with torch.no_grad():
+        y = quantize_model(copy.deepcopy(model), arch)(x)
+    assert torch.equal(y, ref)
+
+
 class Mixed(nn.Module):
     """Grouped conv with channels not a multiple of V, dilation, stride, a 3-D linear input."""
 
@@ -42,12 +50,7 @@ class Mixed(nn.Module):
 @pytest.mark.parametrize("arch", ["8/8/-/-", "4/8/6/10", "3/4/4/6"])
 def test_equals_the_reference_on_grouped_conv_and_linear(arch):
     torch.manual_seed(0)
-    model = Mixed().double().eval()
-    x = torch.randn(2, 20, 9, 9, dtype=torch.float64)
-    ref = QuantInterpreter(capture(copy.deepcopy(model), (x,)), reference_backend(arch)).forward()
-    with torch.no_grad():
-        y = quantize_model(copy.deepcopy(model), arch)(x)
-    assert torch.equal(y, ref)
+    _assert_module_equals_reference(Mixed().double().eval(), torch.randn(2, 20, 9, 9, dtype=torch.float64), arch)
 
 
 def test_ste_gradients_and_unsupported_configs():
@@ -183,9 +186,5 @@ class Depthwise(nn.Module):
 @pytest.mark.parametrize("arch", ["8/8/-/-", "4/8U/6/10", "4/4U/4/6"])
 def test_depthwise_conv_equals_the_reference(arch):
     torch.manual_seed(2)
-    model = Depthwise().double().eval()
-    x = torch.randn(2, 8, 11, 11, dtype=torch.float64)
-    ref = QuantInterpreter(capture(copy.deepcopy(model), (x,)), reference_backend(arch)).forward()
-    with torch.no_grad():
-        y = quantize_model(copy.deepcopy(model), arch)(x)
-    assert torch.equal(y, ref)
+    _assert_module_equals_reference(Depthwise().double().eval(), torch.randn(2, 8, 11, 11, dtype=torch.float64),
+                                    arch)
