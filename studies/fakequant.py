@@ -30,10 +30,7 @@ from torch.overrides import TorchFunctionMode
 
 from mapping.interpret import attention, unsigned_policy
 from vsquant import QuantConfig
-
-
-def _qmax(bits: int, unsigned: bool) -> int:
-    return (1 << bits) - 1 if unsigned else (1 << (bits - 1)) - 1
+from vsquant.quantize import qmax
 
 
 def _safe(s: torch.Tensor) -> torch.Tensor:
@@ -47,7 +44,7 @@ def _scaled_integers(x: torch.Tensor, bits: int, fmt, V: int, unsigned: bool, pe
     (per row) or per-tensor scaling, Eq. 1-2, from the max or from a calibrated ``amax`` (a scalar or
     one per row: static scales). Vectors along the last axis, zero-padded.
     """
-    q = _qmax(bits, unsigned)
+    q = qmax(bits, unsigned)
     lo = 0 if unsigned else -q
     rows, L = x.shape
     if fmt.kind == "coarse":
@@ -82,10 +79,19 @@ def _absmax(x: torch.Tensor, dim: int, unsigned: bool) -> torch.Tensor:
     return torch.maximum(x.amax(dim), x.amin(dim).neg())
 
 
+def _unsupported(cfg: QuantConfig) -> str | None:
+    """Why the fake-quant path does not cover ``cfg``, or None."""
+    if cfg.float_scales or cfg.scale_product_shift:
+        return (f"{cfg}: the fake-quant path supports integer or per-channel scales at full width; "
+                "use the reference interpreter for fp scales or rounded scale products")
+    if cfg.requantize or cfg.nonzero_scales:
+        return f"{cfg}: the Eq. 7 variants are not in the fake-quant path; use the reference interpreter"
+    return None
+
+
 def supports(cfg: QuantConfig | str) -> bool:
     """Whether the fake-quant path covers ``cfg`` (else :func:`fast_backend` uses the reference)."""
-    cfg = QuantConfig.parse(cfg)
-    return not (cfg.float_scales or cfg.scale_product_shift or cfg.requantize or cfg.nonzero_scales)
+    return _unsupported(QuantConfig.parse(cfg)) is None
 
 
 def fast_backend(cfg: QuantConfig | str):
@@ -97,11 +103,8 @@ def fast_backend(cfg: QuantConfig | str):
 
 
 def _check(cfg: QuantConfig):
-    if cfg.float_scales or cfg.scale_product_shift:
-        raise ValueError(f"{cfg}: the fake-quant path supports integer or per-channel scales at full width; "
-                         "use the reference interpreter for fp scales or rounded scale products")
-    if cfg.requantize or cfg.nonzero_scales:
-        raise ValueError(f"{cfg}: the Eq. 7 variants are not in the fake-quant path; use the reference interpreter")
+    if (why := _unsupported(cfg)) is not None:
+        raise ValueError(why)
 
 
 # --- the datapath as torch functions (float64, exact integers) ----------------------------------
