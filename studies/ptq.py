@@ -1,8 +1,8 @@
 """Post-training quantization accuracy of real trained models, as the VS-Quant paper's Tables 2-7.
 
 Every MAC layer runs through a bit-exact datapath backend of :class:`mapping.interpret.QuantInterpreter`
-(the fake-quant path where it applies, else the ``vsquant`` reference; static calibration runs on the
-reference); everything else runs in float64 on the host. Two real models:
+(the fake-quant path where it applies, static calibration included, else the ``vsquant`` reference);
+everything else runs in float64 on the host. Four real models:
 
 ``digits-cnn``  the project-trained CNN (:mod:`workloads.digits`); metric: top-1 on the 360 held-out
     images. Static calibration (Table 2) uses the first 200 *training* images.
@@ -18,11 +18,11 @@ reference); everything else runs in float64 on the host. Two real models:
     a sentence's nearest neighbour its paraphrase?). Static calibration uses the 58 other sentences of
     ``workloads/data/sentences.txt``.
 
-The fp32 row/column is the float64 interpreter (``float_backend``): for digits its top-1, for
-MiniLM its fidelity to the fp32 model (~1.0, float64 vs float32 round-off).
+The fp32 row/column is the float64 interpreter (``float_backend``): for digits its top-1, for the
+other models its fidelity to the fp32 model (~1.0, float64 vs float32 round-off).
 
-Tables (each a DataFrame; rows are bit widths or methods, numbers are the workload's metric; for
-MiniLM the cells are mean cosine and the long-form frames carry all three metrics):
+Tables (each a DataFrame; rows are bit widths or methods, numbers are the workload's headline metric;
+the long-form frames carry every metric):
 
 - :func:`table_calibration` (Table 2): per-channel weights and per-tensor *static* activation
   scales, each calibrated with max, percentile 99.9 / 99.99, entropy (KL) and MSE. Activations
@@ -68,6 +68,8 @@ __all__ = [
     "main",
     "mean_pool",
     "record_inputs",
+    "load_sentence_model",
+    "sentence_batches",
     "table_calibration",
     "table_findings",
     "table_per_vector",
@@ -222,24 +224,40 @@ def _softmax_max(logits: np.ndarray) -> np.ndarray:
     return 1.0 / np.exp(z).sum(axis=1)
 
 
-def _sentence_workload(name: str, size: int | None = None) -> PTQWorkload:
-    """A sentence-embedding model: calibrated on ``sentences.txt``, evaluated on the paraphrase pairs."""
+def load_sentence_model(name: str):
+    """(model in eval mode with eager attention, tokenizer) of a :data:`SENTENCE_MODELS` entry, offline."""
     import importlib
 
-    from mapping.capture import capture
-    from workloads.models import use_attention, load_paraphrases, load_sentences
+    from workloads.models import use_attention
+    if name not in SENTENCE_MODELS:
+        raise ValueError(f"sentence-embedding models: {', '.join(SENTENCE_MODELS)}; got {name!r}")
     module, fn = SENTENCE_MODELS[name].split(":")
     model, tokenizer = getattr(importlib.import_module(module), fn)()
     use_attention(model.eval(), "eager")
+    return model, tokenizer
+
+
+def sentence_batches(tokenizer, size: int | None = None) -> tuple[dict, dict, int]:
+    """(calibration inputs: ``sentences.txt``; evaluation inputs: the first ``size`` paraphrase pairs as
+    a0, b0, a1, b1, ...; the number of pairs), each tokenized and padded to its longest sentence."""
+    from workloads.models import load_paraphrases, load_sentences
     pairs = load_paraphrases()[:size]
     calib = dict(tokenizer(load_sentences(), padding=True, return_tensors="pt"))
     evals = dict(tokenizer([s for p in pairs for s in p], padding=True, return_tensors="pt"))
+    return calib, evals, len(pairs)
+
+
+def _sentence_workload(name: str, size: int | None = None) -> PTQWorkload:
+    """A sentence-embedding model: calibrated on ``sentences.txt``, evaluated on the paraphrase pairs."""
+    from mapping.capture import capture
+    model, tokenizer = load_sentence_model(name)
+    calib, evals, n_pairs = sentence_batches(tokenizer, size)
     with torch.no_grad():
         ref = mean_pool(model(**evals).last_hidden_state, evals["attention_mask"])   # the fp32 model
     m64 = model.double()
     return PTQWorkload(name, capture(m64, evals), capture(m64, calib), ref, "mean_cos", "8",
                        extra={"attention_mask": evals["attention_mask"], "sentences": len(evals["input_ids"]),
-                              "pairs": len(pairs), "calib_sentences": len(calib["input_ids"]),
+                              "pairs": n_pairs, "calib_sentences": len(calib["input_ids"]),
                               "seq": int(evals["input_ids"].shape[1])})
 
 
@@ -355,7 +373,8 @@ def calibrated_backend(workload, cfg: QuantConfig | str, method: str = "max"):
 # --- evaluation ---------------------------------------------------------------------------------
 
 def evaluate_config(workload, cfg_or_scheme, calibration: str | None = None) -> dict:
-    """Run the workload with every MAC layer on the vsquant reference at a config and score it.
+    """Run the workload with every MAC layer on a datapath bit-exact with the vsquant reference at a config
+    and score it (with a store on the workload: reuse a stored run, else store this one).
 
     ``cfg_or_scheme``: a config string / QuantConfig (``"4/8/6/10"``, ``"4/8/fp32/fp32,V=32"``: weights
     quantized once, activations dynamically, :func:`studies.fakequant.fast_backend`), ``"fp32"`` (the float64 model),
@@ -534,7 +553,7 @@ def table_findings(workload) -> pd.DataFrame:
     recs = [dict(row="fp32", **_fp32(w))]
     for cfg in (f"4/{a8}/-/-", f"8/{a8}/-/-"):
         dyn = evaluate_config(w, cfg)
-        best = max((evaluate_config(w, cfg, m) for m in CALIBRATIONS), key=lambda r: r[w.metric])
+        best = _best_per_channel(w, cfg)
         recs += [dict(row=f"{cfg} dynamic max", **dyn), dict(row=f"{cfg} best static", **best)]
     recs.append(dict(row=f"4/{a8}/6/10", **evaluate_config(w, f"4/{a8}/6/10")))
     df = pd.DataFrame(recs).set_index("row")

@@ -57,20 +57,14 @@ def finetune_digits(cfg: str, epochs: int = 3, lr: float = 1e-4, batch: int = 64
 def finetune_embeddings(cfg: str, workload: str = "minilm", epochs: int = 3, lr: float = 2e-5, batch: int = 8,
                         seed: int = 0) -> list[dict]:
     """Embedding fidelity on the paraphrase pairs after 0..epochs epochs of STE fine-tuning at ``cfg``."""
-    import importlib
-
-    from workloads.models import load_paraphrases, load_sentences, use_attention
     from workloads.pretrained import mean_pool
 
-    from .ptq import SENTENCE_MODELS, embedding_fidelity
+    from .ptq import SENTENCE_MODELS, embedding_fidelity, load_sentence_model, sentence_batches
     if workload not in SENTENCE_MODELS:
         raise ValueError(f"finetune_embeddings supports {', '.join(SENTENCE_MODELS)}; got {workload!r}")
     torch.manual_seed(seed)
-    module, fn = SENTENCE_MODELS[workload].split(":")
-    model, tokenizer = getattr(importlib.import_module(module), fn)()
-    use_attention(model.eval(), "eager")
-    train = dict(tokenizer(load_sentences(), padding=True, return_tensors="pt"))
-    evals = dict(tokenizer([s for p in load_paraphrases() for s in p], padding=True, return_tensors="pt"))
+    model, tokenizer = load_sentence_model(workload)
+    train, evals, _ = sentence_batches(tokenizer)   # fine-tuned on the calibration sentences, scored on the pairs
     with torch.no_grad():   # the fp32 model's embeddings: the targets and the reference
         target = mean_pool(model(**train).last_hidden_state.double(), train["attention_mask"])
         ref = mean_pool(model(**evals).last_hidden_state.double(), evals["attention_mask"]).numpy()
