@@ -438,10 +438,7 @@ def _with_zero_fraction(run, g: float):
 
     from tlm.actions import ActionCounts
 
-    a = ActionCounts()
-    a.counts.update(run.actions.counts)
-    a.widths.update(run.actions.widths)
-    a.units.update(run.actions.units)
+    a = ActionCounts().merge(run.actions)
     total = a.counts.get("accumulator.add", 0) + a.counts.get("accumulator.gated", 0)
     a.widths.setdefault("accumulator.gated", a.widths.get("accumulator.add", {}))
     a.counts["accumulator.gated"] = g * total
@@ -633,6 +630,44 @@ def _print_df(df: pd.DataFrame, cols, fmt):
     print(df[cols].to_string(index=False, formatters={c: fmt.get(c, None) for c in cols if c in fmt}))
 
 
+def _f3(v) -> str:
+    return f"{v:.3f}"
+
+
+def _sgn(v) -> str:
+    return f"{v:+.3f}"
+
+
+def _blank_nan(v) -> str:
+    return "" if math.isnan(v) else f"{v:.3f}"
+
+
+FIG3_COLUMNS = ["config", "scale_product", "paper", "model", "diff", "check", "zero_fraction", "gated_fraction",
+                "zeros_needed", "datapath", "scale_multiplier", "accumulation", "pe_buffers", "ppu"]
+
+
+def _check_fig3(fig3: pd.DataFrame, tech) -> pd.DataFrame:
+    """Mark each bar against the tolerance and add the zero fraction each rounded bar would need."""
+    fig3["check"] = [_mark(abs(d) <= FIG3_TOL) for d in fig3["diff"]]
+    fig3["zeros_needed"] = fig3_zeros_needed(fig3, tech)
+    return fig3
+
+
+def _print_fig3(fig3: pd.DataFrame, extra=()) -> None:
+    """The Fig. 3 table (:data:`FIG3_COLUMNS` plus ``extra`` columns)."""
+    fmt = {c: _f3 for c in ["paper", "model", "zero_fraction", "gated_fraction", "datapath", "scale_multiplier",
+                            "accumulation", "pe_buffers", "ppu", *extra]}
+    fmt.update(diff=_sgn, zeros_needed=_blank_nan)
+    _print_df(fig3, FIG3_COLUMNS + list(extra), fmt)
+
+
+def _print_fig3_misses(fig3: pd.DataFrame) -> None:
+    nmiss = int((fig3["check"] == "MISS").sum())
+    print(f"  {16 - nmiss}/16 bars within +-{FIG3_TOL}; misses: "
+          + (", ".join(f"{r.config} {r.scale_product} ({r.diff:+.3f})"
+                       for r in fig3.itertuples() if r.check == "MISS") or "none"))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m costmodels.paper", description=__doc__.split("\n")[0])
     ap.add_argument("--tech", default=None, help="technology: 16nm (default, the paper's), 45nm, 7nm or a node in nm")
@@ -644,8 +679,6 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     t0 = time.time()
     pd.set_option("display.width", 200)
-    f3 = lambda v: f"{v:.3f}"
-    sgn = lambda v: f"{v:+.3f}"
 
     print("VS-Quant (arXiv 2102.04503v1) hardware numbers vs vsqsim's cost model")
     print(f"hardware {args.hw} with iso-depth buffers per config; technology {args.tech or '16nm'}; "
@@ -659,30 +692,19 @@ def main(argv=None) -> int:
             print(f"Fig. 3 skipped: {e}\n")
             data = None
         if data is not None:
-            fig3 = fig3_table(data, tech=args.tech, hw=args.hw)
-            fig3["check"] = [_mark(abs(d) <= FIG3_TOL) for d in fig3["diff"]]
+            fig3 = _check_fig3(fig3_table(data, tech=args.tech, hw=args.hw), args.tech)
             fig3["no_dot_gating"] = fig3_gating_sensitivity(fig3, args.tech)
-            fig3["zeros_needed"] = fig3_zeros_needed(fig3, args.tech)
             tokens = data[0][1].shape[0]
             print(f"Fig. 3: energy per op normalized to 8/8/-/- (MiniLM-L6, {len(data)} linear layers, "
                   f"{tokens} tokens, real numerics; tolerance +-{FIG3_TOL})")
-            _print_df(fig3, ["config", "scale_product", "paper", "model", "diff", "check", "zero_fraction",
-                             "gated_fraction", "zeros_needed", "datapath", "scale_multiplier", "accumulation",
-                             "pe_buffers", "ppu", "no_dot_gating"],
-                      {"paper": f3, "model": f3, "diff": sgn, "zero_fraction": f3, "gated_fraction": f3,
-                       "zeros_needed": lambda v: "" if math.isnan(v) else f"{v:.3f}", "datapath": f3,
-                       "scale_multiplier": f3, "accumulation": f3, "pe_buffers": f3, "ppu": f3,
-                       "no_dot_gating": f3})
+            _print_fig3(fig3, ["no_dot_gating"])
             print("  (zero_fraction: scale products that are 0 on this data; gated_fraction: those gated (only a "
                   "datapath that rounds its scale product has the zero detect, DESIGN.gate_full_width); "
                   "zeros_needed: the zero fraction the rounded bar would need to come within tolerance "
                   "(> 1: impossible); datapath ... ppu: the model's bar split by component; no_dot_gating: "
                   "the model if a zero scale product gated only the accumulation and scale multiply, a "
                   "sensitivity, not a target)")
-            nmiss = int((fig3["check"] == "MISS").sum())
-            print(f"  {16 - nmiss}/16 bars within +-{FIG3_TOL}; misses: "
-                  + (", ".join(f"{r.config} {r.scale_product} ({r.diff:+.3f})"
-                               for r in fig3.itertuples() if r.check == "MISS") or "none"))
+            _print_fig3_misses(fig3)
             below = []
             for (c, sp), p in FIG3_PAPER.items():
                 if sp in ("4", "6"):
@@ -705,22 +727,12 @@ def main(argv=None) -> int:
             print(f"Fig. 3 on MobileNetV2 skipped: {e}\n")
             mdata = None
         if mdata is not None:
-            fig3m = fig3_table(mdata, tech=args.tech, hw=args.hw, workload="mobilenetv2")
-            fig3m["check"] = [_mark(abs(d) <= FIG3_TOL) for d in fig3m["diff"]]
-            fig3m["zeros_needed"] = fig3_zeros_needed(fig3m, args.tech)
+            fig3m = _check_fig3(fig3_table(mdata, tech=args.tech, hw=args.hw, workload="mobilenetv2"), args.tech)
             print(f"Fig. 3 on a second data source: MobileNetV2 (ImageNet, torchvision IMAGENET1K_V1 weights) on "
                   f"{MOBILENET_BATCH} natural images, {len(mdata)} layers (stem, 1x1 convolutions, classifier; "
                   f"depthwise left out), real gating counts; same constants, tolerance +-{FIG3_TOL}")
-            _print_df(fig3m, ["config", "scale_product", "paper", "model", "diff", "check", "zero_fraction",
-                              "gated_fraction", "zeros_needed", "datapath", "scale_multiplier", "accumulation",
-                              "pe_buffers", "ppu"],
-                      {"paper": f3, "model": f3, "diff": sgn, "zero_fraction": f3, "gated_fraction": f3,
-                       "zeros_needed": lambda v: "" if math.isnan(v) else f"{v:.3f}", "datapath": f3,
-                       "scale_multiplier": f3, "accumulation": f3, "pe_buffers": f3, "ppu": f3})
-            nmiss = int((fig3m["check"] == "MISS").sum())
-            print(f"  {16 - nmiss}/16 bars within +-{FIG3_TOL}; misses: "
-                  + (", ".join(f"{r.config} {r.scale_product} ({r.diff:+.3f})"
-                               for r in fig3m.itertuples() if r.check == "MISS") or "none"))
+            _print_fig3(fig3m)
+            _print_fig3_misses(fig3m)
             same = []
             for r in fig3m.itertuples():
                 if r.check == "MISS":
@@ -741,8 +753,8 @@ def main(argv=None) -> int:
                 print("\nFig. 3 side by side (zeros: fraction of scale products that are 0 on the data; "
                       "zeros_needed: what the rounded bar would need)")
                 _print_df(both, list(both.columns),
-                          {"paper": f3, "minilm": f3, "minilm_zeros": f3, "mobilenetv2": f3, "mobilenetv2_zeros": f3,
-                           "mobilenetv2_zeros_needed": lambda v: "" if math.isnan(v) else f"{v:.3f}"})
+                          {"paper": _f3, "minilm": _f3, "minilm_zeros": _f3, "mobilenetv2": _f3, "mobilenetv2_zeros": _f3,
+                           "mobilenetv2_zeros_needed": _blank_nan})
                 print(f"  within +-{FIG3_TOL}: MiniLM {int((fig3.check == 'ok').sum())}/16, MobileNetV2 "
                       f"{int((fig3m.check == 'ok').sum())}/16 (the asserted bars are MiniLM's and MobileNetV2's "
                       "own; neither data source gives the weight-only rounded bars the zeros they need)")
@@ -755,8 +767,8 @@ def main(argv=None) -> int:
           f"{sum(l[4] for l in RESNET50_LAYERS)} layers; tolerance energy +-{FIG4_ENERGY_TOL}, area +-{FIG4_AREA_TOL})")
     _print_df(fig4, ["config", "energy_paper", "energy_model", "energy_diff", "e_check", "area_paper",
                      "area_model", "area_diff", "a_check", "ppa_paper", "ppa_model"],
-              {"energy_paper": f3, "energy_model": f3, "energy_diff": sgn, "area_paper": f3, "area_model": f3,
-               "area_diff": sgn, "ppa_paper": f3, "ppa_model": f3})
+              {"energy_paper": _f3, "energy_model": _f3, "energy_diff": _sgn, "area_paper": _f3, "area_model": _f3,
+               "area_diff": _sgn, "ppa_paper": _f3, "ppa_model": _f3})
     for r in fig4.itertuples():
         if r.e_check == "MISS" or r.a_check == "MISS":
             print(f"  why {r.config} is missed: {why_missed('fig4', r.config)}")
