@@ -49,6 +49,23 @@ def main_output(out) -> np.ndarray:
     return out.detach().double().numpy()
 
 
+def classifier_agreement(logits, ref_logits) -> dict:
+    """How a (quantized) classifier's ``logits`` agree with the fp32 reference ``ref_logits`` (both
+    (N, classes)): ``top1`` (same arg-max), ``top5`` (the reference's top-1 class is in the top 5)
+    and ``kl`` (mean KL(p_ref || p) of the softmaxes, nats)."""
+    y = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
+    r = torch.as_tensor(np.asarray(ref_logits), dtype=torch.float64)
+    if y.shape != r.shape or y.ndim != 2:
+        raise ValueError(f"logits must both be (N, classes), got {tuple(y.shape)} and {tuple(r.shape)}")
+    ref_top1 = r.argmax(dim=1)
+    k = min(5, y.shape[1])
+    top1 = (y.argmax(dim=1) == ref_top1).double().mean().item()
+    top5 = (y.topk(k, dim=1).indices == ref_top1[:, None]).any(dim=1).double().mean().item()
+    lr, ly = torch.log_softmax(r, dim=1), torch.log_softmax(y, dim=1)
+    kl = (lr.exp() * (lr - ly)).sum(dim=1).mean().item()
+    return {"top1": top1, "top5": top5, "kl": kl}
+
+
 def accuracy_metric(info: dict, y: np.ndarray, y_float: np.ndarray) -> dict:
     """The workload's metric on the quantized output ``y`` against the float output ``y_float``."""
     labels = info.get("labels")
@@ -60,7 +77,6 @@ def accuracy_metric(info: dict, y: np.ndarray, y_float: np.ndarray) -> dict:
         top1_float = float((y_float.argmax(axis=-1) == np.asarray(labels)).mean())
         out.update(metric="top-1 accuracy", kind="task", value=top1, float_value=top1_float)
     elif info.get("family") == "cnn":
-        from workloads.mobilenet import classifier_agreement
         agree = classifier_agreement(y.reshape(len(y), -1), y_float.reshape(len(y_float), -1))
         out.update(metric="top-1 agreement with the float model", kind="fidelity", value=agree["top1"],
                    top5_agreement=agree["top5"], kl=agree["kl"])

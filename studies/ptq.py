@@ -158,7 +158,7 @@ class PTQWorkload:
     _calib_inputs: dict | None = None
 
     def score(self, output) -> dict:
-        from workloads.mobilenet import classifier_agreement
+        from .pipeline import classifier_agreement
         if self.name == "digits-cnn":   # task accuracy, and closeness to the fp32 model's logits
             a = classifier_agreement(torch.as_tensor(output).detach().double().numpy(), self.extra["fp32_logits"])
             return {"top1": digits_top1(output, self.reference), "top1_agree": a["top1"], "kl": a["kl"]}

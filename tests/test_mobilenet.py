@@ -23,7 +23,8 @@ from mapping.interpret import QuantInterpreter, float_backend  # noqa: E402
 from mapping.lower import lower  # noqa: E402
 from workloads import images, mobilenet, pretrained  # noqa: E402
 from workloads.images import ImagesNotAvailable, natural_images, source_images  # noqa: E402
-from workloads.mobilenet import (IMAGENET_MEAN, IMAGENET_STD, classifier_agreement, load_mobilenetv2,  # noqa: E402
+from studies.pipeline import classifier_agreement  # noqa: E402
+from workloads.mobilenet import (IMAGENET_MEAN, IMAGENET_STD, load_mobilenetv2,  # noqa: E402
                                  mobilenet_weights_path, preprocess, resize_shorter)
 from workloads.pretrained import ModelNotAvailable  # noqa: E402
 

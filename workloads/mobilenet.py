@@ -38,7 +38,7 @@ from torch import nn
 from .pretrained import ModelNotAvailable, file_sha256, package_file
 
 __all__ = ["MobileNetV2", "InvertedResidual", "ConvBNReLU", "mobilenet_weights_path", "load_mobilenetv2",
-           "preprocess", "normalize", "resize_shorter", "center_crop", "classifier_agreement",
+           "preprocess", "normalize", "resize_shorter", "center_crop",
            "IMAGENET_MEAN", "IMAGENET_STD", "WEIGHTS_PACKAGE", "WEIGHTS_PIP_NAME", "WEIGHTS_FILE",
            "WEIGHTS_SHA256", "PIP_COMMAND", "INVERTED_RESIDUAL_SETTING"]
 
@@ -218,22 +218,3 @@ def preprocess(img, *, resize: int = 256, crop: int = 224) -> torch.Tensor:
     """ImageNet evaluation preprocessing of one image (PIL image or uint8 array; grayscale is
     replicated to 3 channels, an alpha channel dropped): float32 (3, crop, crop)."""
     return normalize(center_crop(resize_shorter(img, resize), crop))
-
-
-# --- the metric ----------------------------------------------------------------------------------------
-
-def classifier_agreement(logits, ref_logits) -> dict:
-    """How a (quantized) classifier's ``logits`` agree with the fp32 reference ``ref_logits`` (both
-    (N, classes)): ``top1`` (same arg-max), ``top5`` (the reference's top-1 class is in the top 5)
-    and ``kl`` (mean KL(p_ref || p) of the softmaxes, nats)."""
-    y = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
-    r = torch.as_tensor(np.asarray(ref_logits), dtype=torch.float64)
-    if y.shape != r.shape or y.ndim != 2:
-        raise ValueError(f"logits must both be (N, classes), got {tuple(y.shape)} and {tuple(r.shape)}")
-    ref_top1 = r.argmax(dim=1)
-    k = min(5, y.shape[1])
-    top1 = (y.argmax(dim=1) == ref_top1).double().mean().item()
-    top5 = (y.topk(k, dim=1).indices == ref_top1[:, None]).any(dim=1).double().mean().item()
-    lr, ly = torch.log_softmax(r, dim=1), torch.log_softmax(y, dim=1)
-    kl = (lr.exp() * (lr - ly)).sum(dim=1).mean().item()
-    return {"top1": top1, "top5": top5, "kl": kl}
