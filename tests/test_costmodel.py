@@ -7,11 +7,12 @@ listed in ``KNOWN_MISSES`` below, not asserted). The Fig. 3 tests need the MiniL
 skip without them unless ``VSQSIM_REQUIRE_MODELS=1``.
 """
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from _models import need_model   # skip without the weights, fail in CI
 
 from costmodels import (COMPONENTS, PE_COMPONENTS, all_constants, evaluate, iso_depth_hardware, normalized,
                         plot_breakdown, price_actions, technology)
@@ -269,12 +270,7 @@ def test_text_claims_area_and_absolute_baseline():
 
 @pytest.fixture(scope="module")
 def fig3():
-    try:
-        data = paper.minilm_layer_data()
-    except Exception as e:  # ModelNotAvailable, transformers missing
-        if os.environ.get("VSQSIM_REQUIRE_MODELS") == "1":
-            pytest.fail(f"VSQSIM_REQUIRE_MODELS=1 but MiniLM is not available: {e}")
-        pytest.skip(f"MiniLM weights not available: {e}")
+    data = need_model(paper.minilm_layer_data, errors=Exception)   # ModelNotAvailable, transformers missing
     return paper.fig3_table(data)
 
 
@@ -360,12 +356,7 @@ def test_every_miss_is_explained(fig4):
 
 @pytest.fixture(scope="module")
 def mobilenet_data():
-    try:
-        return paper.mobilenet_layer_data()
-    except Exception as e:  # ModelNotAvailable: weights or images not installed
-        if os.environ.get("VSQSIM_REQUIRE_MODELS") == "1":
-            pytest.fail(f"VSQSIM_REQUIRE_MODELS=1 but MobileNetV2 is not available: {e}")
-        pytest.skip(f"MobileNetV2 weights or images not available: {e}")
+    return need_model(paper.mobilenet_layer_data, errors=Exception)   # weights or images not installed
 
 
 @pytest.mark.models
@@ -376,7 +367,6 @@ def test_gated_runs_equal_tlm_numerics_on_real_layers(mobilenet_data, fig3):
     data = [(n, k, x[:1], w, b, c) for n, k, x, w, b, c in data]   # one image
     minilm = [d for d in paper.minilm_layer_data() if d[0].startswith("encoder.layer.0.")]
     for arch in ("4/4/4/4,R=4", "8/8/6/-,R=4"):
-        cfg = QuantConfig.parse(arch)
         for fast, numeric in ((paper.mobilenet_runs(arch, data)[0], _numeric_mobilenet(arch, data)),
                               (paper.minilm_runs(arch, minilm)[0], paper.minilm_runs(arch, minilm, numerics=True)[0])):
             assert len(fast) == len(numeric) > 1

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from _models import need_model   # skip without the weights, fail in CI
+
 from mapping.capture import capture
 from mapping.interpret import QuantInterpreter, reference_backend
 from mapping.network import simulate_numerics
@@ -154,17 +156,9 @@ def test_static_scales_equal_the_reference_layers():
 def test_qat_minilm_moves_the_embeddings_toward_fp32():
     """Measured (3 epochs, README): 4/8/-/- mean cos 0.905 -> 0.935, 4/8/6/10 0.9695 -> 0.985. Epoch 0 is
     post-training quantization and equals the PTQ table's number (the same exact datapath)."""
-    import os
-
     from studies import ptq
     from studies.qat import finetune_embeddings
-    from workloads.pretrained import ModelNotAvailable
-    try:
-        h = finetune_embeddings("4/8/6/10", epochs=1)
-    except ModelNotAvailable as e:
-        if os.environ.get("VSQSIM_REQUIRE_MODELS") == "1":
-            pytest.fail(f"VSQSIM_REQUIRE_MODELS=1 but MiniLM is not available: {e}")
-        pytest.skip(str(e))
+    h = need_model(finetune_embeddings, "4/8/6/10", epochs=1)
     assert h[0]["mean_cos"] == ptq.evaluate_config(ptq.load_workload("minilm"), "4/8/6/10")["mean_cos"]
     assert h[1]["mean_cos"] > h[0]["mean_cos"] + 0.005 and h[1]["spearman"] > h[0]["spearman"]
     with pytest.raises(ValueError, match="finetune_embeddings supports"):

@@ -3,11 +3,12 @@
 Counting tests (BERT-base at seq 128, ResNet50 at 224) only capture and lower (trace + one
 shape-propagation forward); everything that runs the interpreter uses small models.
 """
-import os
 
 import networkx as nx
 import numpy as np
 import pytest
+
+from _models import need_model   # skip without the weights, fail in CI
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -97,13 +98,7 @@ def test_resnet50_macs_and_first_conv():
 
 @pytest.fixture(scope="module")
 def minilm():
-    from workloads.pretrained import ModelNotAvailable
-    try:
-        return get_workload("minilm", batch=4)
-    except ModelNotAvailable as e:
-        if os.environ.get("VSQSIM_REQUIRE_MODELS") == "1":
-            pytest.fail(f"VSQSIM_REQUIRE_MODELS=1 but the model is not available: {e}")
-        pytest.skip(str(e))
+    return need_model(get_workload, "minilm", batch=4)
 
 
 @pytest.mark.models

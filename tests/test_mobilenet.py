@@ -10,11 +10,12 @@ preprocessing are right: ImageNet-1k class indices (standard ordering) 281 tabby
 285 Egyptian cat, 967 espresso, 872 tripod, 698 palace, 971 bubble, 657 missile, 812 space shuttle.
 """
 import hashlib
-import os
 import types
 
 import numpy as np
 import pytest
+
+from _models import need_model   # skip without the weights, fail in CI
 
 torch = pytest.importorskip("torch")
 
@@ -32,23 +33,14 @@ N_PARAMS = 3_504_872          # torchvision's mobilenet_v2
 MACS_PER_IMAGE = 300_774_272  # at 224x224
 
 
-def _need(fn):
-    try:
-        return fn()
-    except ModelNotAvailable as e:   # ImagesNotAvailable is one too
-        if os.environ.get("VSQSIM_REQUIRE_MODELS") == "1":
-            pytest.fail(f"VSQSIM_REQUIRE_MODELS=1 but it is not available: {e}")
-        pytest.skip(str(e))
-
-
 @pytest.fixture(scope="module")
 def model():
-    return _need(load_mobilenetv2)
+    return need_model(load_mobilenetv2)
 
 
 @pytest.fixture(scope="module")
 def sources():
-    return _need(source_images)
+    return need_model(source_images)
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +127,7 @@ def test_fp32_predictions_are_the_right_imagenet_classes(fp32_probs):
 # ------------------------------------------------------------------------- the images
 
 def test_natural_images_shape_and_determinism():
-    x, desc = _need(lambda: natural_images(64))
+    x, desc = need_model(lambda: natural_images(64))
     assert x.shape == (64, 3, 224, 224) and x.dtype == torch.float32
     assert torch.isfinite(x).all()
     assert len(desc) == 64 and len(set(desc)) == 64
@@ -162,7 +154,7 @@ def test_natural_images_shape_and_determinism():
 
 
 def test_grayscale_sources_are_replicated():
-    a = _need(lambda: images.load_source("camera"))
+    a = need_model(lambda: images.load_source("camera"))
     assert a.dtype == np.uint8 and a.ndim == 3 and a.shape[2] == 3
     assert (a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all()
     assert not a.flags.writeable

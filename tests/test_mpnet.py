@@ -13,6 +13,8 @@ import zipfile
 
 import pytest
 
+from _models import need_model   # skip without the weights, fail in CI
+
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
@@ -32,12 +34,7 @@ def _cos(a, b):
 
 @pytest.fixture(scope="module")
 def mpnet_dir():
-    try:
-        return mpnet.mpnet_model_dir()
-    except ModelNotAvailable as e:
-        if os.environ.get("VSQSIM_REQUIRE_MODELS") == "1":
-            pytest.fail(f"VSQSIM_REQUIRE_MODELS=1 but the model is not available: {e}")
-        pytest.skip(str(e))
+    return need_model(mpnet.mpnet_model_dir)
 
 
 @pytest.fixture(scope="module")

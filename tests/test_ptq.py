@@ -1,9 +1,10 @@
 """studies.ptq: PTQ accuracy tables (VS-Quant Tables 2-7) on the real digits CNN and MiniLM."""
-import os
 
 import numpy as np
 import pytest
 import torch
+
+from _models import need_model   # skip without the weights, fail in CI
 
 from studies import ptq
 
@@ -116,13 +117,7 @@ def minilm():
 
 def _real_workload(name, size=None):
     """A PTQ workload with real weights; skipped when they are absent unless VSQSIM_REQUIRE_MODELS=1."""
-    from workloads.pretrained import ModelNotAvailable
-    try:
-        return ptq.load_workload(name, size=size)
-    except ModelNotAvailable as e:
-        if os.environ.get("VSQSIM_REQUIRE_MODELS") == "1":
-            pytest.fail(f"VSQSIM_REQUIRE_MODELS=1 but {name} is not available: {e}")
-        pytest.skip(str(e))
+    return need_model(ptq.load_workload, name, size=size)
 
 
 def _finding_4_8(wl, metric):

@@ -20,11 +20,12 @@ the M-bit integer scale's rounding error (relative ~1/(2 sq)) dominates once 2^(
 width for M >= N + 2 (the rule these numbers follow); the three cases outside it are asserted to
 show the measured gap.
 """
-import os
 
 import numpy as np
 import pandas as pd
 import pytest
+
+from _models import need_model   # skip without the weights, fail in CI
 
 from studies.weight_sqnr import check_claims, weight_sqnr_table
 
@@ -90,13 +91,8 @@ def test_table_rejects_bad_input():
 
 @pytest.fixture(scope="module")
 def minilm_table():
-    from workloads.pretrained import ModelNotAvailable, linear_weights, load_minilm
-    try:
-        model, _ = load_minilm()
-    except ModelNotAvailable as e:
-        if os.environ.get("VSQSIM_REQUIRE_MODELS") == "1":
-            pytest.fail(f"VSQSIM_REQUIRE_MODELS=1 but the model is not available: {e}")
-        pytest.skip(str(e))
+    from workloads.pretrained import linear_weights, load_minilm
+    model, _ = need_model(load_minilm)
     weights = linear_weights(model)
     assert len(weights) == 37  # 6 layers x (q, k, v, attn-out, intermediate, output) + pooler
     return weight_sqnr_table(weights, bits=BITS, scale_bits=SCALE_BITS, vector_size=16)
