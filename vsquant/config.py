@@ -24,6 +24,17 @@ from dataclasses import dataclass, replace
 
 MIN_BITS, MAX_BITS = 2, 16
 MIN_SCALE_BITS, MAX_SCALE_BITS = 1, 16
+#: Vector sizes a datapath can have: V multipliers feed a binary adder tree of log2 V levels (Sec. 5), so V is a
+#: power of two; Table 4 of the paper spans 1..64, larger V up to 256 are allowed for studies.
+VECTOR_SIZES = tuple(1 << k for k in range(9))
+
+
+def check_vector_size(v) -> int:
+    """V as an int from :data:`VECTOR_SIZES`, else a ValueError that lists them."""
+    if isinstance(v, bool) or not isinstance(v, int) or v not in VECTOR_SIZES:
+        raise ValueError(f"vector size V={v!r} is not one the datapath can have: V must be a power of two in "
+                         f"[1, {VECTOR_SIZES[-1]}] ({', '.join(map(str, VECTOR_SIZES))})")
+    return v
 FLOAT_SCALE_FORMATS = ("fp16", "fp32")
 
 
@@ -107,10 +118,9 @@ class QuantConfig:
 
     def __post_init__(self):
         for name, b in (("weight", self.weight_bits), ("activation", self.act_bits)):
-            if not isinstance(b, int) or not MIN_BITS <= b <= MAX_BITS:
+            if isinstance(b, bool) or not isinstance(b, int) or not MIN_BITS <= b <= MAX_BITS:
                 raise ValueError(f"{name} bits {b!r} must be an integer in [{MIN_BITS}, {MAX_BITS}]")
-        if not isinstance(self.vector_size, int) or self.vector_size < 1:
-            raise ValueError(f"vector size V={self.vector_size!r} must be a positive integer")
+        check_vector_size(self.vector_size)
         kinds = {self.weight_scale.kind, self.act_scale.kind}
         if kinds == {"int", "fp"}:
             raise ValueError(
@@ -118,12 +128,17 @@ class QuantConfig:
                 "scale; use both integer, both float, or '-' on one side")
         r = self.scale_product_bits
         if r is not None:
-            if not isinstance(r, int) or r < 1:
+            if isinstance(r, bool) or not isinstance(r, int) or r < 1:
                 raise ValueError(f"scale-product rounding R={r!r} must be a positive integer (or 'full')")
             if "int" not in kinds:
                 raise ValueError(
                     f"scale-product rounding R={r} needs an integer per-vector scale; "
                     f"{self.weight_scale}/{self.act_scale} has none")
+            full = self.full_scale_product_bits
+            if r > full:
+                raise ValueError(
+                    f"scale-product rounding R={r} is wider than the {full}-bit scale product of "
+                    f"{self.weight_scale}/{self.act_scale} (ws + as); use R in [1, {full}] or 'full'")
 
     # ---- parsing -----------------------------------------------------------------------
     @classmethod
@@ -159,9 +174,9 @@ class QuantConfig:
                 if key == "R":
                     kw["scale_product_bits"] = _parse_rounding(val)
                 else:
-                    if not val.strip().isdigit() or int(val) < 1:
-                        raise ValueError(f"vector size {opt!r} must be V=<positive integer>")
-                    kw["vector_size"] = int(val)
+                    if not val.strip().isdigit():
+                        raise ValueError(f"vector size {opt!r} must be V=<power of two in [1, {VECTOR_SIZES[-1]}]>")
+                    kw["vector_size"] = check_vector_size(int(val))
             cfg = cls(w, a, ws, as_, a_unsigned, **kw)
         over = {}
         if scale_product is not None:
@@ -258,6 +273,8 @@ class QuantConfig:
 def _parse_rounding(val) -> int | None:
     if val is None:
         return None
+    if isinstance(val, bool):
+        raise ValueError(f"scale-product rounding {val!r} must be 'full' or a positive number of bits R")
     if isinstance(val, int):
         return val
     t = str(val).strip().lower()

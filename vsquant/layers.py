@@ -124,10 +124,13 @@ def linear(x, weight, bias=None, cfg: QuantConfig | str = "8/8/-/-", *, activati
                        [g], [mac], int(np.prod(lead, dtype=np.int64)) * N * K)
 
 
-def _pair(v, name):
+def _pair(v, name, minimum: int):
+    """A conv2d stride/padding/dilation as a pair of ints >= ``minimum`` (PyTorch's rules)."""
     t = (v, v) if np.isscalar(v) else tuple(v)
-    if len(t) != 2 or any(int(e) != e for e in t):
+    if len(t) != 2 or any(isinstance(e, (bool, np.bool_)) or not isinstance(e, (int, np.integer)) for e in t):
         raise ValueError(f"conv2d {name} must be an int or a pair of ints, got {v!r}")
+    if any(e < minimum for e in t):
+        raise ValueError(f"conv2d {name} must be >= {minimum}, got {v!r}")
     return tuple(int(e) for e in t)
 
 
@@ -174,12 +177,13 @@ def conv2d_operands(x, weight, bias, cfg: QuantConfig, stride=1, padding=0, dila
                          f"got {x.shape} and {weight.shape}")
     B, C, H, W = x.shape
     Kout, Cg, R, S = weight.shape
-    if groups < 1 or C % groups or Kout % groups:
+    if isinstance(groups, (bool, np.bool_)) or not isinstance(groups, (int, np.integer)) or groups < 1 \
+            or C % groups or Kout % groups:
         raise ValueError(f"groups={groups} must divide input channels {C} and output channels {Kout}")
     if C // groups != Cg:
         raise ValueError(f"weight has {Cg} input channels per group; input has {C} channels / "
                          f"{groups} groups = {C // groups}")
-    stride, padding, dilation = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
+    stride, padding, dilation = _pair(stride, "stride", 1), _pair(padding, "padding", 0), _pair(dilation, "dilation", 1)
     Ho = conv_output_size(H, R, stride[0], padding[0], dilation[0])
     Wo = conv_output_size(W, S, stride[1], padding[1], dilation[1])
     if Ho < 1 or Wo < 1:

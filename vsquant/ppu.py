@@ -77,7 +77,7 @@ def quantize_weight(w, cfg: QuantConfig, *, method: str = "max", **calib) -> Qua
     if fmt.kind == "int":
         return quantize_two_level(w, cfg.weight_bits, fmt.bits, cfg.vector_size, per="row",
                                   requantize=cfg.requantize, nonzero_scales=cfg.nonzero_scales)
-    return quantize_per_vector(w, cfg.weight_bits, cfg.vector_size, scale_format=f"fp{fmt.bits}")
+    return quantize_per_vector(w, cfg.weight_bits, cfg.vector_size, scale_format=f"fp{fmt.bits}", what="weight")
 
 
 def quantize_activation(x, cfg: QuantConfig, *, unsigned: bool | None = None, gamma=None,
@@ -104,4 +104,5 @@ def quantize_activation(x, cfg: QuantConfig, *, unsigned: bool | None = None, ga
     if fmt.kind == "int":
         return quantize_two_level(x, cfg.act_bits, fmt.bits, cfg.vector_size, unsigned, per="tensor",
                                   gamma=gamma, requantize=cfg.requantize, nonzero_scales=cfg.nonzero_scales)
-    return quantize_per_vector(x, cfg.act_bits, cfg.vector_size, unsigned, scale_format=f"fp{fmt.bits}")
+    return quantize_per_vector(x, cfg.act_bits, cfg.vector_size, unsigned, scale_format=f"fp{fmt.bits}",
+                               what="activation")

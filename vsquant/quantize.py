@@ -24,11 +24,60 @@ dequantizes with the two-level scale (Eq. 7j). Named options change that:
 """
 from __future__ import annotations
 
+import numbers
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .calibration import calibrate_amax
+from .calibration import _check_bits, calibrate_amax
+from .config import MAX_SCALE_BITS, MIN_SCALE_BITS
+
+
+class ScaleRangeError(ValueError):
+    """A floating-point per-vector scale does not fit its format (overflow, or every vector underflows)."""
+
+
+class ScaleUnderflowWarning(UserWarning):
+    """Some non-zero vectors' fp per-vector scales underflow to 0 in their format: those vectors are
+    flushed to zero, as the hardware would."""
+
+
+def check_bits(bits, what: str = "bits") -> int:
+    """An integer bit width N in [2, 16] (the range of every quantizer), else ValueError naming ``what``."""
+    try:
+        return _check_bits(bits)
+    except ValueError:
+        raise ValueError(f"{what} must be an int in [2, 16], got {bits!r}") from None
+
+
+def check_scale_bits(bits, what: str = "scale_bits") -> int:
+    """An integer per-vector scale width M in [1, 16]."""
+    if isinstance(bits, (bool, np.bool_)) or not isinstance(bits, numbers.Integral) or \
+            not MIN_SCALE_BITS <= int(bits) <= MAX_SCALE_BITS:
+        raise ValueError(f"{what} must be an int in [{MIN_SCALE_BITS}, {MAX_SCALE_BITS}], got {bits!r}")
+    return int(bits)
+
+
+def check_vector_size(v, what: str = "vector_size") -> int:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) or int(v) < 1:
+        raise ValueError(f"{what} must be a positive int, got {v!r}")
+    return int(v)
+
+
+def check_static_scale(x: np.ndarray, scale: np.ndarray, what: str) -> None:
+    """A static (calibrated) scale or gamma per row must be finite and >= 0, and 0 only for rows that are all
+    zero: a zero scale would flush a row's non-zero values to zero without a word."""
+    if not np.isfinite(scale).all():
+        raise ValueError(f"{what} must be finite, got {int((~np.isfinite(scale)).sum())} NaN/Inf value(s)")
+    if (scale < 0).any():
+        raise ValueError(f"{what} must be >= 0, got {float(scale.min())}")
+    zero = scale == 0
+    if zero.any() and x.size:
+        flushed = int((np.broadcast_to(zero[..., None], x.shape) & (x != 0)).sum())
+        if flushed:
+            raise ValueError(f"{what} is 0 for rows that hold {flushed} non-zero values, which would all quantize "
+                             "to 0; calibrate on data that covers them, or use a dynamic scale")
 
 
 def qmax(bits: int, unsigned: bool = False) -> int:
@@ -172,7 +221,9 @@ def quantize_with_scale(x, scale, bits: int, unsigned: bool = False, scheme: str
                         vector_size: int = 16) -> QuantizedTensor:
     """Eq. 2 with a given scale (scalar, or one per row); used with calibrated (static) scales."""
     x = check_finite(x)
+    bits = check_bits(bits)
     gamma = _rows_gamma(x, scale)
+    check_static_scale(x, gamma, "a static scale")
     values = _quantize_rows(x, gamma, bits, unsigned)
     return QuantizedTensor(values, None, gamma, bits, unsigned, vector_size, scheme)
 
@@ -181,6 +232,7 @@ def quantize_per_tensor(x, bits: int, unsigned: bool = False, *, method: str = "
                         amax: float | None = None, vector_size: int = 16, **calib) -> QuantizedTensor:
     """Per-tensor (per-layer) scaling, Eq. 1-2: one alpha for the whole tensor."""
     x = check_finite(x)
+    bits = check_bits(bits)
     if amax is None:
         amax = calibrate_amax(x, method, bits=bits, unsigned=unsigned, **calib)
     return quantize_with_scale(x, float(amax) / qmax(bits, unsigned), bits, unsigned, "tensor", vector_size)
@@ -190,6 +242,7 @@ def quantize_per_channel(x, bits: int, unsigned: bool = False, *, method: str = 
                          amax=None, vector_size: int = 16, **calib) -> QuantizedTensor:
     """Per-channel scaling, Eq. 1-2 with one alpha per index of the first axis (output channel)."""
     x = check_finite(x)
+    bits = check_bits(bits)
     if x.ndim < 2:
         raise ValueError(f"per-channel quantization needs at least 2 axes (channels first), got shape {x.shape}")
     if amax is None:
@@ -214,8 +267,32 @@ def vector_amax(x: np.ndarray, vector_size: int, unsigned: bool) -> np.ndarray:
 _FLOAT_DTYPES = {16: np.float16, 32: np.float32, 64: np.float64}
 
 
+def _fp_scales(s64: np.ndarray, fbits: int, what: str) -> np.ndarray:
+    """Per-vector scales stored in fp16/fp32/fp64 (Eq. 7b), with their range checked: a scale that overflows
+    the format raises :class:`ScaleRangeError`; non-zero vectors whose scale underflows to 0 are flushed to
+    zero (what the hardware does) with a :class:`ScaleUnderflowWarning` giving the count, and an error if that
+    is every non-zero vector (the whole tensor would quantize to zero)."""
+    dtype = _FLOAT_DTYPES[fbits]
+    with np.errstate(over="ignore", under="ignore"):
+        s = s64.astype(dtype)
+    over = np.isinf(s)
+    if over.any():
+        raise ScaleRangeError(
+            f"{what}: {int(over.sum())} of {s.size} per-vector scales overflow fp{fbits} (largest amax/qmax "
+            f"{float(s64.max()):.3g} > {float(np.finfo(dtype).max):.5g}); use wider scales (fp32) or rescale the tensor")
+    under = (s64 > 0) & (s == 0)
+    if under.any():
+        n, nz = int(under.sum()), int((s64 > 0).sum())
+        msg = (f"{what}: {n} of {nz} non-zero vectors have a per-vector scale below the smallest fp{fbits} "
+               f"({float(np.finfo(dtype).smallest_subnormal):.3g}); they quantize to zero")
+        if n == nz:
+            raise ScaleRangeError(msg + ": every non-zero vector of the tensor; use wider scales (fp32)")
+        warnings.warn(msg, ScaleUnderflowWarning, stacklevel=3)
+    return s
+
+
 def quantize_per_vector(x, bits: int, vector_size: int = 16, unsigned: bool = False, *,
-                        scale_format: str | int = "fp32") -> QuantizedTensor:
+                        scale_format: str | int = "fp32", what: str = "tensor") -> QuantizedTensor:
     """Single-level per-vector scaling with fp scales, Eq. 7a-7d.
 
     The scale ``s = xmax / qmax`` (Eq. 7b) is stored in ``scale_format`` (fp16, fp32 or fp64)
@@ -223,11 +300,15 @@ def quantize_per_vector(x, bits: int, vector_size: int = 16, unsigned: bool = Fa
     scale rounded down in fp16 cannot overflow it.
     """
     x = check_finite(x)
-    fbits = int(str(scale_format).lower().removeprefix("fp"))
+    bits = check_bits(bits)
+    vector_size = check_vector_size(vector_size)
+    name = str(scale_format).lower().removeprefix("fp")
+    fbits = int(name) if name.isdigit() else None
     if fbits not in _FLOAT_DTYPES:
         raise ValueError(f"scale_format {scale_format!r} must be one of fp16, fp32, fp64")
     xv = to_vectors(x, vector_size)
-    s = (vector_amax(x, vector_size, unsigned) / qmax(bits, unsigned)).astype(_FLOAT_DTYPES[fbits])
+    s64 = vector_amax(x, vector_size, unsigned) / qmax(bits, unsigned)
+    s = _fp_scales(s64, fbits, what)
     values = _quantize_vectors(xv, s.astype(np.float64), x.shape[-1], bits, unsigned)
     gamma = np.ones(x.shape[:-1])
     return QuantizedTensor(values, s, gamma, bits, unsigned, vector_size, "vector", fbits)
@@ -245,10 +326,11 @@ def quantize_two_level(x, bits: int, scale_bits: int, vector_size: int = 16, uns
     ``requantize``, ``nonzero_scales``: the variants described in the module docstring.
     """
     x = check_finite(x)
+    bits = check_bits(bits)
+    scale_bits = check_scale_bits(scale_bits)
+    vector_size = check_vector_size(vector_size)
     if per not in ("row", "tensor"):
         raise ValueError(f"per={per!r}: the coarse scale is per 'row' or per 'tensor'")
-    if not 1 <= scale_bits <= 30:
-        raise ValueError(f"scale_bits={scale_bits} must be in [1, 30]")
     q = qmax(bits, unsigned)
     smax_int = (1 << scale_bits) - 1
     xv = to_vectors(x, vector_size)
@@ -261,8 +343,7 @@ def quantize_two_level(x, bits: int, scale_bits: int, vector_size: int = 16, uns
         g = np.broadcast_to(smax / smax_int, x.shape[:-1])                   # Eq. 7e-7f
     else:
         g = _rows_gamma(x, gamma)
-        if (g < 0).any():
-            raise ValueError("a static gamma must be non-negative")
+        check_static_scale(x, g, "a static gamma")
     sq = s / _safe_scale(g)[..., None]
     np.rint(sq, out=sq)
     np.clip(sq, 0, smax_int, out=sq)                                         # Eq. 7g
