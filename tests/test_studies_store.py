@@ -93,3 +93,84 @@ def test_dask_local_cluster_gives_the_same_results(tmp_path):
         with distributed.Client(c) as client, ResultStore(tmp_path / "d.sqlite") as s:
             out = run_points(layer_point, POINTS, s, scheduler=client)
     assert out == [layer_point(p) for p in POINTS]
+
+
+_SLOW_SWEEP = """
+import os, sys, time
+sys.path.insert(0, {cwd!r})
+from studies.store import ResultStore
+from studies.runner import run_points, SweepInterrupted
+def fn(p):
+    with open({log!r}, "a") as f:
+        f.write(f"{{p['i']}} {{os.getpid()}}\\n")
+    time.sleep(0.4)
+    return {{"square": p["i"] ** 2}}
+if __name__ == "__main__":
+    with ResultStore({db!r}) as s:
+        try:
+            run_points(fn, [{{"i": i}} for i in range(200)], s, scheduler="processes", workers=2)
+        except SweepInterrupted as e:
+            print(e, file=sys.stderr)
+            sys.exit(130)
+"""
+
+
+def _start_slow_sweep(tmp_path):
+    db, log = tmp_path / "sig.sqlite", tmp_path / "sig.log"
+    script = tmp_path / "slow_sweep.py"
+    script.write_text(_SLOW_SWEEP.format(cwd=os.getcwd(), log=str(log), db=str(db)))
+    proc = subprocess.Popen([sys.executable, str(script)], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (log.exists() and len(log.read_text().splitlines()) >= 6):
+        time.sleep(0.05)
+    assert log.exists(), "the sweep never started"
+    return proc, db, log
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:   # a zombie (dead, not yet reaped by init) is not alive
+        return open(f"/proc/{pid}/stat").read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("signals", [(signal.SIGINT,), (signal.SIGINT, signal.SIGINT), (signal.SIGTERM,)])
+def test_signal_stops_a_sweep_cleanly(tmp_path, signals):
+    """The first signal stops handing out points, keeps the finished ones and stops the workers; a second
+    Ctrl-C does not deadlock; the sweep exits with one line, and resumes from the store."""
+    proc, db, log = _start_slow_sweep(tmp_path)
+    for s in signals:
+        proc.send_signal(s)
+        time.sleep(0.05)
+    t0 = time.time()
+    _, err = proc.communicate(timeout=30)
+    assert time.time() - t0 < 10
+    assert proc.returncode == 130, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "points are finished and kept in" in lines[0], err
+    started = len(log.read_text().splitlines())
+    time.sleep(1.0)
+    assert len(log.read_text().splitlines()) == started      # nothing computes after the exit
+    assert started < 60                                       # it stopped handing out points
+    workers = {int(line.split()[1]) for line in log.read_text().splitlines()}
+    assert not any(_alive(w) for w in workers)
+    with ResultStore(db) as s:
+        kept = list(s.items())
+    assert len(kept) >= 3 and all(r == {"square": p["i"] ** 2} for p, r in kept)
+    assert f" {len(kept)} of 200 points" in lines[0]
+
+
+def test_workers_die_with_a_killed_sweep(tmp_path):
+    proc, db, log = _start_slow_sweep(tmp_path)
+    workers = {int(line.split()[1]) for line in log.read_text().splitlines()}
+    assert len(workers) == 2
+    proc.kill()
+    proc.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.1)
+    assert not any(_alive(w) for w in workers), "a worker outlived its killed parent"
