@@ -46,14 +46,28 @@ def _lowered(workload: str, seq: int | None):
     return lower(capture(model, inputs))
 
 
+def _hardware(hw: str, hw_hash: str | None = None):
+    """The hardware ``hw`` (a preset or YAML file), checked against the content hash the point was made with."""
+    from tlm import load_hardware
+    spec = load_hardware(hw)
+    if hw_hash is not None and spec.content_hash() != hw_hash:
+        raise RuntimeError(f"hardware {hw!r} changed while the sweep ran (content hash {spec.content_hash()}, "
+                           f"the sweep started with {hw_hash}); run the sweep again")
+    return spec
+
+
 @functools.lru_cache(maxsize=64)
-def _cost(workload: str, seq: int | None, arch: str, hw_name: str):
+def _cost(workload: str, seq: int | None, arch: str | None, hw_name: str, hw_hash: str | None = None):
+    """(timing run, cost report, iso-depth hardware) of ``arch`` (None: the 8/8/-/- baseline at the hardware's
+    V); cached per hardware content, so an edited YAML file is simulated afresh."""
     from costmodels import evaluate, iso_depth_hardware
     from mapping.network import simulate_timing
-    from tlm import load_hardware
-    hw = iso_depth_hardware(load_hardware(hw_name), arch)
-    run = simulate_timing(_lowered(workload, seq), arch, hw)
-    return run, evaluate([r for _, r in run.layers], hw, arch), hw
+    from tlm import baseline_config, datapath_config
+    base = _hardware(hw_name, hw_hash)
+    cfg = baseline_config(base) if arch is None else datapath_config(arch, base)
+    hw = iso_depth_hardware(base, cfg)
+    run = simulate_timing(_lowered(workload, seq), cfg, hw)
+    return run, evaluate([r for _, r in run.layers], hw, cfg), hw
 
 
 @functools.lru_cache(maxsize=4)
@@ -84,12 +98,14 @@ def point_accuracy(workload: str, seq: int | None, arch: str) -> dict:
 
 
 def design_point(point: dict) -> dict:
-    """One sweep point ``{"workload", "arch", "hw", "seq"[, "accuracy"]}`` -> its metrics (picklable)."""
+    """One sweep point ``{"workload", "arch", "hw", "hw_hash", "seq"[, "accuracy"]}`` -> its metrics (picklable).
+    ``hw_hash`` (:meth:`tlm.HardwareSpec.content_hash`, optional) is checked against the hardware loaded."""
     from costmodels import normalized
-    from vsquant import QuantConfig
-    cfg = QuantConfig.parse(point["arch"])
-    run, report, hw = _cost(point["workload"], point.get("seq"), str(cfg), point.get("hw", "magnet16"))
-    _, base, _ = _cost(point["workload"], point.get("seq"), "8/8/-/-", point.get("hw", "magnet16"))
+    from tlm import datapath_config
+    hw_name, hw_hash = point.get("hw", "magnet16"), point.get("hw_hash")
+    cfg = datapath_config(point["arch"], _hardware(hw_name, hw_hash))
+    run, report, hw = _cost(point["workload"], point.get("seq"), str(cfg), hw_name, hw_hash)
+    _, base, _ = _cost(point["workload"], point.get("seq"), None, hw_name, hw_hash)
     norm = normalized(report, base)
     acc = {}
     if point.get("accuracy"):
@@ -109,12 +125,16 @@ def sweep(workloads, archs, *, hw: str = "magnet16", seq: int | None = None, sto
     """Evaluate every (workload, arch) point; finished points come from the store.
 
     ``accuracy``: also measure each point's accuracy metric with real numerics (slower)."""
+    from tlm import datapath_config
     workloads = [workloads] if isinstance(workloads, str) else list(workloads)
-    points = [{"workload": w, "arch": a, "hw": hw, "seq": seq, **({"accuracy": True} if accuracy else {})}
-              for w in workloads for a in archs]
+    spec = _hardware(hw)
+    archs = [str(datapath_config(a, spec)) for a in archs]   # every arch checked against the hardware up front
+    hw_hash = spec.content_hash()    # the store keys a point by the hardware's content, not by its file name
+    points = [{"workload": w, "arch": a, "hw": hw, "hw_hash": hw_hash, "seq": seq,
+               **({"accuracy": True} if accuracy else {})} for w in workloads for a in archs]
     if scheduler == "processes":  # capture and the 8/8/-/- baseline once, inherited by the forked workers
         for w in workloads:
-            _cost(w, seq, "8/8/-/-", hw)
+            _cost(w, seq, None, hw, hw_hash)
     with ResultStore(store) as st:
         results = run_points(design_point, points, st, scheduler=scheduler, workers=workers, progress=progress)
     return pd.DataFrame([{**p, **r} for p, r in zip(points, results)])
@@ -196,19 +216,39 @@ def main(argv=None) -> int:
     ap.add_argument("--csv", help="write the points as CSV")
     ap.add_argument("--plot", help="write the energy vs perf/area scatter as PNG")
     args = ap.parse_args(argv)
+    from tlm import datapath_config, load_hardware
+
+    from .cli import PLOT_SUFFIXES, check_output_path, one_line, user_errors
+    from .runner import SweepInterrupted
+    prog = "python -m studies.sweep"
+    try:
+        spec = load_hardware(args.hw)
+    except (ValueError, OSError) as e:
+        ap.exit(2, f"{prog}: error: --hw: {str(e).splitlines()[0]}\n")
     if args.archs in ("table8", "table8U"):
         archs = table8_archs(unsigned_activations=args.archs == "table8U")
     else:
-        from vsquant import QuantConfig
         archs = [a.strip() for a in args.archs.split(";" if ";" in args.archs else ",") if a.strip()]
-        try:
-            archs = [str(QuantConfig.parse(a)) for a in archs]
-        except ValueError as e:
-            ap.exit(2, f"python -m studies.sweep: error: --archs: {e}\n")
+    try:
+        archs = [str(datapath_config(a, spec)) for a in archs]
+    except ValueError as e:
+        ap.exit(2, f"{prog}: error: --archs: {e}\n")
+    for flag, path, suffixes in (("--csv", args.csv, None), ("--plot", args.plot, PLOT_SUFFIXES)):
+        if path is not None and (why := check_output_path(path, flag, suffixes)):
+            ap.exit(2, f"{prog}: error: {why}\n")
     from tqdm import tqdm
     bar = tqdm(total=len(archs) * len(args.workload), unit="point", file=sys.stderr, disable=None)
-    df = sweep(args.workload, archs, hw=args.hw, seq=args.seq, store=args.store, scheduler=args.scheduler,
-               workers=args.workers, accuracy=args.accuracy, progress=lambda d, n: bar.update(d - bar.n))
+    try:
+        df = sweep(args.workload, archs, hw=args.hw, seq=args.seq, store=args.store, scheduler=args.scheduler,
+                   workers=args.workers, accuracy=args.accuracy, progress=lambda d, n: bar.update(d - bar.n))
+    except SweepInterrupted as e:
+        bar.close()
+        print(f"{prog}: {e}", file=sys.stderr)
+        return 130
+    except user_errors() as e:
+        bar.close()
+        print(f"{prog}: error: {one_line(e)}", file=sys.stderr)
+        return 2
     bar.close()
     front = pareto_front(df, by="workload")
     print(front[["workload", "arch", "energy_norm", "perf_per_area_norm", "area_norm"]

@@ -4,6 +4,7 @@ import pytest
 
 from studies.store import ResultStore
 from studies.sweep import design_point, pareto_front, plot_design_space, sweep, table8_archs
+from tlm import load_hardware
 from vsquant import QuantConfig
 
 
@@ -27,7 +28,8 @@ def test_sweep_stores_each_point_and_resumes(tmp_path):
     assert lower["area_norm"] < 1 and lower["energy_norm"] < 1 and lower["perf_per_area_norm"] > 1
     with ResultStore(db) as st:
         assert len(st) == 3
-        st.put({"workload": "digits-cnn", "arch": "8/8/-/-", "hw": "magnet16", "seq": None}, {"marker": 1})
+        st.put({"workload": "digits-cnn", "arch": "8/8/-/-", "hw": "magnet16",
+                "hw_hash": load_hardware("magnet16").content_hash(), "seq": None}, {"marker": 1})
     again = sweep("digits-cnn", archs, store=str(db), scheduler="serial")
     assert again.set_index("arch").loc["8/8/-/-", "marker"] == 1       # from the store, not recomputed
 
@@ -38,7 +40,7 @@ def test_processes_give_the_same_points(tmp_path):
     b = sweep("digits-cnn", archs, store=str(tmp_path / "b.sqlite"), scheduler="processes", workers=2)
     pd.testing.assert_frame_equal(a, b)
     assert design_point({"workload": "digits-cnn", "arch": "4/8/6/10", "hw": "magnet16", "seq": None}) == \
-        b.drop(columns=["workload", "arch", "hw", "seq"]).iloc[1].to_dict()
+        b.drop(columns=["workload", "arch", "hw", "hw_hash", "seq"]).iloc[1].to_dict()
 
 
 def test_pareto_front():

@@ -38,6 +38,8 @@ from typing import Any, Mapping, Union
 
 import yaml
 
+from vsquant.config import VECTOR_SIZES   # the vector sizes a PE's vector MAC units can have
+
 __all__ = [
     "PESpec",
     "HardwareSpec",
@@ -71,7 +73,7 @@ _PE_FIELDS: dict[str, tuple[str, Any, str]] = {
 _HW_FIELDS: dict[str, tuple[str, Any, str]] = {
     "name": ("str", None, "a name for reports"),
     "num_pes": ("int", 1, "processing elements"),
-    "vector_size": ("int", 1, "V, elements per vector along the reduction axis"),
+    "vector_size": ("vector", 1, "V, elements per vector along the reduction axis: a power of two in [1, 256]"),
     "pe": ("pe", None, "the PE (a mapping of PE fields)"),
     "global_buffer_bits": ("int", 1, "global buffer capacity in bits"),
     "global_buffer_bits_per_cycle": ("int", 1, "global buffer bandwidth"),
@@ -89,6 +91,8 @@ _MAX_HEADROOM_BITS = 32
 
 
 def _range_text(kind: str, minimum: Any) -> str:
+    if kind == "vector":
+        return f"a power of two in [1, {VECTOR_SIZES[-1]}] ({', '.join(map(str, VECTOR_SIZES))})"
     if kind == "int":
         return f"an integer >= {minimum}"
     if kind == "number":
@@ -102,7 +106,10 @@ def _range_text(kind: str, minimum: Any) -> str:
 
 def _check_value(owner: str, name: str, value: Any, kind: str, minimum: Any) -> None:
     where = f"{owner}.{name}"
-    if kind == "int":
+    if kind == "vector":
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) not in VECTOR_SIZES:
+            raise ValueError(f"{where} must be {_range_text(kind, minimum)}, got {value!r}")
+    elif kind == "int":
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise ValueError(
                 f"{where} must be {_range_text(kind, minimum)}, got {value!r} "
@@ -244,7 +251,7 @@ class HardwareSpec:
 
     def __post_init__(self) -> None:
         for name, (kind, minimum, _) in _HW_FIELDS.items():
-            if kind in ("int", "number", "bool", "str"):
+            if kind in ("int", "vector", "number", "bool", "str"):
                 _check_value("hardware", name, getattr(self, name), kind, minimum)
         if not isinstance(self.pe, PESpec):
             raise ValueError(
@@ -253,7 +260,7 @@ class HardwareSpec:
             )
         self._check_sources()
         for name, (kind, _, _) in _HW_FIELDS.items():
-            if kind == "int":
+            if kind in ("int", "vector"):
                 object.__setattr__(self, name, int(getattr(self, name)))
             elif kind == "number":
                 object.__setattr__(self, name, float(getattr(self, name)))
@@ -341,6 +348,14 @@ class HardwareSpec:
                 value = dict(value)
             out[name] = value
         return out
+
+    def content_hash(self) -> str:
+        """A hash of everything but the name and the sources' citations: two specs that simulate alike
+        hash alike, and an edited YAML file hashes differently (results stores key points by it)."""
+        import hashlib
+        import json
+        d = {k: v for k, v in self.to_dict().items() if k not in ("name", "sources")}
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def to_yaml(self) -> str:
         """The spec as YAML text that :func:`load_hardware` reads back."""
