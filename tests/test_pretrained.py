@@ -9,7 +9,8 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from workloads import pretrained  # noqa: E402
-from workloads.pretrained import ModelNotAvailable, linear_weights, load_local_checkpoint  # noqa: E402
+from workloads.pretrained import (  # noqa: E402
+    CheckpointError, ModelNotAvailable, linear_weights, load_local_checkpoint)
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
          "the", "cat", "sat", "on", "mat", "a", "dog", "ran", "##s", "."]
@@ -82,7 +83,7 @@ def test_dir_without_config_names_it(tmp_path):
     d = tmp_path / "empty_ckpt"
     d.mkdir()
     (d / "model.safetensors").write_bytes(b"")
-    with pytest.raises(FileNotFoundError, match=r"empty_ckpt.*config\.json"):
+    with pytest.raises(CheckpointError, match=r"empty_ckpt.*config\.json"):
         load_local_checkpoint(d)
 
 
@@ -133,3 +134,47 @@ def test_linear_weights_plain_module():
     w = linear_weights(net)
     assert list(w) == ["0", "2.0"]
     assert w["0"].shape == (7, 5) and w["2.0"].shape == (3, 7)
+
+
+def _copy_without(src, dst, *names):
+    import shutil
+    shutil.copytree(src, dst)
+    for n in names:
+        (dst / n).unlink()
+    return dst
+
+
+def test_checkpoint_without_tokenizer_is_refused(tiny_checkpoint, tmp_path):
+    """A checkpoint without tokenizer files used to run on all-[UNK] token ids and report an accuracy."""
+    path, _ = tiny_checkpoint
+    tok_files = [f.name for f in path.iterdir() if f.name.startswith(("tokenizer", "vocab", "special"))]
+    d = _copy_without(path, tmp_path / "no_tok", *tok_files)
+    with pytest.raises(CheckpointError, match="has no tokenizer: expected one of tokenizer.json"):
+        load_local_checkpoint(d)
+    model, tok = load_local_checkpoint(d, tokenizer=False)   # the model alone is fine when asked for
+    assert tok is None and not model.training
+
+
+def test_checkpoint_without_weights_or_with_garbage_is_refused(tiny_checkpoint, tmp_path):
+    path, _ = tiny_checkpoint
+    d = _copy_without(path, tmp_path / "no_w", "model.safetensors")
+    with pytest.raises(CheckpointError, match="has no weights: expected one of model.safetensors"):
+        load_local_checkpoint(d)
+    (d / "model.safetensors").write_bytes(b"\x00garbage" * 100)
+    with pytest.raises(CheckpointError, match="the model does not load") as e:
+        load_local_checkpoint(d)
+    assert "\n" not in str(e.value)
+    (d / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="config.json is not valid JSON"):
+        load_local_checkpoint(d)
+    (d / "config.json").write_text("[1, 2]")
+    with pytest.raises(CheckpointError, match="no 'model_type'"):
+        load_local_checkpoint(d)
+
+
+def test_a_vocabulary_that_does_not_fit_the_text_is_refused(tiny_checkpoint):
+    """The tiny vocabulary knows 10 words: the workload's English sentences tokenize mostly to [UNK]."""
+    from workloads.models import checkpoint
+    path, _ = tiny_checkpoint
+    with pytest.raises(CheckpointError, match=r"maps \d+% of the workload's tokens to \[UNK\]"):
+        checkpoint(path, batch=2)

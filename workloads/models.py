@@ -172,6 +172,7 @@ def checkpoint(path, *, batch: int = 8, seq: int | None = None, attention: str =
     model, tokenizer = load_local_checkpoint_model(path)
     use_attention(model, attention)
     inputs, sentences = _sentence_inputs(tokenizer, batch, seq)
+    pretrained.check_tokenized(inputs["input_ids"], tokenizer, f"checkpoint directory {str(path)!r}")
     info = dict(name=f"checkpoint:{path}", family="transformer", metric=TRANSFORMER_METRIC, batch=batch,
                 seq=int(inputs["input_ids"].shape[1]), attention=attention, sentences=sentences)
     return model, inputs, info
@@ -315,6 +316,9 @@ def user_module(spec: str, **opts):
         raise ValueError(f"workload 'module:{spec}': expected module:path/to/file.py:factory "
                          f"(the file and the name of a function in it that builds the model)")
     path = pathlib.Path(path_text).expanduser()
+    if path.is_dir():
+        raise IsADirectoryError(f"workload 'module:{spec}': {str(path)!r} is a directory; give the Python file "
+                                "that defines the factory (module:path/to/file.py:factory)")
     if not path.is_file():
         raise FileNotFoundError(f"workload 'module:{spec}': file {str(path)!r} does not exist")
     mod_name = f"vsqsim_user_{path.stem}_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"

