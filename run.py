@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import sys
 import time
@@ -57,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _validate(ap, args):
+    """Every argument checked before any work starts: a mistake costs one line, not a wait."""
+    from studies.cli import PLOT_SUFFIXES, check_output_path
+    from tlm import datapath_config
     from tlm.hardware import list_presets, load_hardware
     from vsquant import QuantConfig
     try:
@@ -64,10 +66,18 @@ def _validate(ap, args):
     except ValueError as e:
         ap.error(f"--arch: {e}")
     try:
-        load_hardware(args.hw)
+        hw = load_hardware(args.hw)
     except (ValueError, FileNotFoundError, OSError) as e:
         msg = str(e).splitlines()[0]
         ap.error(f"--hw: {msg}" + ("" if "magnet16" in msg else f" (presets: {', '.join(list_presets())})"))
+    try:
+        datapath_config(args.arch, hw, scale_product=args.scale_product)
+    except ValueError as e:
+        ap.error(f"--arch: {e}")
+    for flag, path, suffixes in (("--json", args.json, (".json",)), ("--csv", args.csv, None),
+                                 ("--plot", args.plot, PLOT_SUFFIXES), ("--graph", args.graph, (".graphml", ".json"))):
+        if path is not None and (why := check_output_path(path, flag, suffixes)):
+            ap.error(why)
     wl = args.workload
     if not (wl in KNOWN or wl.startswith(("gemm:", "conv:", "module:"))):
         ap.error(f"--workload {wl!r} is unknown; known: {', '.join(KNOWN)}, or {FORMS}")
@@ -83,12 +93,17 @@ def _fmt(x, digits=3):
     return f"{x:.{digits}g}" if isinstance(x, float) else str(x)
 
 
+def _fixed(x, decimals):
+    return "undefined" if x is None else f"{x:.{decimals}f}"
+
+
 def summary(r: dict, n_layers: int) -> str:
     t, a, hw = r["totals"], r["accuracy"], r["hardware"]
-    acc = "not measured (--timing-only)" if a["value"] is None else (
+    acc = (f"undefined: {a['reason']}" if a.get("reason") else "not measured (--timing-only)") \
+        if a["value"] is None else (
         f"{a['metric']}: {a['value']:.4f} ({a['kind']})"
         + (f", float model {a['float_value']:.4f}" if "float_value" in a else "")
-        + (f"; output cosine {a['cosine']:.5f}, SQNR {a['sqnr_db']:.2f} dB" if "cosine" in a else ""))
+        + (f"; output cosine {_fixed(a['cosine'], 5)}, SQNR {_fixed(a['sqnr_db'], 2)} dB" if "cosine" in a else ""))
     lines = [
         f"vsqsim  {r['workload']} at {r['arch']} on {hw['name']} ({hw['num_pes']} PEs x {hw['lanes']} lanes x "
         f"V={hw['vector_size']}, {hw['clock_hz'] / 1e9:g} GHz, {hw['technology_nm']:g} nm)",
@@ -121,7 +136,8 @@ def main(argv=None) -> int:
     from tqdm import tqdm
 
     from costmodels import plot_breakdown
-    from studies.pipeline import run_design_point
+    from studies.cli import one_line, user_errors
+    from studies.pipeline import run_design_point, write_json
     stages = ["capture"] + ([] if args.timing_only else ["float reference"]) + ["simulate", "cost"]
     bar = tqdm(total=len(stages), desc="vsqsim", unit="stage", file=sys.stderr, leave=False,
                disable=None, mininterval=0.5)
@@ -136,17 +152,19 @@ def main(argv=None) -> int:
             args.workload, args.arch, hw=args.hw, seq=args.seq, batch=args.batch, scale_product=args.scale_product,
             timing_only=args.timing_only, checkpoint=args.checkpoint, seed=args.seed, on_unknown=args.on_unknown,
             progress=progress, return_costs=True, graph_path=args.graph)
-    except (ValueError, FileNotFoundError, NotImplementedError, ImportError) as e:
+    except user_errors() as e:
         bar.close()
-        print(f"run.py: error: {type(e).__name__}: {str(e).splitlines()[0]}", file=sys.stderr)
+        print(f"run.py: error: {one_line(e)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        bar.close()
+        print("run.py: interrupted", file=sys.stderr)
+        return 130
     bar.close()
     print(summary(report, args.layers))
     print(f"\n  ({time.perf_counter() - t0:.1f} s)")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2, sort_keys=True, default=float)
-            f.write("\n")
+        write_json(report, args.json)
     if args.csv:
         with open(args.csv, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(report["layers"][0]))

@@ -202,7 +202,8 @@ def evaluate(runs, hw, cfg, tech=None, *, gate_dot_product: bool | None = None,
     tech = technology(hw.technology_nm if tech is None else tech)
     runs = list(runs)
     if not runs:
-        raise ValueError("evaluate needs at least one LayerRun")
+        raise ValueError("nothing to price: the workload ran no MAC layer (linear, conv2d or matmul) on the "
+                         "accelerator (evaluate got no LayerRun)")
     energy = dict.fromkeys(COMPONENTS, 0.0)
     by_action: dict = {}
     unpriced: set = set()

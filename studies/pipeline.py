@@ -22,12 +22,11 @@ from mapping.capture import capture, export_graph
 from mapping.interpret import QuantInterpreter, float_backend
 from mapping.lower import lower
 from mapping.network import NetworkRun, simulate_numerics, simulate_timing
-from tlm import load_hardware
-from vsquant import QuantConfig, sqnr_db
+from tlm import baseline_config, datapath_config, load_hardware
+from vsquant import sqnr_db
 from workloads.models import get_workload
 
 SCHEMA_KEYS = ("workload", "arch", "hardware", "options", "totals", "accuracy", "layers", "ops")
-BASELINE = "8/8/-/-"
 
 
 def as_float64(inputs):
@@ -66,12 +65,23 @@ def classifier_agreement(logits, ref_logits) -> dict:
     return {"top1": top1, "top5": top5, "kl": kl}
 
 
+def _finite(v):
+    return v if v is None or np.isfinite(v) else None
+
+
 def accuracy_metric(info: dict, y: np.ndarray, y_float: np.ndarray) -> dict:
-    """The workload's metric on the quantized output ``y`` against the float output ``y_float``."""
+    """The workload's metric on the quantized output ``y`` against the float output ``y_float``.
+
+    A metric that is undefined on these outputs (the cosine or SQNR of an all-zero output) is ``None`` with a
+    ``reason``, never NaN."""
     labels = info.get("labels")
     flat, ref = y.reshape(-1), y_float.reshape(-1)
-    cos = float(flat @ ref / (np.linalg.norm(flat) * np.linalg.norm(ref))) if flat.size else float("nan")
-    out = {"cosine": cos, "sqnr_db": sqnr_db(y_float, y)}
+    norms = float(np.linalg.norm(flat) * np.linalg.norm(ref))
+    cos = float(flat @ ref / norms) if norms > 0 else None
+    out: dict = {"cosine": cos, "sqnr_db": _finite(sqnr_db(y_float, y)) if np.any(ref) else None}
+    if not np.any(ref) or not np.any(flat):
+        which = "the float model's output" if not np.any(ref) else "the quantized output"
+        out["reason"] = f"{which} is all zero ({ref.size} values): cosine similarity and SQNR are undefined"
     if labels is not None:
         top1 = float((y.argmax(axis=-1) == np.asarray(labels)).mean())
         top1_float = float((y_float.argmax(axis=-1) == np.asarray(labels)).mean())
@@ -79,10 +89,31 @@ def accuracy_metric(info: dict, y: np.ndarray, y_float: np.ndarray) -> dict:
     elif info.get("family") == "cnn":
         agree = classifier_agreement(y.reshape(len(y), -1), y_float.reshape(len(y_float), -1))
         out.update(metric="top-1 agreement with the float model", kind="fidelity", value=agree["top1"],
-                   top5_agreement=agree["top5"], kl=agree["kl"])
+                   top5_agreement=agree["top5"], kl=_finite(agree["kl"]))
     else:
         out.update(metric="cosine similarity to the float model", kind="fidelity", value=cos)
     return out
+
+
+def json_safe(obj):
+    """The report as standard JSON values: NaN and infinities become ``null`` (a report says why beside them)."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def write_json(report: dict, path) -> None:
+    """Write a report (the schema of :data:`SCHEMA_KEYS`) as standard JSON: no NaN/Infinity tokens."""
+    import json
+    with open(path, "w") as f:
+        json.dump(json_safe(report), f, indent=2, sort_keys=True, allow_nan=False)
+        f.write("\n")
 
 
 def _layers(run: NetworkRun, report) -> list[dict]:
@@ -107,10 +138,11 @@ def run_design_point(workload: str, arch: str, *, hw: str = "magnet16", seq: int
                      progress=None, return_costs: bool = False, graph_path: str | None = None):
     """Run one workload at one datapath; returns the report dict (JSON-serializable), and with
     ``return_costs`` also the two :class:`costmodels.CostReport` (design point, 8/8/-/- baseline)."""
-    cfg = QuantConfig.parse(arch, scale_product=scale_product)
     base_hw = load_hardware(hw)
+    cfg = datapath_config(arch, base_hw, scale_product=scale_product)
+    baseline = baseline_config(base_hw)
     hw_cfg = iso_depth_hardware(base_hw, cfg)
-    hw_ref = iso_depth_hardware(base_hw, BASELINE)
+    hw_ref = iso_depth_hardware(base_hw, baseline)
     opts = {k: v for k, v in dict(seq=seq, batch=batch).items() if v is not None}
     name = f"checkpoint:{checkpoint}" if checkpoint else workload
     if not checkpoint and workload.startswith(("bert-", "resnet", "gemm:", "conv:")):
@@ -138,9 +170,12 @@ def run_design_point(workload: str, arch: str, *, hw: str = "magnet16", seq: int
         export_graph(low.captured, graph_path, extra={r["node"]: {"where": r["where"]} for r in
                                                        low.table.to_dict("records")})
     step("cost")
-    base_run = simulate_timing(low, BASELINE, hw_ref)
+    if not run.layers:
+        raise ValueError(f"workload {info.get('name', workload)!r} has no MAC layer (linear, conv2d or matmul) for "
+                         "the accelerator to run; nothing to simulate or price")
+    base_run = simulate_timing(low, baseline, hw_ref)
     report = evaluate([r for _, r in run.layers], hw_cfg, cfg)
-    base = evaluate([r for _, r in base_run.layers], hw_ref, BASELINE)
+    base = evaluate([r for _, r in base_run.layers], hw_ref, baseline)
     norm = normalized(report, base)
     where = low.table["where"].value_counts().to_dict() if "where" in low.table else {}
     out = {

@@ -595,12 +595,31 @@ def main(argv=None) -> int:
     p.add_argument("--csv", metavar="DIR", help="write each table (wide) and its long form as CSV into DIR")
     p.add_argument("--store", metavar="FILE",
                    help="SQLite file that keeps every finished run (workload, evaluation size, config, "
-                        "calibration) and reuses it, so a killed study resumes where it stopped "
-                        "(default with --csv: DIR/ptq.sqlite; delete it after changing the numerics)")
+                        "calibration, code version) and reuses it, so a killed study resumes where it stopped "
+                        "(default with --csv: DIR/ptq.sqlite); a run of other code is never served")
     args = p.parse_args(argv)
     store_path = args.store or (str(pathlib.Path(args.csv) / "ptq.sqlite") if args.csv else None)
-    for name in PTQ_WORKLOADS if args.workload == "all" else (args.workload,):
-        _report(name, TABLES if args.table == "all" else (args.table,), args.quick, args.csv, store_path)
+    import signal
+
+    from .cli import one_line, user_errors
+
+    def stop(signum, frame):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)       # a second signal changes nothing while it stops
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        for name in PTQ_WORKLOADS if args.workload == "all" else (args.workload,):
+            _report(name, TABLES if args.table == "all" else (args.table,), args.quick, args.csv, store_path)
+    except KeyboardInterrupt as e:
+        kept = (f"every finished run is kept in {store_path}; run the same command again to resume" if store_path
+                else "nothing was kept (give --store FILE or --csv DIR to keep finished runs)")
+        print(f"python -m studies.ptq: stopped by {e or 'SIGINT'}: {kept}", file=sys.stderr)
+        return 130
+    except user_errors() as e:
+        print(f"python -m studies.ptq: error: {one_line(e)}", file=sys.stderr)
+        return 2
     return 0
 
 

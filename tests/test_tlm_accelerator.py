@@ -210,8 +210,10 @@ def test_collector_overflow_is_reported_not_wrapped(tiny):
 
 
 def test_buffer_too_small_is_a_clear_error(tiny):
+    """The message names the sizes that do not fit (it used to say "got 0" for a buffer set to 100 bits)."""
     hw = tiny.with_(weight_buffer_bits=100)
-    with pytest.raises(ValueError, match="buffers too small"):
+    with pytest.raises(ValueError, match=r"buffers are too small for 8/8/-/-: double buffering needs room for 2 "
+                                         r"vectors each, a weight vector is 128 bits .* weight_buffer_bits=100"):
         linear_timing_task(8, 64, 16, "8/8/-/-", hw)
 
 

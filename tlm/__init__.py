@@ -20,7 +20,7 @@ from .memory import Memory, occupy
 from .actions import ActionCounts
 from .hardware import DEFAULT_PRESET, HardwareSpec, PESpec, list_presets, load_hardware
 from .transactions import GemmShape, GemmTile, LayerTask, Tiling
-from .accelerator import Accelerator, LayerRun
+from .accelerator import BASELINE, Accelerator, LayerRun, baseline_config, datapath_config
 
 __all__ = [
     # kernel
@@ -46,5 +46,8 @@ __all__ = [
     "LayerTask",
     "Tiling",
     "Accelerator",
+    "BASELINE",
+    "baseline_config",
+    "datapath_config",
     "LayerRun",
 ]

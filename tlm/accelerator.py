@@ -30,6 +30,27 @@ from .transactions import LayerTask
 from .vector_mac_unit import PIPELINE_DEPTH
 
 
+BASELINE = "8/8/-/-"
+
+
+def datapath_config(arch, hw, *, scale_product=None) -> QuantConfig:
+    """The datapath ``arch`` on hardware ``hw``: its vector size is the hardware's unless the arch string sets
+    ``,V=`` (which must then equal it). A :class:`QuantConfig` is taken as given and checked the same way."""
+    cfg = QuantConfig.parse(arch, scale_product=scale_product)
+    explicit = not isinstance(arch, str) or any(o.strip().upper().startswith("V=") for o in arch.split(",")[1:])
+    if not explicit:
+        return cfg.with_(vector_size=hw.vector_size)
+    if cfg.vector_size != hw.vector_size:
+        raise ValueError(f"config {cfg} has V={cfg.vector_size} but hardware {hw.name} has V={hw.vector_size}; "
+                         f"leave ,V= out to take the hardware's, or give hardware with vector_size: {cfg.vector_size}")
+    return cfg
+
+
+def baseline_config(hw) -> QuantConfig:
+    """The 8/8/-/- datapath every design point is normalized to, at the hardware's own vector size."""
+    return datapath_config(BASELINE, hw)
+
+
 @dataclass(eq=False)
 class LayerRun:
     name: str
@@ -181,12 +202,7 @@ class Accelerator:
         for pe in pes:
             for name, c in pe.stall_by.items():
                 stall_by[name] = stall_by.get(name, 0) + c
-        # the layer is limited by compute unless its PEs stalled for more than 2% of their work;
-        # then by the channel its stalled loads spent the most time in
-        if pes and sum(stall) > 0.02 * sum(comp):
-            bottleneck = max(stall_by, key=stall_by.get)
-        else:
-            bottleneck = "compute"
+        bottleneck, time_by = _bound(pes, requant)
         gated = None if task.operands is None else int(actions["accumulator.gated"])
         fill = 0
         if pes:
@@ -196,7 +212,8 @@ class Accelerator:
                         busy, actions,
                         task.macs, output, output_q, gated,
                         extra={"tilings": [t.describe() for t in task.tilings],
-                               "stall_by": {k: round(v) for k, v in stall_by.items()}})
+                               "stall_by": {k: round(v) for k, v in stall_by.items()},
+                               "time_by": {k: round(v) for k, v in time_by.items()}})
 
     # -- numerics assembly -------------------------------------------------------------------
     @staticmethod
@@ -216,6 +233,26 @@ class Accelerator:
     def _output_layout(task: LayerTask, y: np.ndarray) -> np.ndarray:
         """Vectors of the output run along its channels: channels-last for conv."""
         return y.transpose(0, 2, 3, 1) if task.kind == "conv2d" else y
+
+
+def _bound(pes, requant: int) -> tuple[str, dict]:
+    """The resource that made a layer longer than its ideal, by measured PE time summed over the PEs:
+    ``compute`` when the vector MAC units worked at least half the time the PEs were busy, else the largest
+    wait: a channel a PE waited for (``dram``, ``global_buffer``, ``noc``; ``latency`` for waits no channel
+    explains), for its first tiles as for later stalls, or ``ppu`` (post-processing and write-back after a
+    PE's last tile, and the requantization pass). So a layer whose PEs mostly wait is named by what they
+    waited for, even when their first load is all they wait for."""
+    time_by: dict = {"compute": 0.0}
+    for pe in pes:
+        time_by["compute"] += pe.compute_cycles
+        for src in (pe.fill_by, pe.stall_by):
+            for name, c in src.items():
+                time_by[name] = time_by.get(name, 0.0) + c
+        time_by["ppu"] = time_by.get("ppu", 0.0) + (pe.finish - pe.last_compute_end) + requant
+    waits = {k: v for k, v in time_by.items() if k != "compute"}
+    if not pes or not waits or time_by["compute"] >= sum(waits.values()):
+        return "compute", time_by     # the PEs spent at least half their time computing
+    return max(waits, key=waits.get), time_by   # else what they waited for the most
 
 
 def _out_vectors(task: LayerTask, V: int) -> int:

@@ -68,6 +68,7 @@ class PE:
         self.last_compute_end = 0
         self.done = False
         self.stall_by: dict = {}     # stall cycles attributed to the channels the awaited loads used
+        self.fill_by: dict = {}      # the first tile's wait, attributed likewise
         self._stages: dict = {}
         self.blocks: list = []      # (tile, y block or None, layer-local vector max)
 
@@ -144,8 +145,10 @@ class PE:
                 yield simpy.AllOf(env, [w_loaded[wr], a_loaded[ar]])
                 if i == 0:
                     self.start_wait = env.now - t0      # fill: the first tile's load
+                    self._attribute(self.fill_by, env.now - t0, [wk, ak])
                 else:
-                    self._attribute_stall(env.now - t0, [wk, ak])
+                    self.stall_cycles += env.now - t0
+                    self._attribute(self.stall_by, env.now - t0, [wk, ak])
             w = self.weight_buffer.read(wk, t.cols * t.nvec)
             self.act_buffer.read(ak, t.rows * t.nvec * -(-t.cols // self.macs.lanes))
             if t.first:
@@ -208,19 +211,18 @@ class PE:
                 self.blocks.append((t, y[t.m0 - first.m0:t.m1 - first.m0], amax if k == 0 else None))
         pending.clear()
 
-    def _attribute_stall(self, cycles, keys):
-        """Split a stall over the channels (dram, global_buffer, noc) its loads spent time in."""
-        self.stall_cycles += cycles
+    def _attribute(self, into: dict, cycles, keys):
+        """Split a wait over the channels (dram, global_buffer, noc) its loads spent time in."""
         stages = {}
         for k in keys:
             for name, c in self._stages.get(k, {}).items():
                 stages[name] = stages.get(name, 0) + c
         total = sum(stages.values())
         if not total:
-            self.stall_by["latency"] = self.stall_by.get("latency", 0) + cycles
+            into["latency"] = into.get("latency", 0) + cycles
             return
         for name, c in stages.items():
-            self.stall_by[name] = self.stall_by.get(name, 0) + cycles * c / total
+            into[name] = into.get(name, 0) + cycles * c / total
 
     # -- PPU ------------------------------------------------------------------------------------
     def _ppu_start(self, task, n_blocks: int):
