@@ -193,6 +193,17 @@ def test_damaged_copy_is_reassembled(fake_parts):
     assert (d / "model.safetensors").read_bytes() == FAKE["model.safetensors"]
 
 
+def test_same_size_damage_is_found_by_hash(fake_parts):
+    """The reuse check used to compare sizes only: a flipped byte was served."""
+    d = mpnet.mpnet_model_dir()
+    good = (d / "model.safetensors").read_bytes()
+    bad = bytes([good[0] ^ 0xFF]) + good[1:]
+    mpnet._VERIFIED.clear()                       # a new process
+    (d / "model.safetensors").write_bytes(bad)
+    assert mpnet.mpnet_model_dir() == d
+    assert (d / "model.safetensors").read_bytes() == good == FAKE["model.safetensors"]
+
+
 def test_damaged_chunk_names_the_part(fake_parts):
     chunk = fake_parts[1]["chunk"]
     data = bytearray(chunk.read_bytes())

