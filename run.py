@@ -35,8 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="datapath W/A/ws/as: e.g. 8/8/-/- (per-channel baseline), 4/8/6/10 (two-level "
                          "per-vector), 4/4U/4/6 (unsigned activations), 4/8/fp16/fp16; options ,R=<bits> ,V=<size> "
                          "(default 4/8/6/10)")
-    ap.add_argument("--seq", type=int, help="sequence length of a transformer workload (bert default 128)")
-    ap.add_argument("--batch", type=int, help="batch size")
+    ap.add_argument("--seq", type=int, help="tokens per sentence of a transformer workload (default: bert-base and "
+                                            "bert-large 128; minilm, mpnet-base and checkpoints the longest "
+                                            "of the shipped sentences, padded)")
+    ap.add_argument("--batch", type=int, help="inputs per batch (default: bert 1, minilm, mpnet-base and "
+                                              "checkpoints 8 sentences, mobilenetv2 16 images, digits-cnn its "
+                                              "360 held-out digits; not for gemm:/conv: layers)")
     ap.add_argument("--hw", default="magnet16", metavar="PRESET|FILE",
                     help="hardware preset (magnet16, simba, tiny) or a YAML file (default magnet16)")
     ap.add_argument("--scale-product", metavar="full|R", help="round the scale product sw*sa to R bits, or full")
@@ -142,7 +146,13 @@ def main(argv=None) -> int:
     bar = tqdm(total=len(stages), desc="vsqsim", unit="stage", file=sys.stderr, leave=False,
                disable=None, mininterval=0.5)
 
+    quiet_bar = bar.disable                     # not a terminal: one line per stage instead of a bar
+    t_stage = time.perf_counter()
+
     def progress(stage):
+        nonlocal t_stage
+        if quiet_bar:
+            print(f"vsqsim: {stage} ({time.perf_counter() - t_stage:.1f} s so far)", file=sys.stderr, flush=True)
         bar.set_description(f"vsqsim: {stage}")
         bar.update(1)
 

@@ -58,6 +58,7 @@ import argparse
 import functools
 import math
 import os
+import pathlib
 import sys
 import time
 from dataclasses import dataclass
@@ -677,6 +678,33 @@ def main(argv=None) -> int:
     ap.add_argument("--no-mobilenet", action="store_true",
                     help="skip Fig. 3 on MobileNetV2 (the second data source; needs its weights and images)")
     args = ap.parse_args(argv)
+    prog = "python -m costmodels.paper"
+    if args.plots is not None and pathlib.Path(args.plots).exists() and not pathlib.Path(args.plots).is_dir():
+        ap.exit(2, f"{prog}: error: --plots {args.plots!r} is a file; give a directory (it is created if missing)\n")
+    try:
+        from tlm import load_hardware
+        load_hardware(args.hw)
+        from .technology import technology
+        technology(args.tech)
+    except (ValueError, OSError) as e:
+        ap.exit(2, f"{prog}: error: {str(e).strip().splitlines()[0]}\n")
+    from studies.cli import one_line, user_errors
+    try:
+        return _print_report(args)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except user_errors() as e:
+        print(f"{prog}: error: {one_line(e)}", file=sys.stderr)
+        return 2
+
+
+def _stage(text: str) -> None:
+    """One line on stderr per stage that takes a while (stdout keeps the report)."""
+    print(f"costmodels.paper: {text} ...", file=sys.stderr, flush=True)
+
+
+def _print_report(args) -> int:
     t0 = time.time()
     pd.set_option("display.width", 200)
 
@@ -686,6 +714,7 @@ def main(argv=None) -> int:
 
     fig3 = None
     if not args.no_fig3:
+        _stage("Fig. 3 on MiniLM: recording layer inputs and simulating 16 datapaths with real numerics")
         try:
             data = minilm_layer_data()
         except Exception as e:  # ModelNotAvailable, missing transformers
@@ -722,6 +751,7 @@ def main(argv=None) -> int:
     fig3m = None
     if not args.no_fig3 and not args.no_mobilenet:
         try:
+            _stage("Fig. 3 on MobileNetV2")
             mdata = mobilenet_layer_data()
         except Exception as e:  # ModelNotAvailable (weights or images not installed)
             print(f"Fig. 3 on MobileNetV2 skipped: {e}\n")
@@ -760,6 +790,7 @@ def main(argv=None) -> int:
                       "own; neither data source gives the weight-only rounded bars the zeros they need)")
             print()
 
+    _stage("Fig. 4: timing-only ResNet50 runs of the labeled datapaths")
     fig4 = fig4_table(args.tech, args.hw)
     fig4["e_check"] = [_mark(abs(d) <= FIG4_ENERGY_TOL) for d in fig4["energy_diff"]]
     fig4["a_check"] = [_mark(abs(d) <= FIG4_AREA_TOL) for d in fig4["area_diff"]]

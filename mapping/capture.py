@@ -58,7 +58,7 @@ from torch.fx.node import _get_qualified_name
 from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 from torch.utils import _pytree as pytree
 
-__all__ = ["CapturedGraph", "capture", "export_graph", "op_kind", "MODULE_KINDS", "CAPTURE_METHODS"]
+__all__ = ["CapturedGraph", "CaptureError", "capture", "export_graph", "op_kind", "MODULE_KINDS", "CAPTURE_METHODS"]
 
 CAPTURE_METHODS = ("auto", "fx", "export")
 
@@ -80,6 +80,10 @@ _ALIASES = {
     "or_": "or", "not_": "not", "mm": "matmul", "bmm": "matmul", "scaled_dot_product_attention": "sdpa",
     "guardsfn": "guards", "to_copy": "to",
 }
+
+
+class CaptureError(ValueError, RuntimeError):
+    """A model neither torch.fx nor torch.export can capture (an op or control flow they do not support)."""
 
 
 @dataclass(eq=False)
@@ -198,7 +202,7 @@ def capture(model: nn.Module, example_inputs, *, concrete_args: dict | None = No
             used = "fx"
         except Exception as e:  # noqa: BLE001 - any tracing failure means: try export
             if method == "fx":
-                raise RuntimeError(f"torch.fx.symbolic_trace could not capture {type(model).__name__}: "
+                raise CaptureError(f"torch.fx.symbolic_trace could not capture {type(model).__name__}: "
                                    f"{type(e).__name__}: {e}; try method='export'") from e
             fallback_reason = f"torch.fx.symbolic_trace failed: {type(e).__name__}: {e}"
             gm = None
@@ -208,7 +212,7 @@ def capture(model: nn.Module, example_inputs, *, concrete_args: dict | None = No
             inputs = _flatten_export(gm, args, kwargs)
         except Exception as e:  # noqa: BLE001
             why = f" ({fallback_reason})" if fallback_reason else ""
-            raise RuntimeError(f"torch.export could not capture {type(model).__name__}: {type(e).__name__}: "
+            raise CaptureError(f"torch.export could not capture {type(model).__name__}: {type(e).__name__}: "
                                f"{e}{why}") from e
         ShapeProp(gm).propagate(*inputs)
         used = "export"

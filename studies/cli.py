@@ -32,13 +32,15 @@ def check_output_path(path, flag: str, suffixes: tuple[str, ...] | None = None) 
 def user_errors() -> tuple[type[BaseException], ...]:
     """The exceptions that mean bad input or a missing or damaged local artefact, not a bug: printed as one
     line with exit status 2 (anything else is a bug and keeps its traceback)."""
+    from mapping.capture import CaptureError
     from studies.store import StoreError
     from vsquant.quantize import ScaleRangeError
+    from vsquant.vector_mac import AccumulatorOverflow
     from workloads.digits import DigitsWeightsError
     from workloads.pretrained import CheckpointError, ModelNotAvailable
     return (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
             NotImplementedError, ImportError, ModelNotAvailable, CheckpointError, DigitsWeightsError,
-            StoreError, ScaleRangeError)
+            StoreError, ScaleRangeError, AccumulatorOverflow, CaptureError)
 
 
 def one_line(e: BaseException) -> str:

@@ -590,8 +590,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m studies.ptq", description=__doc__.split("\n")[0])
     p.add_argument("--workload", choices=PTQ_WORKLOADS + ("all",), default="digits-cnn",
                    help="the model (all: every one in turn)")
-    p.add_argument("--table", choices=TABLES + ("all",), default="all")
-    p.add_argument("--quick", action="store_true", help="smaller grids")
+    p.add_argument("--table", choices=TABLES + ("all",), default="all",
+                   help="which of the paper's tables to reproduce (default all; findings: the headline comparison)")
+    p.add_argument("--quick", action="store_true",
+                   help="smaller grids (fewer bit widths, vector sizes and calibrations), for a first look")
     p.add_argument("--csv", metavar="DIR", help="write each table (wide) and its long form as CSV into DIR")
     p.add_argument("--store", metavar="FILE",
                    help="SQLite file that keeps every finished run (workload, evaluation size, config, "

@@ -21,6 +21,7 @@ import os
 import signal
 import threading
 import time
+from concurrent.futures.process import BrokenProcessPool
 
 from .store import ResultStore
 
@@ -171,7 +172,7 @@ def run_points(fn, points: list[dict], store: ResultStore, *, scheduler="process
                         done += 1
                     if progress:
                         progress(done, len(points))
-            except (_Stop, cf.process.BrokenProcessPool):
+            except (_Stop, BrokenProcessPool):
                 if sig.signum is None:
                     raise
                 stopped = sig.signum

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import re
 
 import pandas as pd
 
@@ -206,7 +207,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m studies.sweep", description="Design-space sweep into a results store.")
     ap.add_argument("--workload", action="append", required=True, help="a workload (repeatable)")
     ap.add_argument("--archs", default="table8", help="'table8' (576 datapaths), 'table8U' (unsigned activations) "
-                                                      "or a comma-separated list")
+                                                      "or a comma-separated list (4/8/6/10,4/4/4/4,R=4)")
     ap.add_argument("--seq", type=int, help="sequence length of transformer workloads")
     ap.add_argument("--hw", default="magnet16", help="hardware preset or YAML file")
     ap.add_argument("--store", default="results/sweep.sqlite", help="SQLite results store (resumable)")
@@ -228,7 +229,11 @@ def main(argv=None) -> int:
     if args.archs in ("table8", "table8U"):
         archs = table8_archs(unsigned_activations=args.archs == "table8U")
     else:
-        archs = [a.strip() for a in args.archs.split(";" if ";" in args.archs else ",") if a.strip()]
+        # "4/8/6/10,4/4/4/4,R=4": a comma starts a new arch unless an option (R=, V=) follows it
+        archs = [a.strip() for a in re.split(r";|,(?!\s*[A-Za-z]+\s*=)", args.archs) if a.strip()]
+        if not archs:
+            ap.exit(2, f"{prog}: error: --archs is empty; give 'table8', 'table8U' or datapaths such as "
+                       "8/8/-/-,4/8/6/10\n")
     try:
         archs = [str(datapath_config(a, spec)) for a in archs]
     except ValueError as e:

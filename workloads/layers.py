@@ -64,6 +64,11 @@ def parse_layer(text: str) -> LayerWorkload:
             opts[k] = int(v)
         if min(B, C, H, W, K, R, S, opts["s"], opts["d"], opts["g"]) < 1 or C % opts["g"] or K % opts["g"]:
             raise ValueError(f"workload {text!r}: sizes must be positive and groups must divide C and K")
+        for side, size, k in (("H", H, R), ("W", W, S)):
+            span = opts["d"] * (k - 1) + 1
+            if size + 2 * opts["p"] < span:
+                raise ValueError(f"workload {text!r}: the kernel spans {span} input {side} positions (size "
+                                 f"{k}, dilation {opts['d']}) but the padded input has {size + 2 * opts['p']}")
         return LayerWorkload(text, "conv2d", (B, C, H, W), (K, C // opts["g"], R, S),
                              dict(stride=opts["s"], padding=opts["p"], dilation=opts["d"], groups=opts["g"]))
     raise ValueError(f"workload {text!r} is not a single-layer workload; use {LAYER_FORMS}")

@@ -46,7 +46,7 @@ from .layers import LAYER_FORMS, parse_layer
 
 __all__ = ["WORKLOADS", "get_workload", "bert", "minilm", "mpnet_base", "mobilenetv2", "resnet50", "resnet18", "ResNet", "BasicBlock",
            "Bottleneck", "load_sentences", "load_local_checkpoint_model", "checkpoint", "single_layer", "user_module",
-           "SENTENCES_PATH", "PARAPHRASES_PATH", "load_paraphrases"]
+           "SENTENCES_PATH", "PARAPHRASES_PATH", "load_paraphrases", "UserCodeError"]
 
 SENTENCES_PATH = pathlib.Path(__file__).parent / "data" / "sentences.txt"
 PARAPHRASES_PATH = pathlib.Path(__file__).parent / "data" / "paraphrases.tsv"
@@ -325,21 +325,39 @@ def user_module(spec: str, **opts):
     mspec = importlib.util.spec_from_file_location(mod_name, path)
     module = importlib.util.module_from_spec(mspec)
     sys.modules[mod_name] = module
-    mspec.loader.exec_module(module)
+    try:
+        mspec.loader.exec_module(module)
+    except Exception as e:    # a user's file: its syntax error or exception is theirs, in one line
+        line = f" (line {e.lineno})" if isinstance(e, SyntaxError) and e.lineno else ""
+        raise UserCodeError(f"workload 'module:{spec}': importing {str(path)!r} failed{line}: "
+                            f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}") from e
     fn = getattr(module, factory, None)
     if not callable(fn):
         found = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_")
                        and getattr(v, "__module__", None) == mod_name)
         raise ValueError(f"workload 'module:{spec}': {str(path)!r} has no function {factory!r}; "
                          f"its functions and classes: {', '.join(found) or 'none'}")
-    result = fn(**opts)
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        params = {}
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    bad = sorted(o for o in opts if o not in params and not takes_any)
+    if bad:
+        raise ValueError(f"workload 'module:{spec}': {factory}() takes no option {', '.join(map(repr, bad))} "
+                         f"(its parameters: {', '.join(params) or 'none'})")
+    try:
+        result = fn(**opts)
+    except Exception as e:
+        raise UserCodeError(f"workload 'module:{spec}': {factory}() raised {type(e).__name__}: "
+                            f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from e
     if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], nn.Module):
         model, inputs = result
     elif isinstance(result, nn.Module) and hasattr(result, "example_inputs"):
         model, inputs = result, result.example_inputs
         inputs = inputs() if callable(inputs) else inputs
     else:
-        raise TypeError(f"workload 'module:{spec}': {factory}() must return (model, example_inputs) or an "
+        raise UserCodeError(f"workload 'module:{spec}': {factory}() must return (model, example_inputs) or an "
                         f"nn.Module with an example_inputs attribute; got {type(result).__name__}")
     info = dict(name=f"module:{spec}", family="user", metric="cosine similarity of the output to the float model",
                 path=str(path), factory=factory)
@@ -374,6 +392,10 @@ PREFIXED = {"module:": user_module, "checkpoint:": checkpoint}
 FORMS = f"module:path/to/file.py:factory, checkpoint:DIR, {LAYER_FORMS}"
 
 
+class UserCodeError(ValueError):
+    """A user's ``module:`` file failed to import, its factory raised, or it returned the wrong thing."""
+
+
 def get_workload(name: str, **opts):
     """``(model, example_inputs, info)`` for a workload name (see the module docstring for the forms).
 
@@ -392,5 +414,9 @@ def get_workload(name: str, **opts):
         if name.startswith(prefix):
             return fn(name[len(prefix):], **opts)
     if name.startswith(("gemm:", "conv:")):
+        bad = sorted(set(opts) - {"seed"})
+        if bad:
+            raise ValueError(f"workload {name!r} takes no option {', '.join(map(repr, bad))} (only seed): a single "
+                             "layer's shape, batch and sequence included, is in its name")
         return single_layer(name, **opts)
     raise ValueError(f"unknown workload {name!r}; known: {', '.join(WORKLOADS)}, or {FORMS}")
