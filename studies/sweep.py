@@ -52,7 +52,7 @@ def _hardware(hw: str, hw_hash: str | None = None):
     from tlm import load_hardware
     spec = load_hardware(hw)
     if hw_hash is not None and spec.content_hash() != hw_hash:
-        raise RuntimeError(f"hardware {hw!r} changed while the sweep ran (content hash {spec.content_hash()}, "
+        raise ValueError(f"hardware {hw!r} changed while the sweep ran (content hash {spec.content_hash()}, "
                            f"the sweep started with {hw_hash}); run the sweep again")
     return spec
 
