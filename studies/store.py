@@ -43,7 +43,7 @@ def code_version() -> str:
     h = hashlib.sha256()
     for pkg in CODE_PACKAGES:
         for f in sorted((root / pkg).rglob("*")):
-            if f.is_file() and f.suffix in (".py", ".yaml", ".yml", ".pt", ".json", ".csv") \
+            if f.is_file() and f.suffix in (".py", ".yaml", ".yml", ".pt", ".json", ".csv", ".txt", ".tsv") \
                     and "__pycache__" not in f.parts:
                 h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()[:16]
