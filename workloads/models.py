@@ -392,8 +392,9 @@ PREFIXED = {"module:": user_module, "checkpoint:": checkpoint}
 FORMS = f"module:path/to/file.py:factory, checkpoint:DIR, {LAYER_FORMS}"
 
 
-class UserCodeError(ValueError):
-    """A user's ``module:`` file failed to import, its factory raised, or it returned the wrong thing."""
+class UserCodeError(ValueError, TypeError):
+    """A user's ``module:`` file failed to import, its factory raised, or it returned the wrong thing (a
+    TypeError too, as a wrong return type is)."""
 
 
 def get_workload(name: str, **opts):
