@@ -120,7 +120,7 @@ def summary(r: dict, n_layers: int) -> str:
         f"  area              {t['area_mm2']:.3f} mm2 (PE array) = {t['area_norm']:.3f} x 8/8/-/-; "
         f"{t['tops_per_mm2']:.2f} TOPS/mm2 = {t['perf_per_area_norm']:.3f} x perf/area",
         f"  accuracy          {acc}",
-    ]
+    ] + ([f"  measured on       {a['measured_on']}"] if a.get("measured_on") else [])
     layers = r["layers"]
     shown = sorted(layers, key=lambda x: -x["energy_pj"])[:n_layers] if len(layers) > n_layers else layers
     head = f"  {'layer':<44} {'kind':<7} {'M':>6} {'K':>6} {'N':>6} {'MMAC':>8} {'cycles':>10} {'util':>6} " \
@@ -129,7 +129,7 @@ def summary(r: dict, n_layers: int) -> str:
     for x in shown:
         lines.append(f"  {x['name'][:44]:<44} {x['kind']:<7} {x['M']:>6} {x['K']:>6} {x['N']:>6} "
                      f"{x['macs'] / 1e6:>8.1f} {x['cycles']:>10,} {x['utilization']:>6.1%} {x['energy_pj'] / 1e3:>9.2f} "
-                     f"{x['bottleneck']:<13} {x['tiling'][:60]}")
+                     f"{x['bottleneck']:<13} {x['tiling']}")
     return "\n".join(lines)
 
 

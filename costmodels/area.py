@@ -121,14 +121,18 @@ def iso_depth_hardware(hw, cfg: QuantConfig | str, reference: QuantConfig | str 
     cfg, ref = QuantConfig.parse(cfg), QuantConfig.parse(reference)
     V = hw.vector_size
 
-    def resize(bits, n_ref, m_ref, n, m):
+    def resize(bits, n_ref, m_ref, n, m, which):
         depth = bits // (V * n_ref + m_ref)
+        if depth < 2:
+            raise ValueError(f"hardware {hw.name}: the {which} buffer ({bits} bits) is too small: it holds {depth} "
+                             f"{ref} vector{'s' if depth != 1 else ''} of {V * n_ref + m_ref} bits (V={V}), and "
+                             "double buffering needs room for 2")
         return int(depth * (V * n + m))
 
     w = resize(hw.pe.weight_buffer_bits, ref.weight_bits, ref.weight_scale.storage_bits,
-               cfg.weight_bits, cfg.weight_scale.storage_bits)
+               cfg.weight_bits, cfg.weight_scale.storage_bits, "weight")
     a = resize(hw.pe.activation_buffer_bits, ref.act_bits, ref.act_scale.storage_bits,
-               cfg.act_bits, cfg.act_scale.storage_bits)
+               cfg.act_bits, cfg.act_scale.storage_bits, "activation")
     g_ref = max(ref.weight_bits + ref.weight_scale.storage_bits / V, ref.act_bits + ref.act_scale.storage_bits / V)
     g_new = max(cfg.weight_bits + cfg.weight_scale.storage_bits / V, cfg.act_bits + cfg.act_scale.storage_bits / V)
     gb = int(math.floor(hw.global_buffer_bits * g_new / g_ref))

@@ -205,7 +205,13 @@ def choose_tiling(shape: GemmShape, cfg: QuantConfig, hw) -> Tiling:
     V = hw.vector_size
     if cfg.vector_size != V:
         raise ValueError(f"the config's vector size V={cfg.vector_size} differs from the hardware's V={V}")
-    _pe_tiling(shape, cfg, hw, 1, 1)            # the buffers hold the config's vectors at all (else one line)
+    (_, _, tiles), *_ = _pe_tiling(shape, cfg, hw, 1, 1)   # the buffers hold the config's vectors (else one line)
+    if tiles > MAX_TILE_TRANSACTIONS:
+        raise ValueError(
+            f"GEMM {shape.M}x{shape.K}x{shape.N} (M x K x N, {shape.M * shape.K * shape.N / 1e9:,.0f} GMAC) needs "
+            f"about {tiles:,} tile transactions on {hw.name}{'' if str(cfg) in hw.name else f' at {cfg}'}, and the TLM simulates each one (some "
+            f"10^4 a second): more than the {MAX_TILE_TRANSACTIONS:,} it takes per GEMM. Simulate a smaller layer "
+            "(the cycles of a GEMM grow about linearly in M and N) or hardware with larger buffers")
     ref, frame = timing_frame(cfg, hw)
     return _choose(shape, ref, frame)[-1]
 
@@ -262,6 +268,9 @@ def _choose(shape: GemmShape, cfg: QuantConfig, hw) -> tuple:
             best = (*key, tiling)
     return best
 
+
+#: The most tile transactions one GEMM may take (its tiling on one PE): beyond it a simulation takes hours
+MAX_TILE_TRANSACTIONS = 2_000_000
 
 #: Splits the mapper simulates per GEMM and array size beyond the one chosen for half the array
 SIMULATION_BUDGET = 2

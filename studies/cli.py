@@ -1,8 +1,11 @@
 """What the command lines (``run.py``, ``python -m studies.*``, ``python -m costmodels.paper``) share: output
-paths checked before any work starts, and the errors a user can cause that print as one line (status 2)."""
+paths checked before any work starts, progress on stderr, and the errors a user can cause that print as one
+line (status 2)."""
 from __future__ import annotations
 
 import os
+import sys
+import time
 from pathlib import Path
 
 #: file types matplotlib writes that the commands accept for a plot
@@ -29,6 +32,40 @@ def check_output_path(path, flag: str, suffixes: tuple[str, ...] | None = None) 
     return None
 
 
+class Progress:
+    """Progress of ``total`` steps on stderr: a tqdm bar on a terminal, else one line when a stage starts and at
+    most one line per ``every`` seconds of steps (and the last), so a log shows a long wait is not a hang.
+    Call it with ``(done, total)`` (the runners' callback) and :meth:`stage` with a name; :meth:`close` at the end."""
+
+    def __init__(self, desc: str, total: int, *, unit: str = "point", every: float = 10.0, file=None):
+        from tqdm import tqdm
+        self.desc, self.total, self.unit, self.every = desc, total, unit, every
+        self.file = file or sys.stderr
+        self.bar = tqdm(total=total, desc=desc, unit=unit, file=self.file, disable=None, leave=False)
+        self.t0 = self.last = time.perf_counter()
+        self.done = 0
+
+    def stage(self, name: str) -> None:
+        if self.bar.disable:
+            self._line(name)
+        else:
+            self.bar.set_description(f"{self.desc}: {name}")
+
+    def __call__(self, done: int, total: int | None = None) -> None:
+        self.bar.update(done - self.done)
+        self.done = done
+        now = time.perf_counter()
+        if self.bar.disable and (now - self.last >= self.every or done == (total or self.total)):
+            self._line(f"{done} of {total or self.total} {self.unit}s")
+            self.last = now
+
+    def _line(self, what: str) -> None:
+        print(f"{self.desc}: {what} ({time.perf_counter() - self.t0:.0f} s)", file=self.file, flush=True)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def user_errors() -> tuple[type[BaseException], ...]:
     """The exceptions that mean bad input or a missing or damaged local artefact, not a bug: printed as one
     line with exit status 2 (anything else is a bug and keeps its traceback)."""
@@ -37,10 +74,11 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from vsquant.quantize import ScaleRangeError
     from vsquant.vector_mac import AccumulatorOverflow
     from workloads.digits import DigitsWeightsError
+    from workloads.layers import LayerTooLarge
     from workloads.pretrained import CheckpointError, ModelNotAvailable
     return (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
             NotImplementedError, ImportError, ModelNotAvailable, CheckpointError, DigitsWeightsError,
-            StoreError, ScaleRangeError, AccumulatorOverflow, CaptureError)
+            StoreError, ScaleRangeError, AccumulatorOverflow, CaptureError, LayerTooLarge)
 
 
 def one_line(e: BaseException) -> str:

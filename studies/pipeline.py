@@ -41,11 +41,24 @@ def as_float64(inputs):
 
 def main_output(out) -> np.ndarray:
     """The tensor a metric looks at: ``last_hidden_state`` of a transformer, else the first output."""
+    return _main_output(out)[1]
+
+
+def _main_output(out) -> tuple[str, np.ndarray]:
+    name = "output"
     if isinstance(out, dict) or hasattr(out, "keys"):
-        out = out["last_hidden_state"] if "last_hidden_state" in out else next(iter(out.values()))
+        name = "last_hidden_state" if "last_hidden_state" in out else next(iter(out.keys()))
+        out = out[name]
     elif isinstance(out, (tuple, list)):
-        out = out[0]
-    return out.detach().double().numpy()
+        name, out = "output[0]", out[0]
+    return name, out.detach().double().numpy()
+
+
+def measured_on(info: dict, out) -> str:
+    """What an accuracy figure was measured on: the workload's data and the output tensor compared."""
+    name, y = _main_output(out)
+    data = info.get("data", "the workload's example inputs")
+    return f"{data}; {name} {'x'.join(map(str, y.shape))}"
 
 
 def classifier_agreement(logits, ref_logits) -> dict:
@@ -147,6 +160,8 @@ def run_design_point(workload: str, arch: str, *, hw: str = "magnet16", seq: int
     name = f"checkpoint:{checkpoint}" if checkpoint else workload
     if not checkpoint and workload.startswith(("bert-", "resnet", "gemm:", "conv:")):
         opts.setdefault("seed", seed)   # the workloads with random weights or inputs take the seed
+    if timing_only and workload.startswith(("gemm:", "conv:")):
+        opts["tensors"] = False         # shapes only: a timing run needs no operand data
     torch.manual_seed(seed)
     model, inputs, info = get_workload(name, **opts)
     step = progress or (lambda *a: None)
@@ -164,7 +179,8 @@ def run_design_point(workload: str, arch: str, *, hw: str = "magnet16", seq: int
         y_float = main_output(QuantInterpreter(cap, float_backend, on_unknown=on_unknown).forward())
         step("simulate")
         run = simulate_numerics(cap, cfg, hw_cfg, on_unknown=on_unknown)
-        accuracy = accuracy_metric(info, main_output(run.output), y_float)
+        accuracy = {**accuracy_metric(info, main_output(run.output), y_float),
+                    "measured_on": measured_on(info, run.output)}
         low = run.lowered
     if graph_path:
         export_graph(low.captured, graph_path, extra={r["node"]: {"where": r["where"]} for r in

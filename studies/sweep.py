@@ -122,22 +122,36 @@ def design_point(point: dict) -> dict:
 
 
 def sweep(workloads, archs, *, hw: str = "magnet16", seq: int | None = None, store: str = "results/sweep.sqlite",
-          scheduler="processes", workers: int | None = None, accuracy: bool = False, progress=None) -> pd.DataFrame:
+          scheduler="processes", workers: int | None = None, accuracy: bool = False, progress=True) -> pd.DataFrame:
     """Evaluate every (workload, arch) point; finished points come from the store.
 
-    ``accuracy``: also measure each point's accuracy metric with real numerics (slower)."""
+    ``accuracy``: also measure each point's accuracy metric with real numerics (slower). ``progress``: True
+    (default) shows it on stderr (a bar on a terminal, else a line per stage and every 10 s), False shows
+    nothing, a callable is called with ``(done, total)``."""
     from tlm import datapath_config
+
+    from .cli import Progress
     workloads = [workloads] if isinstance(workloads, str) else list(workloads)
     spec = _hardware(hw)
     archs = [str(datapath_config(a, spec)) for a in archs]   # every arch checked against the hardware up front
     hw_hash = spec.content_hash()    # the store keys a point by the hardware's content, not by its file name
     points = [{"workload": w, "arch": a, "hw": hw, "hw_hash": hw_hash, "seq": seq,
                **({"accuracy": True} if accuracy else {})} for w in workloads for a in archs]
-    if scheduler == "processes":  # capture and the 8/8/-/- baseline once, inherited by the forked workers
-        for w in workloads:
-            _cost(w, seq, None, hw, hw_hash)
-    with ResultStore(store) as st:
-        results = run_points(design_point, points, st, scheduler=scheduler, workers=workers, progress=progress)
+    with ResultStore(store) as st:     # a damaged store is refused before any work
+        shown = Progress("sweep", len(points)) if progress is True else None
+        report = shown or (progress if callable(progress) else None)
+        try:
+            if scheduler == "processes":  # capture and the 8/8/-/- baseline once, inherited by the forked workers
+                for w in workloads:
+                    if shown:
+                        shown.stage(f"capture and 8/8/-/- baseline of {w}")
+                    _cost(w, seq, None, hw, hw_hash)
+            if shown:
+                shown.stage(f"{len(points)} point{'' if len(points) == 1 else 's'}")
+            results = run_points(design_point, points, st, scheduler=scheduler, workers=workers, progress=report)
+        finally:
+            if shown:
+                shown.close()
     return pd.DataFrame([{**p, **r} for p, r in zip(points, results)])
 
 
@@ -241,20 +255,15 @@ def main(argv=None) -> int:
     for flag, path, suffixes in (("--csv", args.csv, None), ("--plot", args.plot, PLOT_SUFFIXES)):
         if path is not None and (why := check_output_path(path, flag, suffixes)):
             ap.exit(2, f"{prog}: error: {why}\n")
-    from tqdm import tqdm
-    bar = tqdm(total=len(archs) * len(args.workload), unit="point", file=sys.stderr, disable=None)
     try:
         df = sweep(args.workload, archs, hw=args.hw, seq=args.seq, store=args.store, scheduler=args.scheduler,
-                   workers=args.workers, accuracy=args.accuracy, progress=lambda d, n: bar.update(d - bar.n))
+                   workers=args.workers, accuracy=args.accuracy)
     except SweepInterrupted as e:
-        bar.close()
         print(f"{prog}: {e}", file=sys.stderr)
         return 130
     except user_errors() as e:
-        bar.close()
         print(f"{prog}: error: {one_line(e)}", file=sys.stderr)
         return 2
-    bar.close()
     front = pareto_front(df, by="workload")
     print(front[["workload", "arch", "energy_norm", "perf_per_area_norm", "area_norm"]
                 + (["accuracy"] if args.accuracy else [])].to_string(index=False))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from _models import need_model   # skip without the weights, fail in CI
+from _models import need_model, release_memory   # need_model: skip without the weights, fail in CI
 
 from studies import ptq
 
@@ -110,14 +110,18 @@ def test_cli_writes_csv_and_keeps_every_finished_run(tmp_path, capsys, monkeypat
     assert ptq.load_workload("digits-cnn").store is None             # the cached workload is left as it was
 
 
-@pytest.fixture(scope="module")
-def minilm():
-    return _real_workload("minilm")
-
-
 def _real_workload(name, size=None):
-    """A PTQ workload with real weights; skipped when they are absent unless VSQSIM_REQUIRE_MODELS=1."""
-    return need_model(ptq.load_workload, name, size=size)
+    """A PTQ workload with real weights; skipped when they are absent unless VSQSIM_REQUIRE_MODELS=1.
+    Yielded by a class-scoped fixture and dropped from the process cache after its class: the three models
+    together would hold 6.5 GB, one at a time under 4 GB."""
+    yield need_model(ptq.load_workload, name, size=size)
+    ptq.load_workload.cache_clear()
+    release_memory()
+
+
+@pytest.fixture(scope="class")
+def minilm():
+    yield from _real_workload("minilm")
 
 
 def _finding_4_8(wl, metric):
@@ -130,27 +134,27 @@ def _finding_4_8(wl, metric):
     return best, ptq.evaluate_config(wl, f"4/{act}/6/10")
 
 
-def test_minilm_two_level_beats_the_best_calibrated_per_channel(minilm):
-    """Measured on the 320 paraphrase sentences: best per-channel 4/8/-/- mean cos 0.905 (dynamic max),
-    4/8/6/10 0.9695; Spearman 0.894 vs 0.962."""
-    wl = minilm
-    fp = ptq.evaluate_config(wl, "fp32")
-    assert fp["mean_cos"] > 0.99999 and fp["spearman"] > 0.999 and fp["retrieval_top1"] > 0.9
-    best, two = _finding_4_8(wl, "mean_cos")
-    assert two["mean_cos"] > best["mean_cos"] + 0.03
-    assert two["spearman"] > best["spearman"] and two["min_cos"] > best["min_cos"]
+class TestMiniLM:
+    def test_minilm_two_level_beats_the_best_calibrated_per_channel(self, minilm):
+        """Measured on the 320 paraphrase sentences: best per-channel 4/8/-/- mean cos 0.905 (dynamic max),
+        4/8/6/10 0.9695; Spearman 0.894 vs 0.962."""
+        wl = minilm
+        fp = ptq.evaluate_config(wl, "fp32")
+        assert fp["mean_cos"] > 0.99999 and fp["spearman"] > 0.999 and fp["retrieval_top1"] > 0.9
+        best, two = _finding_4_8(wl, "mean_cos")
+        assert two["mean_cos"] > best["mean_cos"] + 0.03
+        assert two["spearman"] > best["spearman"] and two["min_cos"] > best["min_cos"]
 
-
-def test_minilm_scale_rounding_variants(minilm):
-    """On MiniLM at 6/8/4/6: requantize beats the paper's Eq. 7 order, nonzero alone hurts (Eq. 7c values
-    dequantized with an inflated scale), both together are best (README, `--table variants`)."""
-    wl = minilm
-    t = ptq.table_variants(wl, configs=("6/8/4/6",))
-    row = t.loc["6/8/4/6"]
-    assert row["requantize"] > row["Eq. 7 order"] + 0.01
-    assert row["nonzero"] < row["Eq. 7 order"] - 0.02
-    assert row["requantize+nonzero"] > row["requantize"]
-    assert (t.loc["fp32"] > 0.99999).all()
+    def test_minilm_scale_rounding_variants(self, minilm):
+        """On MiniLM at 6/8/4/6: requantize beats the paper's Eq. 7 order, nonzero alone hurts (Eq. 7c values
+        dequantized with an inflated scale), both together are best (README, `--table variants`)."""
+        wl = minilm
+        t = ptq.table_variants(wl, configs=("6/8/4/6",))
+        row = t.loc["6/8/4/6"]
+        assert row["requantize"] > row["Eq. 7 order"] + 0.01
+        assert row["nonzero"] < row["Eq. 7 order"] - 0.02
+        assert row["requantize+nonzero"] > row["requantize"]
+        assert (t.loc["fp32"] > 0.99999).all()
 
 
 def test_variants_table_digits():
@@ -163,34 +167,36 @@ MOBILENET_TEST_IMAGES = 24   # the 12 photographs' first two views (the README's
 MPNET_TEST_PAIRS = 40        # of the 160 paraphrase pairs (the README's table uses all)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="class")
 def mobilenet():
-    return _real_workload("mobilenetv2", MOBILENET_TEST_IMAGES)
+    yield from _real_workload("mobilenetv2", MOBILENET_TEST_IMAGES)
 
 
-def test_mobilenetv2_two_level_beats_the_best_calibrated_per_channel(mobilenet):
-    """On all 72 views (README): top-1 agreement with fp32, best-calibrated 4/8U/-/- 0.26 (MSE), 4/8U/6/10
-    0.44; KL 2.29 vs 1.67. MobileNetV2 is hard to quantize per layer (depthwise convs). Here on 24 views."""
-    fp = ptq.evaluate_config(mobilenet, "fp32")
-    assert fp["top1_agree"] == 1.0 and fp["kl"] < 1e-9
-    probs = torch.softmax(torch.as_tensor(mobilenet.reference), dim=1).amax(dim=1)   # how sure fp32 is
-    assert mobilenet.extra["fp32_top1_prob"] == pytest.approx(float(np.median(probs.numpy())), rel=1e-9)
-    best, two = _finding_4_8(mobilenet, "top1_agree")
-    assert two["top1_agree"] > best["top1_agree"] + 0.1
-    assert two["kl"] < best["kl"]
+class TestMobileNetV2:
+    def test_mobilenetv2_two_level_beats_the_best_calibrated_per_channel(self, mobilenet):
+        """On all 72 views (README): top-1 agreement with fp32, best-calibrated 4/8U/-/- 0.26 (MSE), 4/8U/6/10
+        0.44; KL 2.29 vs 1.67. MobileNetV2 is hard to quantize per layer (depthwise convs). Here on 24 views."""
+        fp = ptq.evaluate_config(mobilenet, "fp32")
+        assert fp["top1_agree"] == 1.0 and fp["kl"] < 1e-9
+        probs = torch.softmax(torch.as_tensor(mobilenet.reference), dim=1).amax(dim=1)   # how sure fp32 is
+        assert mobilenet.extra["fp32_top1_prob"] == pytest.approx(float(np.median(probs.numpy())), rel=1e-9)
+        best, two = _finding_4_8(mobilenet, "top1_agree")
+        assert two["top1_agree"] > best["top1_agree"] + 0.1
+        assert two["kl"] < best["kl"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="class")
 def mpnet():
-    return _real_workload("mpnet-base", MPNET_TEST_PAIRS)
+    yield from _real_workload("mpnet-base", MPNET_TEST_PAIRS)
 
 
-def test_mpnet_per_tensor_8bit_activations_lose_more_than_4_8_6_10(mpnet):
-    """The paper's BERT finding: per-layer activation scaling fails even at 8 bits. On all 160 pairs
-    (README): 8/8/-/- mean cos 0.704 (dynamic), 0.894 (best static, 99.99%), 4/8/6/10 0.976."""
-    fp = ptq.evaluate_config(mpnet, "fp32")
-    assert fp["mean_cos"] > 0.99999 and fp["retrieval_top1"] > 0.9
-    two = ptq.evaluate_config(mpnet, "4/8/6/10")
-    for run in (ptq.evaluate_config(mpnet, "8/8/-/-"), ptq.evaluate_config(mpnet, "8/8/-/-", "99.99%")):
-        assert two["mean_cos"] > run["mean_cos"] + 0.05
-        assert two["spearman"] > run["spearman"] + 0.05
+class TestMPNet:
+    def test_mpnet_per_tensor_8bit_activations_lose_more_than_4_8_6_10(self, mpnet):
+        """The paper's BERT finding: per-layer activation scaling fails even at 8 bits. On all 160 pairs
+        (README): 8/8/-/- mean cos 0.704 (dynamic), 0.894 (best static, 99.99%), 4/8/6/10 0.976."""
+        fp = ptq.evaluate_config(mpnet, "fp32")
+        assert fp["mean_cos"] > 0.99999 and fp["retrieval_top1"] > 0.9
+        two = ptq.evaluate_config(mpnet, "4/8/6/10")
+        for run in (ptq.evaluate_config(mpnet, "8/8/-/-"), ptq.evaluate_config(mpnet, "8/8/-/-", "99.99%")):
+            assert two["mean_cos"] > run["mean_cos"] + 0.05
+            assert two["spearman"] > run["spearman"] + 0.05

@@ -34,6 +34,18 @@ def test_sweep_stores_each_point_and_resumes(tmp_path):
     assert again.set_index("arch").loc["8/8/-/-", "marker"] == 1       # from the store, not recomputed
 
 
+def test_the_python_api_shows_progress_unless_told_not_to(tmp_path, capsys):
+    archs = ["8/8/-/-", "4/4/4/6"]
+    sweep("digits-cnn", archs, store=str(tmp_path / "p.sqlite"), scheduler="processes", workers=1)
+    err = capsys.readouterr().err    # not a terminal: a line per stage and the last count
+    assert "sweep: capture and 8/8/-/- baseline of digits-cnn" in err and "sweep: 2 of 2 points" in err
+    seen = []
+    sweep("digits-cnn", archs, store=str(tmp_path / "q.sqlite"), scheduler="serial", progress=False)
+    sweep("digits-cnn", archs, store=str(tmp_path / "r.sqlite"), scheduler="serial",
+          progress=lambda d, n: seen.append((d, n)))
+    assert capsys.readouterr().err == "" and seen[-1] == (2, 2)
+
+
 def test_processes_give_the_same_points(tmp_path):
     archs = ["8/8/-/-", "4/8/6/10"]
     a = sweep("digits-cnn", archs, store=str(tmp_path / "a.sqlite"), scheduler="serial")

@@ -82,6 +82,9 @@ def check_static_scale(x: np.ndarray, scale: np.ndarray, what: str) -> None:
 
 def qmax(bits: int, unsigned: bool = False) -> int:
     """Largest integer of the symmetric N-bit range: 2^(N-1)-1, or 2^N-1 unsigned (Eq. 1-2)."""
+    if not isinstance(bits, (int, np.integer)) or isinstance(bits, bool) or bits < (1 if unsigned else 2):
+        raise ValueError(f"bits must be an int >= {1 if unsigned else 2} for {'an unsigned' if unsigned else 'a signed'} "
+                         f"quantizer, got {bits!r}")
     return (1 << bits) - 1 if unsigned else (1 << (bits - 1)) - 1
 
 
@@ -94,6 +97,8 @@ def check_finite(x: np.ndarray, what: str = "input") -> np.ndarray:
     x = np.asarray(x)
     if x.dtype.kind not in "biuf":
         raise TypeError(f"{what} must be a real numeric array, got dtype {x.dtype}")
+    if x.size == 0:
+        raise ValueError(f"{what} is empty (shape {x.shape}); quantization needs at least one value")
     if x.dtype.kind == "f":
         bad = ~np.isfinite(x)
         if bad.any():
@@ -359,9 +364,18 @@ def quantize_two_level(x, bits: int, scale_bits: int, vector_size: int = 16, uns
 
 def sqnr_db(x, xq) -> float:
     """Signal-to-quantization-noise ratio 10*log10(sum x^2 / sum (x - xq)^2) in dB."""
-    x = np.asarray(x, np.float64)
-    err = np.sum((x - np.asarray(xq, np.float64)) ** 2)
+    x, xq = np.asarray(x, np.float64), np.asarray(xq, np.float64)
+    if x.shape != xq.shape:
+        raise ValueError(f"sqnr_db: the signal {x.shape} and its quantized version {xq.shape} differ in shape")
+    for a, what in ((x, "the signal"), (xq, "the quantized signal")):
+        if not np.isfinite(a).all():
+            raise ValueError(f"sqnr_db: {what} has {int((~np.isfinite(a)).sum())} non-finite values (NaN or Inf)")
+    top = max(float(np.abs(x).max(initial=0.0)), float(np.abs(xq).max(initial=0.0)))
+    if top == 0:
+        return float("inf")
+    x, xq = x / top, xq / top          # scaled, so a huge signal's squares do not overflow
+    err = np.sum((x - xq) ** 2)
     sig = np.sum(x ** 2)
     if err == 0:
         return float("inf")
-    return float(10.0 * np.log10(sig / err))
+    return float(10.0 * np.log10(sig / err)) if sig > 0 else float("-inf")

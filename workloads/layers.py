@@ -35,6 +35,22 @@ class LayerWorkload:
         Wo = (W + 2 * p - d * (S - 1) - 1) // s + 1
         return B * Ho * Wo * K * Cg * R * S
 
+    @property
+    def gemm(self) -> tuple[int, int, int]:
+        """(M, K, N) of the layer's GEMM view (a conv: output positions x C/g*R*S x K, all groups together)."""
+        if self.kind == "linear":
+            return self.x_shape[0], self.x_shape[1], self.w_shape[0]
+        K, Cg, R, S = self.w_shape
+        M = self.macs // (K * Cg * R * S)
+        return M, Cg * R * S * self.conv["groups"], K
+
+    def numerics_bytes(self) -> int:
+        """An estimate of the memory a real-numerics run of this layer needs: float64 input, weights and output,
+        each held about three times over (float copy, quantized integers, per-vector scales and the TLM's
+        assembled output; a conv's input as its im2col GEMM operand)."""
+        M, K, N = self.gemm
+        return 8 * 3 * (M * K + N * K + M * N)
+
     def tensors(self, seed: int = 0):
         """Seeded (x, weight, bias) float64 arrays."""
         rng = np.random.default_rng(seed)
@@ -72,3 +88,28 @@ def parse_layer(text: str) -> LayerWorkload:
         return LayerWorkload(text, "conv2d", (B, C, H, W), (K, C // opts["g"], R, S),
                              dict(stride=opts["s"], padding=opts["p"], dilation=opts["d"], groups=opts["g"]))
     raise ValueError(f"workload {text!r} is not a single-layer workload; use {LAYER_FORMS}")
+
+
+def available_memory_bytes() -> int | None:
+    """Memory the system can give this process now (Linux ``MemAvailable``), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+class LayerTooLarge(MemoryError):
+    """A real-numerics run of a single layer that would not fit in the memory available."""
+
+
+def check_numerics_memory(lw: LayerWorkload) -> None:
+    """Refuse, before anything is allocated, a real-numerics run of a layer that cannot fit in memory."""
+    need, have = lw.numerics_bytes(), available_memory_bytes()
+    if have is not None and need > have:
+        raise LayerTooLarge(f"workload {lw.name!r}: a run with real tensors needs about {need / 2**30:,.1f} GiB "
+                          f"(input, weights and output in float64 and their quantized copies) but "
+                          f"{have / 2**30:,.1f} GiB are available; use --timing-only (no tensors) or a smaller layer")

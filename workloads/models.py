@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from . import pretrained
-from .layers import LAYER_FORMS, parse_layer
+from .layers import LAYER_FORMS, check_numerics_memory, parse_layer
 
 __all__ = ["WORKLOADS", "get_workload", "bert", "minilm", "mpnet_base", "mobilenetv2", "resnet50", "resnet18", "ResNet", "BasicBlock",
            "Bottleneck", "load_sentences", "load_local_checkpoint_model", "checkpoint", "single_layer", "user_module",
@@ -109,7 +109,8 @@ def bert(size: str = "base", *, seq: int = 128, batch: int = 1, seed: int = 0, a
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     info = dict(name=f"bert-{size}", family="transformer", metric=TRANSFORMER_METRIC, seq=seq, batch=batch,
                 seed=seed, attention=attention, hidden=cfg.hidden_size, layers=cfg.num_hidden_layers,
-                heads=cfg.num_attention_heads, intermediate=cfg.intermediate_size)
+                heads=cfg.num_attention_heads, intermediate=cfg.intermediate_size,
+                data=f"{batch} random token sequence{'s' if batch > 1 else ''} of {seq}")
     return model, inputs, info
 
 
@@ -123,13 +124,18 @@ def _sentence_inputs(tokenizer, batch: int, seq: int | None):
     return dict(enc), sentences
 
 
+def _sentences_data(inputs) -> str:
+    n, seq = inputs["input_ids"].shape
+    return f"the first {n} shipped sentences ({SENTENCES_PATH.name}), padded to {seq} tokens"
+
+
 def _sentence_model(name: str, loader, model_dir, batch: int, seq: int | None, attention: str):
     model, tokenizer = loader()
     use_attention(model.eval(), attention)
     inputs, sentences = _sentence_inputs(tokenizer, batch, seq)
     info = dict(name=name, family="transformer", metric=TRANSFORMER_METRIC, batch=batch,
                 seq=int(inputs["input_ids"].shape[1]), attention=attention, sentences=sentences,
-                weights=str(model_dir()))
+                weights=str(model_dir()), data=_sentences_data(inputs))
     return model, inputs, info
 
 
@@ -159,7 +165,8 @@ def mobilenetv2(*, batch: int = 16):
     info = dict(name="mobilenetv2", family="cnn", classes=1000,
                 metric="top-1 / top-5 agreement with the fp32 model and mean KL(fp32 || quantized), on shipped "
                        "natural images (no labels)",
-                batch=batch, image=224, sources=sources, weights=str(mobilenet.mobilenet_weights_path()))
+                batch=batch, image=224, sources=sources, weights=str(mobilenet.mobilenet_weights_path()),
+                data=f"the first {batch} of the shipped natural images (224x224)")
     return model, (x,), info
 
 
@@ -174,7 +181,8 @@ def checkpoint(path, *, batch: int = 8, seq: int | None = None, attention: str =
     inputs, sentences = _sentence_inputs(tokenizer, batch, seq)
     pretrained.check_tokenized(inputs["input_ids"], tokenizer, f"checkpoint directory {str(path)!r}")
     info = dict(name=f"checkpoint:{path}", family="transformer", metric=TRANSFORMER_METRIC, batch=batch,
-                seq=int(inputs["input_ids"].shape[1]), attention=attention, sentences=sentences)
+                seq=int(inputs["input_ids"].shape[1]), attention=attention, sentences=sentences,
+                data=_sentences_data(inputs))
     return model, inputs, info
 
 
@@ -275,7 +283,8 @@ def _resnet(name, block, layers, *, batch: int = 1, image: int = 224, seed: int 
         model = ResNet(block, layers, num_classes).eval()
         x = torch.randn(batch, 3, image, image)
     info = dict(name=name, family="cnn", metric="top-1 agreement with the float model (random weights)",
-                batch=batch, image=image, seed=seed)
+                batch=batch, image=image, seed=seed,
+                data=f"{batch} random image{'s' if batch > 1 else ''} ({image}x{image}, seed {seed})")
     return model, (x,), info
 
 
@@ -287,22 +296,32 @@ resnet18.__doc__ = "ResNet18 (BasicBlock, [2, 2, 2, 2]): 1.82 GMACs at 224x224."
 
 # --- a single layer and a user's own module -------------------------------------------------------
 
-def single_layer(name: str, *, seed: int = 0):
-    """``gemm:MxKxN`` / ``conv:...`` (workloads.layers) as a float64 nn.Linear / nn.Conv2d and its input."""
+def single_layer(name: str, *, seed: int = 0, tensors: bool = True):
+    """``gemm:MxKxN`` / ``conv:...`` (workloads.layers) as a float64 nn.Linear / nn.Conv2d and its input.
+
+    ``tensors=False`` builds both on the ``meta`` device: shapes without data, for timing-only runs (a
+    40000^3 GEMM's operands would be 25 GB); with data, a layer that cannot fit in memory is refused first."""
     lw = parse_layer(name)
+    info = dict(name=name, family="layer", metric="SQNR of the layer output", macs=lw.macs, seed=seed,
+                data=f"seeded random input {'x'.join(map(str, lw.x_shape))}")
+    if not tensors:
+        with torch.device("meta"):
+            return _layer_module(lw).double().eval(), (torch.empty(lw.x_shape, dtype=torch.float64),), info
+    check_numerics_memory(lw)
     x, w, b = lw.tensors(seed)
-    if lw.kind == "linear":
-        model = nn.Linear(w.shape[1], w.shape[0])
-    else:
-        c = lw.conv
-        model = nn.Conv2d(lw.x_shape[1], w.shape[0], w.shape[2:], c["stride"], c["padding"], c["dilation"],
-                          c["groups"])
-    model = model.double().eval()
+    model = _layer_module(lw).double().eval()
     with torch.no_grad():
         model.weight.copy_(torch.from_numpy(w))
         model.bias.copy_(torch.from_numpy(b))
-    info = dict(name=name, family="layer", metric="SQNR of the layer output", macs=lw.macs, seed=seed)
     return model, (torch.from_numpy(x),), info
+
+
+def _layer_module(lw) -> nn.Module:
+    if lw.kind == "linear":
+        return nn.Linear(lw.w_shape[1], lw.w_shape[0])
+    c = lw.conv
+    return nn.Conv2d(lw.x_shape[1], lw.w_shape[0], lw.w_shape[2:], c["stride"], c["padding"], c["dilation"],
+                     c["groups"])
 
 
 def user_module(spec: str, **opts):
@@ -360,7 +379,7 @@ def user_module(spec: str, **opts):
         raise UserCodeError(f"workload 'module:{spec}': {factory}() must return (model, example_inputs) or an "
                         f"nn.Module with an example_inputs attribute; got {type(result).__name__}")
     info = dict(name=f"module:{spec}", family="user", metric="cosine similarity of the output to the float model",
-                path=str(path), factory=factory)
+                path=str(path), factory=factory, data=f"the example inputs of {factory}()")
     return model.eval(), inputs, info
 
 
@@ -374,7 +393,7 @@ def digits_cnn(*, batch: int | None = None):
     if not 1 <= n <= len(xte):
         raise ValueError(f"digits-cnn batch must be in [1, {len(xte)}], got {batch}")
     info = dict(name="digits-cnn", family="cnn", metric="top-1 accuracy on the held-out digits (sklearn)",
-                batch=n, labels=yte[:n])
+                batch=n, labels=yte[:n], data=f"{n} held-out sklearn digits (8x8)")
     return model, (torch.from_numpy(xte[:n]),), info
 
 
@@ -415,9 +434,9 @@ def get_workload(name: str, **opts):
         if name.startswith(prefix):
             return fn(name[len(prefix):], **opts)
     if name.startswith(("gemm:", "conv:")):
-        bad = sorted(set(opts) - {"seed"})
+        bad = sorted(set(opts) - {"seed", "tensors"})
         if bad:
-            raise ValueError(f"workload {name!r} takes no option {', '.join(map(repr, bad))} (only seed): a single "
-                             "layer's shape, batch and sequence included, is in its name")
+            raise ValueError(f"workload {name!r} takes no option {', '.join(map(repr, bad))} (only seed, tensors): "
+                             "a single layer's shape, batch and sequence included, is in its name")
         return single_layer(name, **opts)
     raise ValueError(f"unknown workload {name!r}; known: {', '.join(WORKLOADS)}, or {FORMS}")

@@ -20,6 +20,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import sys
 
 import numpy as np
 
@@ -136,6 +137,9 @@ def load_local_checkpoint(path, *, tokenizer: bool = True):
         from transformers import AutoModel, AutoTokenizer
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ModelNotAvailable("loading checkpoints needs `transformers`: `pip install -e .[models]`") from e
+    if not sys.stderr.isatty():   # transformers' "Loading weights" bar is for a terminal, not a log
+        from transformers.utils import logging as hf_logging
+        hf_logging.disable_progress_bar()
     try:
         model = AutoModel.from_pretrained(str(path), local_files_only=True)
     except Exception as e:   # transformers and safetensors raise many types for a broken file
