@@ -7,7 +7,8 @@
 - :mod:`costmodels.area` — area per component; :func:`iso_depth_hardware` sizes the buffers.
 - :mod:`costmodels.evaluate` — :func:`evaluate` (layer runs -> :class:`CostReport`),
   :func:`normalized` (vs the same hardware at 8/8/-/-), :func:`plot_breakdown`.
-- ``python -m costmodels.paper`` — the paper's Fig. 3, Fig. 4, text claims and baseline vs the model.
+
+The paper reproduction (``python -m studies.paper``) lives above the library, in :mod:`studies.paper`.
 
 Typical use::
 

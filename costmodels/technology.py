@@ -181,13 +181,13 @@ DESIGN: dict[str, Constant] = {
         "multiply (its operand is 0) and, by operand isolation, the dot product. The scales sit beside "
         "the vectors in the buffers, so the ws x as product (a few bits wide) is known in the operand-"
         "fetch stage, before the V multipliers switch. 0.0 gates only the accumulation and the scale "
-        "multiply (costmodels.paper prints both)"),
+        "multiply (studies.paper prints both)"),
     "gate_full_width": Constant(
         0.0, "bool", "choice: the zero detect and the gating sit in the scale-product rounding unit, so "
         "only a datapath that rounds its scale product (R < ws+as) gates. VS-Quant Sec. 5: 'scale factor "
         "rounding truncates many small values and converts them to zero, thereby providing opportunities "
         "for data gating'; Sec. 6 takes Fig. 4's full-width energies from Fig. 3's yellow (full-width) "
-        "bars, which costmodels.paper prices from data-independent (never gated) runs. 1.0 also gates a "
+        "bars, which studies.paper prices from data-independent (never gated) runs. 1.0 also gates a "
         "full-width product that is 0 because a scale is 0"),
 }
 

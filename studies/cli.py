@@ -1,4 +1,4 @@
-"""What the command lines (``run.py``, ``python -m studies.*``, ``python -m costmodels.paper``) share: output
+"""What the command lines (``run.py``, ``python -m studies.*``, ``python -m studies.paper``) share: output
 paths checked before any work starts, progress on stderr, and the errors a user can cause that print as one
 line (status 2)."""
 from __future__ import annotations

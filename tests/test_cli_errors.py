@@ -39,8 +39,8 @@ def _cmd(tmp_path, case):
                                         "--csv", t, "--store", f"{t}/s.sqlite"],
         "ptq: damaged store": ["-m", "studies.ptq", "--workload", "digits-cnn", "--table", "findings",
                                "--store", f"{t}/notes.sqlite"],
-        "paper: unknown hardware": ["-m", "costmodels.paper", "--hw", "nope"],
-        "paper: unknown technology": ["-m", "costmodels.paper", "--tech", "3x"],
+        "paper: unknown hardware": ["-m", "studies.paper", "--hw", "nope"],
+        "paper: unknown technology": ["-m", "studies.paper", "--tech", "3x"],
     }[case]
 
 

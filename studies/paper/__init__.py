@@ -1,4 +1,8 @@
-"""Reproduce the VS-Quant paper's hardware numbers with the cost model: ``python -m costmodels.paper``.
+"""Reproduce the VS-Quant paper's hardware numbers with the cost model: ``python -m studies.paper``.
+
+The paper reproduction sits above the library (as LLMCompass keeps its artifacts outside it): it uses
+``workloads``, ``mapping``, ``tlm`` and ``costmodels``; none of them imports it. The paper's numbers are
+the CSV files in ``studies/paper/targets/`` (their provenance in its README).
 
 Prints, side by side with the paper (arXiv 2102.04503v1, Sec. 5-6), the model's:
 
@@ -68,8 +72,8 @@ import pandas as pd
 
 from vsquant import QuantConfig
 
-from .area import iso_depth_hardware
-from .evaluate import CostReport, evaluate, gating_hardware, normalized, plot_breakdown
+from costmodels.area import iso_depth_hardware
+from costmodels.evaluate import CostReport, evaluate, gating_hardware, normalized, plot_breakdown
 
 __all__ = ["RESNET50_LAYERS", "SENTENCES", "MOBILENET_BATCH", "FIG3_PAPER", "FIG4_PAPER", "CLAIMS", "BASELINE_PAPER",
            "resnet50_runs", "minilm_layer_data", "minilm_runs", "mobilenet_layer_data", "mobilenet_runs", "gated_runs",
@@ -77,26 +81,23 @@ __all__ = ["RESNET50_LAYERS", "SENTENCES", "MOBILENET_BATCH", "FIG3_PAPER", "FIG
            "fig3_zeros_needed", "fig4_table", "WHY_MISSED", "why_missed",
            "claims_table", "baseline_table", "main"]
 
-# -- the paper's numbers (shared/targets/*.csv, read off the figures +-0.01) ----------------------
+# -- the paper's numbers (studies/paper/targets/*.csv, read off the figures +-0.01) -----------------
+
+TARGETS_DIR = pathlib.Path(__file__).parent / "targets"
+
+
+def _target_rows(name: str) -> list[list[str]]:
+    """The data rows of a target CSV (``#`` lines are its provenance, the first other line its header)."""
+    lines = [ln for ln in (TARGETS_DIR / name).read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    return [ln.split(",") for ln in lines[1:]]
+
 
 #: Fig. 3: (config, scale product) -> normalized energy per op. "per-channel" = no per-vector hardware.
-FIG3_PAPER: dict[tuple[str, str], float] = {
-    ("4/4/-/-", "per-channel"): 0.486, ("4/4/4/4", "4"): 0.364, ("4/4/4/4", "6"): 0.425,
-    ("4/4/4/4", "full"): 0.641,
-    ("6/6/-/-", "per-channel"): 0.764, ("6/6/4/4", "4"): 0.626, ("6/6/4/4", "6"): 0.740,
-    ("6/6/4/4", "full"): 1.042,
-    ("6/8/-/-", "per-channel"): 0.820, ("6/8/8/-", "4"): 0.798, ("6/8/8/-", "6"): 0.826,
-    ("6/8/8/-", "full"): 0.979,
-    ("8/8/-/-", "per-channel"): 1.000, ("8/8/6/-", "4"): 0.858, ("8/8/6/-", "6"): 1.040,
-    ("8/8/6/-", "full"): 1.042,
-}
+FIG3_PAPER: dict[tuple[str, str], float] = {(c, sp): float(e) for c, sp, e in _target_rows("paper_fig3_energy.csv")}
 
 #: Fig. 4 (ResNet50), labeled points: config -> (energy_norm, perf_per_area_norm, area_norm).
 FIG4_PAPER: dict[str, tuple[float, float, float]] = {
-    "8/8/-/-": (1.00, 1.000, 1.000), "6/6/-/-": (0.77, 1.285, 0.778), "6/4/-/6": (1.08, 1.310, 0.763),
-    "6/8/6/-": (0.98, 1.135, 0.881), "4/6/4/-": (0.57, 1.574, 0.635), "4/4/4/6": (0.75, 1.593, 0.628),
-    "4/3/4/6": (0.80, 1.626, 0.615), "6/3/-/4": (0.55, 1.352, 0.740),
-}
+    c: (float(e), float(p), float(a)) for c, e, p, a in _target_rows("paper_fig4_resnet50.csv")}
 
 
 @dataclass(frozen=True)
@@ -670,7 +671,7 @@ def _print_fig3_misses(fig3: pd.DataFrame) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m costmodels.paper", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m studies.paper", description=__doc__.split("\n")[0])
     ap.add_argument("--tech", default=None, help="technology: 16nm (default, the paper's), 45nm, 7nm or a node in nm")
     ap.add_argument("--hw", default="magnet16", help="hardware preset or YAML (default magnet16)")
     ap.add_argument("--plots", default=None, metavar="DIR", help="write stacked-bar PNGs to DIR")
@@ -678,13 +679,13 @@ def main(argv=None) -> int:
     ap.add_argument("--no-mobilenet", action="store_true",
                     help="skip Fig. 3 on MobileNetV2 (the second data source; needs its weights and images)")
     args = ap.parse_args(argv)
-    prog = "python -m costmodels.paper"
+    prog = "python -m studies.paper"
     if args.plots is not None and pathlib.Path(args.plots).exists() and not pathlib.Path(args.plots).is_dir():
         ap.exit(2, f"{prog}: error: --plots {args.plots!r} is a file; give a directory (it is created if missing)\n")
     try:
         from tlm import load_hardware
         load_hardware(args.hw)
-        from .technology import technology
+        from costmodels.technology import technology
         technology(args.tech)
     except (ValueError, OSError) as e:
         ap.exit(2, f"{prog}: error: {str(e).strip().splitlines()[0]}\n")
@@ -701,7 +702,7 @@ def main(argv=None) -> int:
 
 def _stage(text: str) -> None:
     """One line on stderr per stage that takes a while (stdout keeps the report)."""
-    print(f"costmodels.paper: {text} ...", file=sys.stderr, flush=True)
+    print(f"studies.paper: {text} ...", file=sys.stderr, flush=True)
 
 
 def _print_report(args) -> int:
@@ -847,6 +848,3 @@ def _print_report(args) -> int:
     print(f"\n({time.time() - t0:.1f} s)")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
