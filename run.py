@@ -125,10 +125,13 @@ def summary(r: dict, n_layers: int) -> str:
     shown = sorted(layers, key=lambda x: -x["energy_pj"])[:n_layers] if len(layers) > n_layers else layers
     head = f"  {'layer':<44} {'kind':<7} {'M':>6} {'K':>6} {'N':>6} {'MMAC':>8} {'cycles':>10} {'util':>6} " \
            f"{'energy nJ':>9} {'bound':<13} tiling"
-    lines += ["", f"  per layer{' (the ' + str(len(shown)) + ' with most energy of ' + str(len(layers)) + '; all in --csv/--json)' if len(shown) < len(layers) else ''}", head]
+    which = f" (the {len(shown)} with most energy of {len(layers)}; all in --csv/--json)" \
+        if len(shown) < len(layers) else ""
+    lines += ["", f"  per layer{which}", head]
     for x in shown:
         lines.append(f"  {x['name'][:44]:<44} {x['kind']:<7} {x['M']:>6} {x['K']:>6} {x['N']:>6} "
-                     f"{x['macs'] / 1e6:>8.1f} {x['cycles']:>10,} {x['utilization']:>6.1%} {x['energy_pj'] / 1e3:>9.2f} "
+                     f"{x['macs'] / 1e6:>8.1f} {x['cycles']:>10,} {x['utilization']:>6.1%} "
+                     f"{x['energy_pj'] / 1e3:>9.2f} "
                      f"{x['bottleneck']:<13} {x['tiling']}")
     return "\n".join(lines)
 

@@ -56,7 +56,7 @@ def numerics_vs_fp32(arch, hw, seq):
     interp = QuantInterpreter(cap, tlm_backend(arch, hw, record))
     t_fp32 = []
     t_tlm = []
-    for i in range(4):
+    for _i in range(4):
         t_fp32.append(_t(fp32)[0])
         record.clear()
         t_tlm.append(_t(interp.forward)[0])
@@ -103,7 +103,8 @@ def main(argv=None) -> int:
     warm = sorted(t_tlm[1:])[len(t_tlm[1:]) // 2]
     print(f"bert-base seq 128 at {args.arch}, real numerics through the TLM: fp32 forward {fp32:.3f} s (median); "
           f"TLM cold {t_tlm[0]:.2f} s = {t_tlm[0] / fp32:.1f}x, warm {warm:.2f} s = {warm / fp32:.1f}x  "
-          f"[target < 5x: warm {'PASS' if warm / fp32 < 5 else 'FAIL'}, cold {'PASS' if t_tlm[0] / fp32 < 5 else 'FAIL'}]")
+          f"[target < 5x: warm {'PASS' if warm / fp32 < 5 else 'FAIL'}, "
+          f"cold {'PASS' if t_tlm[0] / fp32 < 5 else 'FAIL'}]")
     res["bert_numerics"] = dict(fp32_s=fp32, tlm_cold_s=t_tlm[0], tlm_warm_s=warm)
     if not args.skip_memory:
         gb = peak_memory_child(args.arch, 384)

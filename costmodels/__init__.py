@@ -17,10 +17,10 @@ Typical use::
     runs = [Accelerator(hw, cfg).run_layer(task) for task in tasks]
     report = evaluate(runs, hw, cfg)            # report.fj_per_op, .area_mm2, .breakdown
 """
-from .technology import Constant, Technology, all_constants, technology, TECHNOLOGIES
-from .energy import COMPONENTS, PE_COMPONENTS, action_energy_pj
 from .area import area_breakdown_um2, iso_depth_hardware
+from .energy import COMPONENTS, PE_COMPONENTS, action_energy_pj
 from .evaluate import CostReport, evaluate, normalized, plot_breakdown, price_actions
+from .technology import TECHNOLOGIES, Constant, Technology, all_constants, technology
 
 __all__ = [
     "Constant", "Technology", "all_constants", "technology", "TECHNOLOGIES",

@@ -284,7 +284,7 @@ def plot_breakdown(reports, path, *, baseline: CostReport | None = None, metric:
                 v = v / baseline.area_mm2 if baseline is not None else v
             vals.append(v)
         ax.bar(range(len(reports)), vals, bottom=bottoms, label=c.replace("_", " "))
-        bottoms = [b + v for b, v in zip(bottoms, vals)]
+        bottoms = [b + v for b, v in zip(bottoms, vals, strict=True)]
     ax.set_xticks(range(len(reports)))
     ax.set_xticklabels(labels, rotation=45, ha="right")
     unit = ("normalized " if baseline is not None else "") + ("energy per op" if metric == "energy" else "area")

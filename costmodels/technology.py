@@ -216,7 +216,7 @@ def _bracket(node_nm: float) -> tuple[int, int, float]:
     if not _NODES[-1] <= node_nm <= _NODES[0]:
         raise ValueError(f"technology node {node_nm} nm is outside the Stillmaker & Baas range "
                          f"[{_NODES[-1]}, {_NODES[0]}] nm")
-    for big, small in zip(_NODES, _NODES[1:]):
+    for big, small in zip(_NODES, _NODES[1:], strict=False):
         if small <= node_nm <= big:
             return big, small, (big - node_nm) / (big - small)
     return _NODES[0], _NODES[0], 0.0  # pragma: no cover

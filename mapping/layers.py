@@ -8,9 +8,9 @@ and schedule, no tensors.
 """
 from __future__ import annotations
 
+from tlm.transactions import GemmShape, LayerTask
 from vsquant import QuantConfig
 from vsquant.layers import conv2d_operands, linear_operands, matmul_operands
-from tlm.transactions import GemmShape, LayerTask
 
 from .tiling import schedule_layer
 

@@ -149,7 +149,7 @@ def _conv_padding(padding, kernel, dilation, node, cap) -> tuple[int, int]:
     if padding == "valid":
         return (0, 0)
     if padding == "same":
-        total = [d * (k - 1) for d, k in zip(dilation, kernel)]
+        total = [d * (k - 1) for d, k in zip(dilation, kernel, strict=True)]
         if any(t % 2 for t in total):
             raise _unsupported(node, cap, "padding='same' with an even effective kernel pads asymmetrically")
         return tuple(t // 2 for t in total)

@@ -121,7 +121,8 @@ def tlm_backend(cfg: QuantConfig | str, hw, record: list | None = None):
         elif layer.kind == "conv2d":
             x = args["input"]
             task = conv2d_task(x, args["weight"], args.get("bias"), cfg, hw, args["stride"], args["padding"],
-                               args["dilation"], args["groups"], name=layer.name, unsigned_input=unsigned_policy(cfg, x),
+                               args["dilation"], args["groups"], name=layer.name,
+                               unsigned_input=unsigned_policy(cfg, x),
                                weight_q=weights.get(layer, args))
         else:
             a, b = args["a"], args["b"]

@@ -8,8 +8,8 @@ tiles respect the capacities that depend on the bit widths: half the weight buff
 the activation buffer each (double buffering; a vector costs V*N + M bits with its scale)
 and the accumulation collector's entries. Among the tile sizes that fit, the choice minimizes
 compute cycles (lane padding), then NoC traffic (weights stay resident across row tiles when
-a PE's whole reduction fits), then the number of tiles (transactions). Output-channel tiles are whole vectors of V so the
-PPU's per-vector requantization of the outputs stays inside a block.
+a PE's whole reduction fits), then the number of tiles (transactions). Output-channel tiles are whole
+vectors of V so the PPU's per-vector requantization of the outputs stays inside a block.
 
 Loop order per PE: output-channel tiles, then row tiles, then vector tiles (ascending, so the
 accumulation order is the reference's).
@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import functools
 
-from vsquant import QuantConfig
 from tlm.transactions import GemmShape, GemmTile, Tiling
+from vsquant import QuantConfig
 
 
 def _ceil(a: int, b: int) -> int:
@@ -95,7 +95,8 @@ def _pe_tiling(shape: GemmShape, cfg: QuantConfig, hw, pm: int, pn: int):
         m_tiles = _ceil(rows, m_tile)
         w_loads = cols * J * (1 if j_tile == J else m_tiles)
         a_loads = rows * J * _ceil(cols, n_tile)
-        best = ((compute, w_loads * wv_bits + a_loads * av_bits, 0), Tiling(pm, pn, m_tile, n_tile, j_tile, j_tile == J),
+        best = ((compute, w_loads * wv_bits + a_loads * av_bits, 0),
+                Tiling(pm, pn, m_tile, n_tile, j_tile, j_tile == J),
                 n_tile * j_tile * wv_bits, (w_loads * wv_bits, a_loads * av_bits))
     return best
 
@@ -209,7 +210,8 @@ def choose_tiling(shape: GemmShape, cfg: QuantConfig, hw) -> Tiling:
     if tiles > MAX_TILE_TRANSACTIONS:
         raise ValueError(
             f"GEMM {shape.M}x{shape.K}x{shape.N} (M x K x N, {shape.M * shape.K * shape.N / 1e9:,.0f} GMAC) needs "
-            f"about {tiles:,} tile transactions on {hw.name}{'' if str(cfg) in hw.name else f' at {cfg}'}, and the TLM simulates each one (some "
+            f"about {tiles:,} tile transactions on {hw.name}{'' if str(cfg) in hw.name else f' at {cfg}'}, and "
+            f"the TLM simulates each one (some "
             f"10^4 a second): more than the {MAX_TILE_TRANSACTIONS:,} it takes per GEMM. Simulate a smaller layer "
             "(the cycles of a GEMM grow about linearly in M and N) or hardware with larger buffers")
     ref, frame = timing_frame(cfg, hw)
@@ -336,7 +338,7 @@ def _schedule_layer(shapes: tuple, cfg: QuantConfig, hw):
     V = hw.vector_size
     tilings = [choose_tiling(s, cfg, hw) for s in shapes]
     schedule = [[] for _ in range(hw.num_pes)]
-    for g, (s, t) in enumerate(zip(shapes, tilings)):
+    for g, (s, t) in enumerate(zip(shapes, tilings, strict=True)):
         for pe, tiles in enumerate(schedule_gemm(g, s, t, hw, V)):
             schedule[pe].extend(tiles)
     return tilings, schedule

@@ -132,7 +132,7 @@ def write_json(report: dict, path) -> None:
 def _layers(run: NetworkRun, report) -> list[dict]:
     rows = []
     table = run.layer_table()
-    for row, cost in zip(table.to_dict("records"), report.layers):
+    for row, cost in zip(table.to_dict("records"), report.layers, strict=True):
         rows.append({
             "name": row["name"], "kind": row["kind"], "M": int(row["M"]), "K": int(row["K"]), "N": int(row["N"]),
             "gemms": int(row["gemms"]), "macs": int(row["macs"]), "cycles": int(row["cycles"]),

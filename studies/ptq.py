@@ -94,8 +94,9 @@ WEIGHT_ENTROPY_BINS = 256   # per-channel weight entropy histograms (rows of <= 
 
 def digits_top1(model_output, labels) -> float:
     """Top-1 accuracy of logits (N, classes) against integer labels (N,)."""
-    logits = np.asarray(torch.as_tensor(model_output).detach().double().numpy() if isinstance(model_output, torch.Tensor)
-                        else model_output)
+    if isinstance(model_output, torch.Tensor):
+        model_output = model_output.detach().double().numpy()
+    logits = np.asarray(model_output)
     return float((logits.argmax(axis=1) == np.asarray(labels)).mean())
 
 

@@ -78,6 +78,7 @@ def _float_model(workload: str, seq: int | None):
 
     from mapping.capture import capture
     from mapping.interpret import QuantInterpreter, float_backend
+
     from .pipeline import as_float64, main_output
     model, inputs, info = _workload(workload, seq)
     with torch.no_grad():
@@ -92,7 +93,7 @@ def point_accuracy(workload: str, seq: int | None, arch: str) -> dict:
     from mapping.interpret import QuantInterpreter
 
     from .fakequant import fast_backend
-    from .pipeline import main_output, accuracy_metric
+    from .pipeline import accuracy_metric, main_output
     cap, y_float, info = _float_model(workload, seq)
     y = main_output(QuantInterpreter(cap, fast_backend(arch)).forward())
     return accuracy_metric(info, y, y_float)
@@ -152,7 +153,7 @@ def sweep(workloads, archs, *, hw: str = "magnet16", seq: int | None = None, sto
         finally:
             if shown:
                 shown.close()
-    return pd.DataFrame([{**p, **r} for p, r in zip(points, results)])
+    return pd.DataFrame([{**p, **r} for p, r in zip(points, results, strict=True)])
 
 
 def pareto_front(df: pd.DataFrame, x: str = "energy_norm", y: str = "perf_per_area_norm", *,

@@ -52,12 +52,12 @@ def weight_sqnr_table(weights: Mapping[str, np.ndarray], bits: Sequence[int] = (
     rows = []
     for n in bits:
         schemes = {
-            "per-channel": lambda w: vsquant.quantize_per_channel(w, n),
-            "per-vector fp32": lambda w: vsquant.quantize_per_vector(w, n, vector_size, scale_format="fp32"),
+            "per-channel": lambda w, n=n: vsquant.quantize_per_channel(w, n),
+            "per-vector fp32": lambda w, n=n: vsquant.quantize_per_vector(w, n, vector_size, scale_format="fp32"),
         }
         for m in scale_bits:
             schemes[f"two-level M={m}"] = (
-                lambda w, m=m: vsquant.quantize_two_level(w, n, m, vector_size, per="row"))
+                lambda w, n=n, m=m: vsquant.quantize_two_level(w, n, m, vector_size, per="row"))
         rows.append([_sqnr_concat([(w, q(w).dequantize()) for w in ws.values()]) for q in schemes.values()])
     table = pd.DataFrame(rows, index=pd.Index(list(bits), name="weight bits"), columns=columns)
     table.columns.name = "SQNR dB"

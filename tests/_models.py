@@ -11,9 +11,10 @@ def need_model(load, *args, errors=None, **kwargs):
     """``load(*args, **kwargs)``, or skip (fail under ``VSQSIM_REQUIRE_MODELS=1``) when it raises
     ``errors`` (default :class:`workloads.pretrained.ModelNotAvailable`, which ImagesNotAvailable is)."""
     from workloads.pretrained import ModelNotAvailable
+    expected = errors or ModelNotAvailable
     try:
         return load(*args, **kwargs)
-    except errors or ModelNotAvailable as e:
+    except expected as e:
         if os.environ.get("VSQSIM_REQUIRE_MODELS") == "1":
             pytest.fail(f"VSQSIM_REQUIRE_MODELS=1 but a model is not available: {e}")
         pytest.skip(str(e))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 
 import pytest
+
 from _models import release_memory
 
 PACKAGES = ("vsquant", "tlm", "mapping", "workloads", "costmodels", "studies")

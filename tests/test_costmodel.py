@@ -12,15 +12,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _models import need_model   # skip without the weights, fail in CI
-
-from costmodels import (COMPONENTS, PE_COMPONENTS, all_constants, evaluate, iso_depth_hardware, normalized,
-                        plot_breakdown, price_actions, technology)
-from studies import paper
+from _models import need_model  # skip without the weights, fail in CI
+from costmodels import (
+    COMPONENTS,
+    PE_COMPONENTS,
+    all_constants,
+    evaluate,
+    iso_depth_hardware,
+    normalized,
+    plot_breakdown,
+    price_actions,
+    technology,
+)
 from costmodels.area import area_breakdown_um2, lane_datapath_um2, lane_scale_um2
 from costmodels.energy import accumulate_pj, dot_product_pj, scale_multiply_pj
 from costmodels.technology import ALL_TABLES, HOROWITZ_45NM
 from mapping.layers import linear_task, linear_timing_task
+from studies import paper
 from tlm import Accelerator, load_hardware
 from tlm.actions import ActionCounts
 from vsquant import QuantConfig
@@ -118,7 +126,7 @@ def _timing_report(hw, arch, shape=(196, 1152, 256), **kw):
 
 def test_lower_bits_less_energy_and_area_end_to_end(hw):
     reps = [_timing_report(hw, a)[0] for a in ["4/4/-/-", "6/6/-/-", "6/8/-/-", "8/8/-/-"]]
-    for lo, hi in zip(reps, reps[1:]):
+    for lo, hi in zip(reps, reps[1:], strict=True):
         assert lo.energy_pj["datapath"] < hi.energy_pj["datapath"]
         assert lo.area_um2["datapath"] < hi.area_um2["datapath"]
         assert lo.fj_per_op < hi.fj_per_op and lo.area_mm2 < hi.area_mm2
@@ -152,7 +160,7 @@ def test_energy_per_op_is_layer_weighted(hw):
     ops = np.array([r1.macs, r2.macs, r2.macs], float)
     expect = np.dot([e1.fj_per_op, e2.fj_per_op, e2.fj_per_op], ops) / ops.sum()
     assert both.fj_per_op == pytest.approx(expect)
-    assert [l["layer"] for l in both.layers] == [r1.name, r2.name, r2.name]
+    assert [la["layer"] for la in both.layers] == [r1.name, r2.name, r2.name]
 
 
 def test_gating_reduces_accumulation_energy(hw):
@@ -260,7 +268,8 @@ def test_fig4_energy_met_points(fig4):
 
 def test_text_claims_area_and_absolute_baseline():
     claims = paper.claims_table().set_index("claim")
-    for text in ("6/8/6/- 12% smaller area than 8/8/-/- (ResNet50)", "4/6/4/- 36% smaller area than 8/8/-/- (ResNet50)"):
+    for text in ("6/8/6/- 12% smaller area than 8/8/-/- (ResNet50)",
+                 "4/6/4/- 36% smaller area than 8/8/-/- (ResNet50)"):
         assert abs(claims.loc[text, "diff_pp"]) <= paper.CLAIM_TOL_PP, text
     base = paper.baseline_table().set_index("metric")
     assert abs(base.loc["energy per op, PE (fJ/op)", "rel_diff"]) <= paper.BASELINE_REL_TOL
@@ -289,7 +298,7 @@ def test_fig3_met_bars_and_rounded_below_per_channel(fig3):
     assert t.loc[("6/6/4/4", "6"), "model"] < t.loc[("6/6/-/-", "per-channel"), "model"]   # paper: 0.740 < 0.764
     assert t.loc[("8/8/6/-", "6"), "model"] == pytest.approx(t.loc[("8/8/6/-", "full"), "model"], abs=0.005)
     # the zero fraction each missed rounded bar would need is reported, and more than the data give
-    need = dict(zip(zip(fig3.config, fig3.scale_product), paper.fig3_zeros_needed(fig3)))
+    need = dict(zip(zip(fig3.config, fig3.scale_product, strict=True), paper.fig3_zeros_needed(fig3), strict=True))
     for key in KNOWN_MISSES["fig3"]:
         if key[1] in ("4", "6"):
             assert need[key] > t.loc[key, "zero_fraction"], key
@@ -333,7 +342,7 @@ def test_gated_runs_equal_tlm_numerics():
         numeric = [acc.run_layer(conv2d_task(x, w, None, cfg, hwc, 2, 1, name="c1", unsigned_input=layers[0][7])),
                    acc.run_layer(conv2d_task(xr, w, layers[1][4], cfg, hwc, name="c2", unsigned_input=layers[1][7])),
                    acc.run_layer(linear_task(xl, wl, None, cfg, hwc, activation="gelu", name="l1"))]
-        for f, n in zip(fast, numeric):
+        for f, n in zip(fast, numeric, strict=True):
             assert _same_run(f, n), (arch, f.name, f.actions.counts, n.actions.counts)
         if arch == "4/4/4/4,R=4":
             assert sum(r.gated for r in fast) > 0
@@ -369,7 +378,7 @@ def test_gated_runs_equal_tlm_numerics_on_real_layers(mobilenet_data, fig3):
         for fast, numeric in ((paper.mobilenet_runs(arch, data)[0], _numeric_mobilenet(arch, data)),
                               (paper.minilm_runs(arch, minilm)[0], paper.minilm_runs(arch, minilm, numerics=True)[0])):
             assert len(fast) == len(numeric) > 1
-            for f, n in zip(fast, numeric):
+            for f, n in zip(fast, numeric, strict=True):
                 assert _same_run(f, n), (arch, f.name)
             assert sum(r.gated for r in fast) > 0
 
@@ -403,7 +412,7 @@ def test_fig3_mobilenetv2_met_bars_and_misses_explained(fig3_mobilenet):
     t = f.set_index(["config", "scale_product"])
     for key in FIG3_MET_MOBILENETV2:
         assert abs(t.loc[key, "diff"]) <= paper.FIG3_TOL, f"{key}: {t.loc[key, 'model']:.3f} vs {t.loc[key, 'paper']}"
-    need = dict(zip(zip(f.config, f.scale_product), paper.fig3_zeros_needed(f)))
+    need = dict(zip(zip(f.config, f.scale_product, strict=True), paper.fig3_zeros_needed(f), strict=True))
     for key in KNOWN_MISSES["fig3_mobilenetv2"]:
         assert ("fig3-mobilenetv2", *key) in paper.WHY_MISSED or ("fig3", *key) in paper.WHY_MISSED, key
         if key[1] in ("4", "6"):

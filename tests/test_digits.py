@@ -6,7 +6,7 @@ from workloads import digits
 
 
 def _same(a, b):
-    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
 
 
 def test_shipped_weights_load_checked_and_accurate():

@@ -6,8 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from _models import need_model   # skip without the weights, fail in CI
-
+from _models import need_model  # skip without the weights, fail in CI
 from mapping.capture import capture
 from mapping.interpret import QuantInterpreter, reference_backend
 from mapping.network import simulate_numerics
@@ -121,7 +120,8 @@ def test_static_scales_equal_the_reference_layers():
     import numpy as np
 
     from studies.fakequant import fake_conv2d, fake_linear, fake_matmul, quantized_conv_weight, quantized_weight
-    from vsquant import QuantConfig, layers as vsq
+    from vsquant import QuantConfig
+    from vsquant import layers as vsq
     from vsquant.ppu import quantize_activation, quantize_weight
     rng = np.random.default_rng(3)
     cfg = QuantConfig.parse("4/6U/-/-")

@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 
 import run
-
 from mapping.tiling import choose_tiling, simulated_cycles
-from tlm.transactions import GemmShape
 from studies.pipeline import run_design_point
 from studies.store import ResultStore, StoreError
 from studies.sweep import sweep
 from tlm import baseline_config, datapath_config, load_hardware
+from tlm.transactions import GemmShape
 from vsquant import QuantConfig
 
 GEMM = "gemm:64x64x64"
@@ -161,7 +160,8 @@ def test_more_pes_never_make_a_layer_slower(shape):
         hw = base.with_(num_pes=p)
         return simulated_cycles(shape, cfg, hw, choose_tiling(shape, cfg, hw))
     on_powers = [cycles(p) for p in POWERS]
-    worse = [(POWERS[i], POWERS[i + 1], a, b) for i, (a, b) in enumerate(zip(on_powers, on_powers[1:])) if b > a]
+    worse = [(POWERS[i], POWERS[i + 1], a, b)
+             for i, (a, b) in enumerate(zip(on_powers, on_powers[1:], strict=False)) if b > a]
     assert not worse, worse
     assert on_powers[-1] < on_powers[0]
     for p in OTHERS:

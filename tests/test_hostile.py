@@ -67,7 +67,8 @@ CLI_CASES = [
     ("hw-unknown-key", lambda t: ["--hw", _yaml(t, _hw_text(sram_magic=3))], ["--hw", "sram_magic"]),
     ("hw-not-yaml", lambda t: ["--hw", _yaml(t, "num_pes: [1, 2\n")], ["--hw", "YAML"]),
     ("hw-buffers-too-small", lambda t: ["--workload", "gemm:8x64x16", "--timing-only", "--hw",
-                                         _yaml(t, _hw_text(pe_weight_buffer_bits=64))], ["weight buffer (64 bits) is too small"]),
+                                         _yaml(t, _hw_text(pe_weight_buffer_bits=64))],
+     ["weight buffer (64 bits) is too small"]),
 ]
 
 

@@ -8,7 +8,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from _models import need_model   # skip without the weights, fail in CI
+from _models import need_model  # skip without the weights, fail in CI
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

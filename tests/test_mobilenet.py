@@ -15,18 +15,24 @@ import types
 import numpy as np
 import pytest
 
-from _models import need_model   # skip without the weights, fail in CI
+from _models import need_model  # skip without the weights, fail in CI
 
 torch = pytest.importorskip("torch")
 
 from mapping.capture import capture  # noqa: E402
 from mapping.interpret import QuantInterpreter, float_backend  # noqa: E402
 from mapping.lower import lower  # noqa: E402
+from studies.pipeline import classifier_agreement  # noqa: E402
 from workloads import images, mobilenet, pretrained  # noqa: E402
 from workloads.images import ImagesNotAvailable, natural_images, source_images  # noqa: E402
-from studies.pipeline import classifier_agreement  # noqa: E402
-from workloads.mobilenet import (IMAGENET_MEAN, IMAGENET_STD, load_mobilenetv2,  # noqa: E402
-                                 mobilenet_weights_path, preprocess, resize_shorter)
+from workloads.mobilenet import (  # noqa: E402
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    load_mobilenetv2,
+    mobilenet_weights_path,
+    preprocess,
+    resize_shorter,
+)
 from workloads.pretrained import ModelNotAvailable  # noqa: E402
 
 N_PARAMS = 3_504_872          # torchvision's mobilenet_v2
@@ -48,7 +54,7 @@ def fp32_probs(model, sources):
     x, keys = sources
     with torch.no_grad():
         p = model(x).softmax(dim=1)
-    return dict(zip(keys, p))
+    return dict(zip(keys, p, strict=True))
 
 
 # ------------------------------------------------------------------------- the weights

@@ -13,7 +13,7 @@ import zipfile
 
 import pytest
 
-from _models import need_model   # skip without the weights, fail in CI
+from _models import need_model  # skip without the weights, fail in CI
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

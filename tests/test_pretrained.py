@@ -9,8 +9,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from workloads import pretrained  # noqa: E402
-from workloads.pretrained import (  # noqa: E402
-    CheckpointError, ModelNotAvailable, linear_weights, load_local_checkpoint)
+from workloads.pretrained import CheckpointError, ModelNotAvailable, linear_weights, load_local_checkpoint  # noqa: E402
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
          "the", "cat", "sat", "on", "mat", "a", "dog", "ran", "##s", "."]

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from _models import need_model, release_memory   # need_model: skip without the weights, fail in CI
-
+from _models import need_model, release_memory  # need_model: skip without the weights, fail in CI
 from studies import ptq
 
 
@@ -105,7 +104,8 @@ def test_cli_writes_csv_and_keeps_every_finished_run(tmp_path, capsys, monkeypat
         raise AssertionError("a stored run was computed again")
     monkeypatch.setattr(ptq.fq, "fast_backend", no_compute)         # a rerun (after a kill) reuses the store
     assert ptq.main(args) == 0
-    table = lambda out: out.split("\n== ")[1].split("\n", 1)[1]  # the table, not the header's timing
+    def table(out):
+        return out.split("\n== ")[1].split("\n", 1)[1]  # the table, not the header's timing
     assert table(capsys.readouterr().out) == table(first)
     assert ptq.load_workload("digits-cnn").store is None             # the cached workload is left as it was
 

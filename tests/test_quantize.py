@@ -5,8 +5,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from vsquant import (quantize_per_channel, quantize_per_tensor, quantize_per_vector, quantize_two_level,
-                     quantize_with_scale, sqnr_db)
+from vsquant import (
+    quantize_per_channel,
+    quantize_per_tensor,
+    quantize_per_vector,
+    quantize_two_level,
+    quantize_with_scale,
+    sqnr_db,
+)
 
 X = np.array([[0.5, -1.0, 0.25, 0.0],
               [4.0, 2.0, -1.0, 1.0]])
@@ -184,7 +190,8 @@ def test_per_vector_never_worse_than_per_channel_bound(x, bits, v):
 @given(x=matrices, bits=st.integers(2, 8), v=st.sampled_from([1, 4, 16]))
 def test_quantize_dequantize_round_trip(x, bits, v):
     """Quantizing what was dequantized gives the same integers (idempotent fixed point)."""
-    for make in (lambda t: quantize_per_channel(t, bits), lambda t: quantize_per_vector(t, bits, v, scale_format="fp64")):
+    for make in (lambda t: quantize_per_channel(t, bits),
+                 lambda t: quantize_per_vector(t, bits, v, scale_format="fp64")):
         q1 = make(x)
         q2 = make(q1.dequantize())
         np.testing.assert_array_equal(q1.values, q2.values)

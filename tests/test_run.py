@@ -16,7 +16,8 @@ def _run(args, tmp_path=None):
 
 def test_json_schema_and_determinism(tmp_path):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
-    assert run.main(SMALL + ["--json", str(a), "--csv", str(tmp_path / "l.csv"), "--plot", str(tmp_path / "p.png")]) == 0
+    outputs = ["--json", str(a), "--csv", str(tmp_path / "l.csv"), "--plot", str(tmp_path / "p.png")]
+    assert run.main(SMALL + outputs) == 0
     assert run.main(SMALL + ["--json", str(b)]) == 0
     assert a.read_bytes() == b.read_bytes()          # same command and seed, same JSON
     r = json.loads(a.read_text())

@@ -163,7 +163,7 @@ def test_unbound_initiator_raises_naming_the_socket():
     with pytest.raises(BindingError, match="pe3.socket.*not bound"):
         run_process(env, socket.b_transport(Payload.read(0, 1), 0))
     with pytest.raises(BindingError, match="pe3.socket"):
-        socket.target
+        _ = socket.target
 
 
 def test_target_without_b_transport_raises():

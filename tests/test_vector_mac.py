@@ -4,8 +4,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vsquant import (AccumulatorOverflow, QuantConfig, quantize_activation, quantize_weight, round_scale_product,
-                     vector_mac)
+from vsquant import (
+    AccumulatorOverflow,
+    QuantConfig,
+    quantize_activation,
+    quantize_weight,
+    round_scale_product,
+    vector_mac,
+)
 from vsquant.quantize import to_vectors
 
 

@@ -25,8 +25,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _models import need_model   # skip without the weights, fail in CI
-
+from _models import need_model  # skip without the weights, fail in CI
 from studies.weight_sqnr import check_claims, weight_sqnr_table
 
 BITS = (3, 4, 6, 8)

@@ -11,16 +11,16 @@ Hardware (paper Sec. 5, Fig. 2), one component per file: vector MAC units
 """
 
 # -- kernel ---------------------------------------------------------------------------
-from .payload import Command, Payload, ResponseStatus, TransportError
-from .sockets import BindingError, InitiatorSocket, TargetSocket
-from .quantum import QuantumKeeper
-from .memory import Memory, occupy
+from .accelerator import BASELINE, Accelerator, LayerRun, baseline_config, datapath_config
 
 # -- hardware -------------------------------------------------------------------------
 from .actions import ActionCounts
 from .hardware import DEFAULT_PRESET, HardwareSpec, PESpec, list_presets, load_hardware
+from .memory import Memory, occupy
+from .payload import Command, Payload, ResponseStatus, TransportError
+from .quantum import QuantumKeeper
+from .sockets import BindingError, InitiatorSocket, TargetSocket
 from .transactions import GemmShape, GemmTile, LayerTask, Tiling
-from .accelerator import BASELINE, Accelerator, LayerRun, baseline_config, datapath_config
 
 __all__ = [
     # kernel

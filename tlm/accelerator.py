@@ -29,7 +29,6 @@ from .ppu import PPU
 from .transactions import LayerTask
 from .vector_mac_unit import PIPELINE_DEPTH
 
-
 BASELINE = "8/8/-/-"
 
 

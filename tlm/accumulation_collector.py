@@ -8,7 +8,6 @@ overflow, reported with the layer, never wrapped silently. Capacity is in entrie
 """
 from __future__ import annotations
 
-
 from vsquant import AccumulatorOverflow, QuantConfig
 
 

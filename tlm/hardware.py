@@ -38,7 +38,7 @@ from typing import Any, Mapping, Union
 
 import yaml
 
-from vsquant.config import VECTOR_SIZES   # the vector sizes a PE's vector MAC units can have
+from vsquant.config import VECTOR_SIZES  # the vector sizes a PE's vector MAC units can have
 
 __all__ = [
     "PESpec",

@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import simpy
 
+from vsquant.vector_mac import scaled_operand
+
 from .accumulation_collector import AccumulationCollector
 from .buffers import ActivationBuffer, WeightBuffer
 from .payload import Command, Payload
 from .ppu import PPU
 from .sockets import InitiatorSocket
-from vsquant.vector_mac import scaled_operand
-
 from .vector_mac_unit import PIPELINE_DEPTH, VectorMACUnits
-
 
 PPU_OUTPUT_BURST_BITS = 4 * 8192  # the PPU's output staging buffer (4 KB): a modelling choice
 

@@ -10,7 +10,6 @@ output equals the reference bit for bit.
 """
 from __future__ import annotations
 
-
 from vsquant import QuantConfig, post_process, quantize_activation
 from vsquant.quantize import qmax, vector_amax
 

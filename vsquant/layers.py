@@ -257,7 +257,7 @@ def matmul_operands(a, b, cfg: QuantConfig, *, a_unsigned=False, b_unsigned=Fals
     gemms = []
     for idx in np.ndindex(*batch):
         ops = []
-        for q, rows in ((qa, M), (qb, N)):
+        for q, _rows in ((qa, M), (qb, N)):
             sc = None if q.scales is None else q.scales[idx]
             g = np.ascontiguousarray(np.broadcast_to(q.gamma, q.shape[:-1])[idx])
             ops.append(QuantizedTensor(q.values[idx], sc, g, q.bits, q.unsigned, q.vector_size, q.scheme,

@@ -17,8 +17,16 @@ import math
 import numpy as np
 
 from .config import QuantConfig
-from .quantize import (QuantizedTensor, check_finite, qmax, quantize_per_channel, quantize_per_tensor,
-                       quantize_per_vector, quantize_two_level, quantize_with_scale)
+from .quantize import (
+    QuantizedTensor,
+    check_finite,
+    qmax,
+    quantize_per_channel,
+    quantize_per_tensor,
+    quantize_per_vector,
+    quantize_two_level,
+    quantize_with_scale,
+)
 from .vector_mac import MacResult
 
 

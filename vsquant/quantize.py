@@ -83,8 +83,8 @@ def check_static_scale(x: np.ndarray, scale: np.ndarray, what: str) -> None:
 def qmax(bits: int, unsigned: bool = False) -> int:
     """Largest integer of the symmetric N-bit range: 2^(N-1)-1, or 2^N-1 unsigned (Eq. 1-2)."""
     if not isinstance(bits, (int, np.integer)) or isinstance(bits, bool) or bits < (1 if unsigned else 2):
-        raise ValueError(f"bits must be an int >= {1 if unsigned else 2} for {'an unsigned' if unsigned else 'a signed'} "
-                         f"quantizer, got {bits!r}")
+        kind = "an unsigned" if unsigned else "a signed"
+        raise ValueError(f"bits must be an int >= {1 if unsigned else 2} for {kind} quantizer, got {bits!r}")
     return (1 << bits) - 1 if unsigned else (1 << (bits - 1)) - 1
 
 
@@ -284,7 +284,8 @@ def _fp_scales(s64: np.ndarray, fbits: int, what: str) -> np.ndarray:
     if over.any():
         raise ScaleRangeError(
             f"{what}: {int(over.sum())} of {s.size} per-vector scales overflow fp{fbits} (largest amax/qmax "
-            f"{float(s64.max()):.3g} > {float(np.finfo(dtype).max):.5g}); use wider scales (fp32) or rescale the tensor")
+            f"{float(s64.max()):.3g} > {float(np.finfo(dtype).max):.5g}); use wider scales (fp32) or rescale the "
+            "tensor")
     under = (s64 > 0) & (s == 0)
     if under.any():
         n, nz = int(under.sum()), int((s64 > 0).sum())

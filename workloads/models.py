@@ -44,8 +44,9 @@ from torch import nn
 from . import pretrained
 from .layers import LAYER_FORMS, check_numerics_memory, parse_layer
 
-__all__ = ["WORKLOADS", "get_workload", "bert", "minilm", "mpnet_base", "mobilenetv2", "resnet50", "resnet18", "ResNet", "BasicBlock",
-           "Bottleneck", "load_sentences", "load_local_checkpoint_model", "checkpoint", "single_layer", "user_module",
+__all__ = ["WORKLOADS", "get_workload", "bert", "minilm", "mpnet_base", "mobilenetv2", "resnet50", "resnet18", "ResNet",
+           "BasicBlock", "Bottleneck", "load_sentences", "load_local_checkpoint_model", "checkpoint", "single_layer",
+           "user_module",
            "SENTENCES_PATH", "PARAPHRASES_PATH", "load_paraphrases", "UserCodeError"]
 
 SENTENCES_PATH = pathlib.Path(__file__).parent / "data" / "sentences.txt"

