@@ -251,7 +251,7 @@ def _bound(pes, requant: int) -> tuple[str, dict]:
     waits = {k: v for k, v in time_by.items() if k != "compute"}
     if not pes or not waits or time_by["compute"] >= sum(waits.values()):
         return "compute", time_by     # the PEs spent at least half their time computing
-    return max(waits, key=waits.get), time_by   # else what they waited for the most
+    return max(waits, key=lambda k: waits[k]), time_by   # else what they waited for the most
 
 
 def _out_vectors(task: LayerTask, V: int) -> int:

@@ -8,8 +8,6 @@ with (DESIGN.md, "Cost model conventions").
 """
 from __future__ import annotations
 
-from collections import Counter
-
 
 class ActionCounts:
     """A counter of actions plus the bit widths of each action."""
@@ -17,13 +15,13 @@ class ActionCounts:
     __slots__ = ("counts", "widths", "units")
 
     def __init__(self):
-        self.counts: Counter = Counter()
+        self.counts: dict[str, float] = {}   # events may be fractional (e.g. a gated share)
         self.widths: dict[str, dict] = {}
         self.units: dict[str, str] = {}
 
     def add(self, action: str, n: float = 1, unit: str = "event", **widths) -> None:
         if n:
-            self.counts[action] += n
+            self.counts[action] = self.counts.get(action, 0) + n
         self.units.setdefault(action, unit)
         if widths:
             old = self.widths.setdefault(action, dict(widths))
@@ -32,7 +30,7 @@ class ActionCounts:
 
     def merge(self, other: "ActionCounts") -> "ActionCounts":
         for a, n in other.counts.items():
-            self.counts[a] += n
+            self.counts[a] = self.counts.get(a, 0) + n
         for a, w in other.widths.items():
             self.widths.setdefault(a, w)
         for a, u in other.units.items():

@@ -90,7 +90,7 @@ class MemorySystem:
             yield self.env.timeout(delay)
         if p.command is Command.READ:
             key = p.get_extension("key")
-            stages = {}
+            stages: dict[str, float] = {}
             yield from self.fetch(key, bits, p.get_extension("group", 1), stages)
             p.set_extension("stage_cycles", stages)
             p.data = self._tile_data(key)

@@ -21,7 +21,7 @@ __all__ = ["Memory", "occupy"]
 
 def occupy(
     env: simpy.Environment, resource: simpy.Resource, delay: float, occupancy: float
-) -> Generator:
+) -> Generator[Any, Any, float]:
     """Hold one unit of ``resource`` for ``occupancy`` cycles; a generator returning 0.
 
     The contention idiom for a loosely-timed target: a caller that arrives with an
@@ -124,7 +124,7 @@ class Memory:
 
     # -- blocking transport (template) --------------------------------------------------
 
-    def b_transport(self, payload: Payload, delay: float) -> Generator:
+    def b_transport(self, payload: Payload, delay: float) -> Generator[Any, Any, float]:
         """The target's ``b_transport`` (§11.1.1); a generator returning the delay."""
         status = self._validate(payload)
         if status is not ResponseStatus.OK:

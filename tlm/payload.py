@@ -125,7 +125,7 @@ class Payload:
         self.extensions[name] = value
         return previous
 
-    def get_extension(self, name: str, default: object = None) -> object:
+    def get_extension(self, name: str, default: Any = None) -> Any:
         """The extension called ``name``, or ``default`` when absent."""
         return self.extensions.get(name, default)
 

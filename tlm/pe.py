@@ -105,7 +105,8 @@ class PE:
     def _runs(tiles, attr):
         """Loads of one operand: runs of consecutive tiles sharing a tile of it, as
         (key, first tile, last tile index), and the run each tile belongs to."""
-        runs, of_tile = [], []
+        runs: list = []
+        of_tile: list = []
         for i, t in enumerate(tiles):
             k = getattr(t, attr)
             if runs and runs[-1][0] == k:
@@ -188,7 +189,7 @@ class PE:
         if task.operands is None or not pending:
             pending.clear()
             return
-        groups = []   # [weight tile data, [blocks]]: adjacent row blocks of one output-channel tile
+        groups: list = []   # [weight tile data, [blocks]]: adjacent row blocks of one output-channel tile
         for t, w in pending:
             if groups:
                 b = groups[-1][1][-1]
@@ -212,7 +213,7 @@ class PE:
 
     def _attribute(self, into: dict, cycles, keys):
         """Split a wait over the channels (dram, global_buffer, noc) its loads spent time in."""
-        stages = {}
+        stages: dict[str, float] = {}
         for k in keys:
             for name, c in self._stages.get(k, {}).items():
                 stages[name] = stages.get(name, 0) + c
@@ -229,7 +230,7 @@ class PE:
         self._ppu_vectors = 0
         self._ppu_left = n_blocks
         self._staged = 0.0
-        self._writes = []
+        self._writes: list = []
         self._has_bias = (task.operands[0].bias is not None) if task.operands is not None else task.has_bias
         self._out_bits = self.cfg.act_bits + self.cfg.act_scale.storage_bits / self.hw.vector_size
 

@@ -53,6 +53,8 @@ class PPU:
         cfg = self.cfg
         fmt = cfg.act_scale
         if fmt.kind == "int":   # gamma from the layer's largest per-vector scale (Eq. 7e-7f)
+            if layer_amax is None:
+                raise ValueError(f"two-level activation scales ({fmt}) need the layer's reduced vector max")
             gamma = layer_amax / qmax(cfg.act_bits, unsigned) / ((1 << fmt.bits) - 1)
             return quantize_activation(y, cfg, unsigned=unsigned, gamma=gamma)
         if fmt.kind == "coarse":  # per-layer scale from the layer max (dynamic per-tensor)

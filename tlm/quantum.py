@@ -6,7 +6,7 @@ Mirrors ``tlm_utils::tlm_quantumkeeper`` (IEEE 1666-2011 TLM-2.0 §16.2) on SimP
 from __future__ import annotations
 
 import numbers
-from typing import Generator
+from typing import Any, Generator
 
 import simpy
 
@@ -18,7 +18,7 @@ def _cycles(value, what: str) -> float:
         raise TypeError(f"{what} is a number of cycles, got {value!r}")
     if value < 0:
         raise ValueError(f"{what} must be >= 0, got {value!r}")
-    return value
+    return float(value)
 
 
 class QuantumKeeper:
@@ -98,12 +98,12 @@ class QuantumKeeper:
         """True once the local time has reached the next quantum boundary."""
         return self.env.now + self._local_time >= self._next_sync_point
 
-    def sync(self) -> Generator:
+    def sync(self) -> Generator[Any, Any, None]:
         """Wait out the local time and reset: ``yield from qk.sync()``."""
         yield self.env.timeout(self._local_time)
         self.reset()
 
-    def set_and_sync(self, local_time: float) -> Generator:
+    def set_and_sync(self, local_time: float) -> Generator[Any, Any, None]:
         """:meth:`set`, then :meth:`sync` if :meth:`need_sync`."""
         self.set(local_time)
         if self.need_sync():

@@ -42,7 +42,7 @@ def _check_delay(delay: Any, where: str) -> float:
         )
     if delay < 0:
         raise ValueError(f"{where}: negative delay {delay!r}")
-    return delay
+    return float(delay)
 
 
 class TargetSocket:
@@ -108,7 +108,7 @@ class TargetSocket:
             )
         self._initiators.append(initiator)
 
-    def b_transport(self, payload: Payload, delay: float = 0) -> Generator:
+    def b_transport(self, payload: Payload, delay: float = 0) -> Generator[Any, Any, float]:
         """Run the registered function; a generator returning the new delay."""
         fn = self._b_transport
         if fn is None:
@@ -158,7 +158,7 @@ class InitiatorSocket:
         target._accept(self)
         self._target = target
 
-    def b_transport(self, payload: Payload, delay: float = 0) -> Generator:
+    def b_transport(self, payload: Payload, delay: float = 0) -> Generator[Any, Any, float]:
         """Blocking transport (§11.1.1): ``delay = yield from sock.b_transport(p, delay)``.
 
         Returns the target's generator itself (no extra delegation layer, which every SimPy

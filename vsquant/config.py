@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Any
 
 MIN_BITS, MAX_BITS = 2, 16
 MIN_SCALE_BITS, MAX_SCALE_BITS = 1, 16
@@ -142,9 +143,10 @@ class QuantConfig:
 
     # ---- parsing -----------------------------------------------------------------------
     @classmethod
-    def parse(cls, text: str, *, scale_product: int | str | None = None,
+    def parse(cls, text: "str | QuantConfig", *, scale_product: int | str | None = None,
               vector_size: int | None = None) -> "QuantConfig":
         """Parse ``W/A/ws/as[,R=r][,V=v]``; keyword arguments override the suffixes."""
+        cfg: QuantConfig
         if isinstance(text, QuantConfig):
             cfg = text
         else:
@@ -160,7 +162,7 @@ class QuantConfig:
             a, a_unsigned = _parse_bits(fields[1], "activation (A)", allow_unsigned=True)
             ws = ScaleFormat.parse(fields[2], "weight (ws)")
             as_ = ScaleFormat.parse(fields[3], "activation (as)")
-            kw = {}
+            kw: dict[str, Any] = {}
             for opt in opts:
                 key, eq, val = opt.partition("=")
                 key = key.strip().upper()
@@ -178,7 +180,7 @@ class QuantConfig:
                         raise ValueError(f"vector size {opt!r} must be V=<power of two in [1, {VECTOR_SIZES[-1]}]>")
                     kw["vector_size"] = check_vector_size(int(val))
             cfg = cls(w, a, ws, as_, a_unsigned, **kw)
-        over = {}
+        over: dict[str, Any] = {}
         if scale_product is not None:
             over["scale_product_bits"] = _parse_rounding(scale_product)
         if vector_size is not None:

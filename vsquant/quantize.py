@@ -239,7 +239,7 @@ def quantize_per_tensor(x, bits: int, unsigned: bool = False, *, method: str = "
     x = check_finite(x)
     bits = check_bits(bits)
     if amax is None:
-        amax = calibrate_amax(x, method, bits=bits, unsigned=unsigned, **calib)
+        amax = float(calibrate_amax(x, method, bits=bits, unsigned=unsigned, **calib))
     return quantize_with_scale(x, float(amax) / qmax(bits, unsigned), bits, unsigned, "tensor", vector_size)
 
 
@@ -269,7 +269,7 @@ def vector_amax(x: np.ndarray, vector_size: int, unsigned: bool) -> np.ndarray:
     return m.reshape(x.shape[:-1] + (nv,))
 
 
-_FLOAT_DTYPES = {16: np.float16, 32: np.float32, 64: np.float64}
+_FLOAT_DTYPES: dict[int, type[np.floating]] = {16: np.float16, 32: np.float32, 64: np.float64}
 
 
 def _fp_scales(s64: np.ndarray, fbits: int, what: str) -> np.ndarray:

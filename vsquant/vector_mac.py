@@ -95,7 +95,10 @@ def gated_count(sa: np.ndarray, sw: np.ndarray, cfg: QuantConfig, j0: int = 0, j
         za = (a == 0).sum(axis=0).astype(np.int64)
         zw = (w == 0).sum(axis=0).astype(np.int64)
         return int(np.sum(za * w.shape[0] + zw * a.shape[0] - za * zw))
-    zero = _scale_product_table(cfg).astype(np.int64)
+    table = _scale_product_table(cfg)
+    if table is None:
+        raise ValueError(f"{cfg} has no integer per-vector scales: no scale product to gate")
+    zero = table.astype(np.int64)
     na, nw = zero.shape
     J = j1 - j0
     offs = np.arange(J, dtype=np.int64)
