@@ -43,11 +43,19 @@ FIG3_MET = [("4/4/-/-", "per-channel"), ("4/4/4/4", "full"), ("6/6/-/-", "per-ch
 FIG3_MET_MOBILENETV2 = [("6/6/-/-", "per-channel"), ("6/8/-/-", "per-channel"), ("6/8/8/-", "full"),
                         ("8/8/-/-", "per-channel"), ("8/8/6/-", "6"), ("8/8/6/-", "full")]
 FIG4_ENERGY_MET = ["8/8/-/-", "6/6/-/-", "6/8/6/-", "4/4/4/6", "6/3/-/4"]
+def _misses_as_recorded(diffs, recorded: dict, tol: float, *, within: float = 0.03) -> None:
+    """Each known miss is still a miss, by the recorded amount (+-``within``): a change of the model that moves
+    a miss (closer to the paper or further away) has to update KNOWN_MISSES and the README with it."""
+    for key, expected in recorded.items():
+        assert abs(diffs.loc[key]) > tol, f"{key} now meets its target ({diffs.loc[key]:+.3f}): move it to the met list"
+        assert diffs.loc[key] == pytest.approx(expected, abs=within), f"{key}: {diffs.loc[key]:+.3f} vs {expected:+.3f}"
+
+
 KNOWN_MISSES = {  # model - paper with the current constants (studies.paper prints them and why)
     "fig3": {("4/4/4/4", "4"): +0.11, ("4/4/4/4", "6"): +0.12, ("6/6/4/4", "full"): -0.14,
              ("6/8/8/-", "4"): +0.16, ("6/8/8/-", "6"): +0.16, ("8/8/6/-", "4"): +0.23},
     "fig4_energy": {"6/4/-/6": -0.35, "4/6/4/-": +0.12, "4/3/4/6": -0.17},
-    "claims": {"4/6/4/- 43% less energy": -12.2},
+    "claims": {"4/6/4/- 43% less energy": -12.6},
     "fig3_mobilenetv2": {("4/4/-/-", "per-channel"): +0.085, ("4/4/4/4", "4"): +0.27, ("4/4/4/4", "6"): +0.26,
                          ("4/4/4/4", "full"): +0.086, ("6/6/4/4", "4"): +0.20, ("6/6/4/4", "6"): +0.14,
                          ("6/6/4/4", "full"): -0.11, ("6/8/8/-", "4"): +0.17, ("6/8/8/-", "6"): +0.17,
@@ -126,7 +134,7 @@ def _timing_report(hw, arch, shape=(196, 1152, 256), **kw):
 
 def test_lower_bits_less_energy_and_area_end_to_end(hw):
     reps = [_timing_report(hw, a)[0] for a in ["4/4/-/-", "6/6/-/-", "6/8/-/-", "8/8/-/-"]]
-    for lo, hi in zip(reps, reps[1:], strict=True):
+    for lo, hi in zip(reps, reps[1:], strict=False):
         assert lo.energy_pj["datapath"] < hi.energy_pj["datapath"]
         assert lo.area_um2["datapath"] < hi.area_um2["datapath"]
         assert lo.fj_per_op < hi.fj_per_op and lo.area_mm2 < hi.area_mm2
@@ -302,6 +310,7 @@ def test_fig3_met_bars_and_rounded_below_per_channel(fig3):
     for key in KNOWN_MISSES["fig3"]:
         if key[1] in ("4", "6"):
             assert need[key] > t.loc[key, "zero_fraction"], key
+    _misses_as_recorded(t["diff"], KNOWN_MISSES["fig3"], paper.FIG3_TOL)
 
 
 def _nonzero(counts):
@@ -356,10 +365,15 @@ def test_every_miss_is_explained(fig4):
         if abs(r.energy_diff) > paper.FIG4_ENERGY_TOL or abs(r.area_diff) > paper.FIG4_AREA_TOL:
             assert ("fig4", r.config) in paper.WHY_MISSED, r.config
             assert r.config in KNOWN_MISSES["fig4_energy"]
+    _misses_as_recorded(fig4.set_index("config")["energy_diff"], KNOWN_MISSES["fig4_energy"], paper.FIG4_ENERGY_TOL)
     claims = paper.claims_table()
     for r in claims[claims.tested].itertuples():
         if abs(r.diff_pp) > paper.CLAIM_TOL_PP:
             assert ("claim", r.config, r.metric) in paper.WHY_MISSED, r.claim
+    by_text = {text: d for text, d in zip(claims.claim, claims.diff_pp, strict=True)}
+    for prefix, expected in KNOWN_MISSES["claims"].items():
+        (diff,) = [d for text, d in by_text.items() if text.startswith(prefix)]
+        assert abs(diff) > paper.CLAIM_TOL_PP and diff == pytest.approx(expected, abs=1.0), (prefix, diff)
 
 
 @pytest.fixture(scope="module")
@@ -417,6 +431,7 @@ def test_fig3_mobilenetv2_met_bars_and_misses_explained(fig3_mobilenet):
         assert ("fig3-mobilenetv2", *key) in paper.WHY_MISSED or ("fig3", *key) in paper.WHY_MISSED, key
         if key[1] in ("4", "6"):
             assert need[key] > t.loc[key, "zero_fraction"], key
+    _misses_as_recorded(t["diff"], KNOWN_MISSES["fig3_mobilenetv2"], paper.FIG3_TOL)
     for vs in ("4/4/4/4", "6/6/4/4"):   # rounding to 4 bits zeroes more products, and gating lowers the bar
         assert t.loc[(vs, "4"), "zero_fraction"] > t.loc[(vs, "full"), "zero_fraction"] > 0
         assert t.loc[(vs, "4"), "model"] < t.loc[(vs, "6"), "model"] < t.loc[(vs, "full"), "model"]
