@@ -70,6 +70,8 @@ import numbers
 
 import numpy as np
 
+from .config import qmax
+
 __all__ = ["CALIBRATION_METHODS", "calibrate_amax", "fake_quantize_symmetric"]
 
 CALIBRATION_METHODS = ("max", "percentile", "entropy", "mse")
@@ -94,9 +96,6 @@ def _check_bits(bits) -> int:
     return bits
 
 
-def _qmax(bits: int, unsigned: bool) -> int:
-    """Largest integer level: 2^(N-1)-1 signed, 2^N-1 unsigned."""
-    return (1 << bits) - 1 if unsigned else (1 << (bits - 1)) - 1
 
 
 def _as_finite_float(x) -> np.ndarray:
@@ -149,7 +148,7 @@ def fake_quantize_symmetric(x, amax, bits: int, unsigned: bool = False) -> np.nd
     a = np.asarray(amax, dtype=np.float64)
     if not np.all(np.isfinite(a)) or np.any(a < 0):
         raise ValueError("amax must be finite and >= 0")
-    q = _qmax(bits, bool(unsigned))
+    q = qmax(bits, bool(unsigned))
     lo = 0.0 if unsigned else -float(q)
     s = a / q
     safe = np.where(s > 0, s, 1.0)
@@ -270,7 +269,7 @@ def _amax_mse(mag: np.ndarray, m: np.ndarray, bits: int, unsigned: bool) -> np.n
     rows = np.flatnonzero(m > 0)
     if rows.size == 0:
         return out
-    qmax = _qmax(bits, unsigned)
+    q_top = qmax(bits, unsigned)
     K, R = _MSE_GRID, _MSE_REFINE
     n = mag.shape[1]
     step = max(1, _CHUNK_ELEMS // max(n, 1))
@@ -283,7 +282,7 @@ def _amax_mse(mag: np.ndarray, m: np.ndarray, bits: int, unsigned: bool) -> np.n
         best_e = np.full(C, np.inf)
         for k in range(K, 0, -1):
             f = np.full(C, k / K)
-            e = _mse_errors(y, f, qmax)
+            e = _mse_errors(y, f, q_top)
             better = e < best_e
             best_f[better], best_e[better] = f[better], e[better]
         # refinement over the neighbouring cells of the best grid point
@@ -291,7 +290,7 @@ def _amax_mse(mag: np.ndarray, m: np.ndarray, bits: int, unsigned: bool) -> np.n
         hi = np.minimum(best_f + 1.0 / K, 1.0)
         for t in np.linspace(1.0, 0.0, R):
             f = lo + t * (hi - lo)
-            e = _mse_errors(y, f, qmax)
+            e = _mse_errors(y, f, q_top)
             better = (e < best_e) | ((e == best_e) & (f > best_f))
             best_f[better], best_e[better] = f[better], e[better]
         out[sel] = np.minimum(best_f * m[sel], m[sel])

@@ -20,6 +20,7 @@ Examples: ``8/8/-/-``, ``6/8/6/-``, ``6/3/-/4``, ``4/4U/4/6``, ``4/8/fp16/fp16``
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -37,6 +38,14 @@ def check_vector_size(v) -> int:
                          f"[1, {VECTOR_SIZES[-1]}] ({', '.join(map(str, VECTOR_SIZES))})")
     return v
 FLOAT_SCALE_FORMATS = ("fp16", "fp32")
+
+
+def qmax(bits: int, unsigned: bool = False) -> int:
+    """Largest integer of the symmetric N-bit range: 2^(N-1)-1, or 2^N-1 unsigned (Eq. 1-2)."""
+    if not isinstance(bits, numbers.Integral) or isinstance(bits, bool) or bits < (1 if unsigned else 2):
+        kind = "an unsigned" if unsigned else "a signed"
+        raise ValueError(f"bits must be an int >= {1 if unsigned else 2} for {kind} quantizer, got {bits!r}")
+    return (1 << bits) - 1 if unsigned else (1 << (bits - 1)) - 1
 
 
 @dataclass(frozen=True)
@@ -225,11 +234,11 @@ class QuantConfig:
 
     @property
     def act_qmax(self) -> int:
-        return (1 << self.act_bits) - 1 if self.act_unsigned else (1 << (self.act_bits - 1)) - 1
+        return qmax(self.act_bits, self.act_unsigned)
 
     @property
     def weight_qmax(self) -> int:
-        return (1 << (self.weight_bits - 1)) - 1
+        return qmax(self.weight_bits)
 
     @property
     def full_scale_product_bits(self) -> int:

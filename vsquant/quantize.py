@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .calibration import _check_bits, calibrate_amax
-from .config import MAX_SCALE_BITS, MIN_SCALE_BITS
+from .config import MAX_SCALE_BITS, MIN_SCALE_BITS, qmax
 
 
 class ScaleRangeError(ValueError):
@@ -78,14 +78,6 @@ def check_static_scale(x: np.ndarray, scale: np.ndarray, what: str) -> None:
         if flushed:
             raise ValueError(f"{what} is 0 for rows that hold {flushed} non-zero values, which would all quantize "
                              "to 0; calibrate on data that covers them, or use a dynamic scale")
-
-
-def qmax(bits: int, unsigned: bool = False) -> int:
-    """Largest integer of the symmetric N-bit range: 2^(N-1)-1, or 2^N-1 unsigned (Eq. 1-2)."""
-    if not isinstance(bits, (int, np.integer)) or isinstance(bits, bool) or bits < (1 if unsigned else 2):
-        kind = "an unsigned" if unsigned else "a signed"
-        raise ValueError(f"bits must be an int >= {1 if unsigned else 2} for {kind} quantizer, got {bits!r}")
-    return (1 << bits) - 1 if unsigned else (1 << (bits - 1)) - 1
 
 
 def qmin(bits: int, unsigned: bool = False) -> int:
