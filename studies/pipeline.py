@@ -24,7 +24,7 @@ from mapping.lower import lower
 from mapping.network import NetworkRun, simulate_numerics, simulate_timing
 from tlm import baseline_config, datapath_config, load_hardware
 from vsquant import sqnr_db
-from workloads.models import get_workload
+from workloads.models import get_workload, workload_options
 
 SCHEMA_KEYS = ("workload", "arch", "hardware", "options", "totals", "accuracy", "layers", "ops")
 
@@ -158,9 +158,10 @@ def run_design_point(workload: str, arch: str, *, hw: str = "magnet16", seq: int
     hw_ref = iso_depth_hardware(base_hw, baseline)
     opts = {k: v for k, v in dict(seq=seq, batch=batch).items() if v is not None}
     name = f"checkpoint:{checkpoint}" if checkpoint else workload
-    if not checkpoint and workload.startswith(("bert-", "resnet", "gemm:", "conv:")):
+    takes = workload_options(name) or frozenset()
+    if "seed" in takes:
         opts.setdefault("seed", seed)   # the workloads with random weights or inputs take the seed
-    if timing_only and workload.startswith(("gemm:", "conv:")):
+    if timing_only and "tensors" in takes:
         opts["tensors"] = False         # shapes only: a timing run needs no operand data
     torch.manual_seed(seed)
     model, inputs, info = get_workload(name, **opts)

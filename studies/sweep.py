@@ -34,8 +34,8 @@ def table8_archs(unsigned_activations: bool = False) -> list[str]:
 
 def _workload(workload: str, seq: int | None):
     """``get_workload`` with the sequence length passed to the transformer workloads only."""
-    from workloads.models import get_workload
-    opts = {} if seq is None or not workload.startswith(("bert", "minilm", "mpnet")) else {"seq": seq}
+    from workloads.models import get_workload, workload_options
+    opts = {"seq": seq} if seq is not None and "seq" in (workload_options(workload) or ()) else {}
     return get_workload(workload, **opts)
 
 

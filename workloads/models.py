@@ -47,7 +47,8 @@ from .layers import LAYER_FORMS, check_numerics_memory, parse_layer
 __all__ = ["WORKLOADS", "get_workload", "bert", "minilm", "mpnet_base", "mobilenetv2", "resnet50", "resnet18", "ResNet",
            "BasicBlock", "Bottleneck", "load_sentences", "load_local_checkpoint_model", "checkpoint", "single_layer",
            "user_module",
-           "SENTENCES_PATH", "PARAPHRASES_PATH", "load_paraphrases", "UserCodeError"]
+           "SENTENCES_PATH", "PARAPHRASES_PATH", "load_paraphrases", "UserCodeError",
+           "workload_options", "LAYER_OPTIONS"]
 
 SENTENCES_PATH = pathlib.Path(__file__).parent / "data" / "sentences.txt"
 PARAPHRASES_PATH = pathlib.Path(__file__).parent / "data" / "paraphrases.tsv"
@@ -417,6 +418,24 @@ class UserCodeError(ValueError, TypeError):
     TypeError too, as a wrong return type is)."""
 
 
+#: the options of a single-layer workload (its shape, batch and sequence included, is in its name)
+LAYER_OPTIONS = frozenset({"seed", "tensors"})
+
+
+def workload_options(name: str) -> frozenset[str] | None:
+    """The keyword options workload ``name`` takes (None for a ``module:`` factory: whatever it declares),
+    read from the workload function's signature, so callers need no rules on names."""
+    if name in WORKLOADS:
+        fn = WORKLOADS[name]
+    elif name.startswith(("gemm:", "conv:")):
+        return LAYER_OPTIONS
+    elif name.startswith("checkpoint:"):
+        fn = checkpoint
+    else:
+        return None
+    return frozenset(p.name for p in inspect.signature(fn).parameters.values() if p.kind == p.KEYWORD_ONLY)
+
+
 def get_workload(name: str, **opts):
     """``(model, example_inputs, info)`` for a workload name (see the module docstring for the forms).
 
@@ -424,18 +443,17 @@ def get_workload(name: str, **opts):
     raise ValueError listing its options.
     """
     if name in WORKLOADS:
-        fn = WORKLOADS[name]
-        allowed = [p.name for p in inspect.signature(fn).parameters.values() if p.kind == p.KEYWORD_ONLY]
-        bad = sorted(set(opts) - set(allowed))
+        allowed = workload_options(name) or frozenset()
+        bad = sorted(set(opts) - allowed)
         if bad:
             raise ValueError(f"workload {name!r} has no option {', '.join(map(repr, bad))}; options: "
-                             f"{', '.join(allowed)}")
-        return fn(**opts)
+                             f"{', '.join(sorted(allowed))}")
+        return WORKLOADS[name](**opts)
     for prefix, fn in PREFIXED.items():
         if name.startswith(prefix):
             return fn(name[len(prefix):], **opts)
     if name.startswith(("gemm:", "conv:")):
-        bad = sorted(set(opts) - {"seed", "tensors"})
+        bad = sorted(set(opts) - LAYER_OPTIONS)
         if bad:
             raise ValueError(f"workload {name!r} takes no option {', '.join(map(repr, bad))} (only seed, tensors): "
                              "a single layer's shape, batch and sequence included, is in its name")
