@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 
-from vsquant import QuantConfig
+from vsquant import BASELINE, QuantConfig
 
 from .energy import COMPONENTS, FP_ACCUMULATOR_BITS, PE_COMPONENTS, adder_tree_levels
 from .technology import DESIGN, Technology
@@ -35,7 +35,7 @@ from .technology import DESIGN, Technology
 __all__ = ["area_breakdown_um2", "lane_datapath_um2", "lane_scale_um2", "iso_depth_hardware",
            "REFERENCE_CONFIG"]
 
-REFERENCE_CONFIG = "8/8/-/-"
+REFERENCE_CONFIG = BASELINE   # the buffers of a preset are the 8/8/-/- design's
 
 
 def _adder_tree_um2(tech: Technology, in_bits: int, V: int) -> float:

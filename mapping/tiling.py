@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 
 from tlm.transactions import GemmShape, GemmTile, Tiling
-from vsquant import QuantConfig
+from vsquant import BASELINE, QuantConfig
 
 
 def _ceil(a: int, b: int) -> int:
@@ -224,7 +224,7 @@ def timing_frame(cfg: QuantConfig, hw):
     every datapath of equal buffer depth (the iso-depth designs the paper compares,
     :func:`costmodels.iso_depth_hardware`), so a design point and its 8/8/-/- baseline price the same data
     flow and their energy ratio is the datapath's, not the mapper's."""
-    ref = QuantConfig.parse("8/8/-/-").with_(vector_size=hw.vector_size)
+    ref = QuantConfig.parse(BASELINE).with_(vector_size=hw.vector_size)
     V = hw.vector_size
     wv, av = V * cfg.weight_bits + cfg.weight_scale.storage_bits, V * cfg.act_bits + cfg.act_scale.storage_bits
     frame = hw.with_(name="mapping",

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
-from vsquant import QuantConfig, vector_mac
+from vsquant import BASELINE, QuantConfig, vector_mac
 from vsquant.quantize import num_vectors
 
 from .accumulation_collector import AccumulationCollector
@@ -28,8 +28,6 @@ from .pe import PE
 from .ppu import PPU
 from .transactions import LayerTask
 from .vector_mac_unit import PIPELINE_DEPTH
-
-BASELINE = "8/8/-/-"
 
 
 def datapath_config(arch, hw, *, scale_product=None) -> QuantConfig:

@@ -7,7 +7,7 @@ and Sec. 5 (:mod:`.vector_mac`), the PPU (:mod:`.ppu`) and reference layers (:mo
 Imports nothing of the rest of the project.
 """
 from .calibration import CALIBRATION_METHODS, calibrate_amax
-from .config import COARSE, QuantConfig, ScaleFormat, parse_config
+from .config import BASELINE, COARSE, QuantConfig, ScaleFormat, parse_config
 from .layers import GemmOperands, LayerResult, conv2d, linear, matmul, quantize_conv_weight
 from .ppu import ACTIVATIONS, apply_activation, post_process, quantize_activation, quantize_weight
 from .quantize import (
@@ -23,7 +23,7 @@ from .quantize import (
 from .vector_mac import AccumulatorOverflow, MacResult, gated_count, round_scale_product, vector_mac
 
 __all__ = [
-    "CALIBRATION_METHODS", "calibrate_amax", "COARSE", "QuantConfig", "ScaleFormat", "parse_config",
+    "BASELINE", "CALIBRATION_METHODS", "calibrate_amax", "COARSE", "QuantConfig", "ScaleFormat", "parse_config",
     "GemmOperands", "LayerResult", "conv2d", "linear", "matmul", "quantize_conv_weight", "ACTIVATIONS",
     "apply_activation",
     "post_process", "quantize_activation", "quantize_weight", "QuantizedTensor", "qmax",

@@ -29,6 +29,8 @@ MIN_SCALE_BITS, MAX_SCALE_BITS = 1, 16
 #: Vector sizes a datapath can have: V multipliers feed a binary adder tree of log2 V levels (Sec. 5), so V is a
 #: power of two; Table 4 of the paper spans 1..64, larger V up to 256 are allowed for studies.
 VECTOR_SIZES = tuple(1 << k for k in range(9))
+#: the per-channel 8-bit datapath every design point is normalized to (the paper's and MAGNet's baseline)
+BASELINE = "8/8/-/-"
 
 
 def check_vector_size(v) -> int:

@@ -72,7 +72,7 @@ import pandas as pd
 
 from costmodels.area import iso_depth_hardware
 from costmodels.evaluate import CostReport, evaluate, gating_hardware, normalized, plot_breakdown
-from vsquant import QuantConfig
+from vsquant import BASELINE, QuantConfig
 
 __all__ = ["RESNET50_LAYERS", "SENTENCES", "MOBILENET_BATCH", "FIG3_PAPER", "FIG4_PAPER", "CLAIMS", "BASELINE_PAPER",
            "resnet50_runs", "minilm_layer_data", "minilm_runs", "mobilenet_layer_data", "mobilenet_runs", "gated_runs",
@@ -121,7 +121,6 @@ CLAIMS = [
 #: Sec. 5: MAGNet's published 8-bit configuration in 16 nm.
 BASELINE_PAPER = {"fj_per_op": 69.0, "tops_per_mm2": 2.1, "tops_per_w": 14.5}
 
-BASELINE = "8/8/-/-"
 
 # -- workloads --------------------------------------------------------------------------------
 
