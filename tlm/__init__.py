@@ -1,7 +1,7 @@
 """vsqsim's transaction-level model: a SystemC TLM-2.0-style kernel on SimPy.
 
-Kernel (IEEE 1666-2011 TLM-2.0): the generic payload (§14), sockets with blocking
-transport (§11.1.1), the quantum keeper (§16.2) and a memory target.
+Kernel (IEEE 1666-2011 TLM-2.0, the subpackage :mod:`tlm.kernel`): the generic payload (§14), sockets with
+blocking transport (§11.1.1), the quantum keeper (§16.2) and a memory target.
 
 Hardware (paper Sec. 5, Fig. 2), one component per file: vector MAC units
 (``vector_mac_unit``), weight and activation buffers storing a scale beside every vector
@@ -16,10 +16,18 @@ from .accelerator import BASELINE, Accelerator, LayerRun, baseline_config, datap
 # -- hardware -------------------------------------------------------------------------
 from .actions import ActionCounts
 from .hardware import DEFAULT_PRESET, HardwareSpec, PESpec, list_presets, load_hardware
-from .memory import Memory, occupy
-from .payload import Command, Payload, ResponseStatus, TransportError
-from .quantum import QuantumKeeper
-from .sockets import BindingError, InitiatorSocket, TargetSocket
+from .kernel import (
+                     BindingError,
+                     Command,
+                     InitiatorSocket,
+                     Memory,
+                     Payload,
+                     QuantumKeeper,
+                     ResponseStatus,
+                     TargetSocket,
+                     TransportError,
+                     occupy,
+)
 from .transactions import GemmShape, GemmTile, LayerTask, Tiling
 
 __all__ = [

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from .actions import ActionCounts
-from .payload import Command, Payload, ResponseStatus
-from .sockets import TargetSocket
+from .kernel.payload import Command, Payload, ResponseStatus
+from .kernel.sockets import TargetSocket
 
 
 class VectorBuffer:

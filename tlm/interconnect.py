@@ -13,8 +13,8 @@ from __future__ import annotations
 import simpy
 
 from .actions import ActionCounts
-from .payload import Command, Payload, ResponseStatus
-from .sockets import TargetSocket
+from .kernel.payload import Command, Payload, ResponseStatus
+from .kernel.sockets import TargetSocket
 
 
 def _cycles(bits: float, per_cycle: float) -> int:
@@ -49,7 +49,7 @@ class BandwidthPort:
         if delay:
             yield env.timeout(delay)          # sync: queue at the true simulated time
         t0 = env.now
-        with self.resource.request() as req:  # the contention idiom of tlm.memory.occupy, inlined
+        with self.resource.request() as req:  # the contention idiom of tlm.kernel.memory.occupy, inlined
             yield req
             yield env.timeout(occ)
         if stages is not None:

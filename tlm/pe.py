@@ -20,9 +20,9 @@ from vsquant.vector_mac import scaled_operand
 
 from .accumulation_collector import AccumulationCollector
 from .buffers import ActivationBuffer, WeightBuffer
-from .payload import Command, Payload
+from .kernel.payload import Command, Payload
+from .kernel.sockets import InitiatorSocket
 from .ppu import PPU
-from .sockets import InitiatorSocket
 from .vector_mac_unit import PIPELINE_DEPTH, VectorMACUnits
 
 PPU_OUTPUT_BURST_BITS = 4 * 8192  # the PPU's output staging buffer (4 KB): a modelling choice

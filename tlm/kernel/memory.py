@@ -44,7 +44,7 @@ def occupy(
 class Memory:
     """A word-addressed memory owning a NumPy array (a TLM-2.0 target, §11.1.1).
 
-    Addresses and lengths count elements of ``array`` (see :mod:`tlm.payload`); the
+    Addresses and lengths count elements of ``array`` (see :mod:`tlm.kernel.payload`); the
     memory answers ``base_address <= address`` and ``address + length <= base_address
     + size``. The array is ``data`` (copied, flattened; its dtype unless ``dtype`` is
     given) or ``size`` zeros of ``dtype`` (float64 by default).
