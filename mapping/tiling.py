@@ -45,9 +45,9 @@ def pe_cycles(shape: GemmShape, pm: int, pn: int, hw, V: int) -> int:
 
 
 def _pe_tiling(shape: GemmShape, cfg: QuantConfig, hw, pm: int, pn: int):
-    """The best tile sizes inside a PE for a pm x pn split: (Tiling, (compute, traffic, tiles), first weight
-    tile bits). Among the tile sizes that fit the buffers and the collector, the fewest compute cycles (lane
-    padding), then the least NoC traffic, then the fewest tiles."""
+    """The best tile sizes inside a PE for a pm x pn split: ((compute, traffic, tiles), Tiling, (weight bits,
+    activation bits) the busiest PE loads). Among the tile sizes that fit the buffers and the collector, the
+    fewest compute cycles (lane padding), then the least NoC traffic, then the fewest tiles."""
     V = hw.vector_size
     rows = _ceil(shape.M, pm)
     n0, n1 = _splits(shape.N, pn, V)[0]
@@ -56,8 +56,7 @@ def _pe_tiling(shape: GemmShape, cfg: QuantConfig, hw, pm: int, pn: int):
     w_cap = hw.weight_buffer_vectors(cfg.weight_bits, cfg.weight_scale.storage_bits) // 2
     a_cap = hw.activation_buffer_vectors(cfg.act_bits, cfg.act_scale.storage_bits) // 2
     acc_cap = hw.pe.accumulation_collector_entries
-    wv_bits = V * cfg.weight_bits + cfg.weight_scale.storage_bits
-    av_bits = V * cfg.act_bits + cfg.act_scale.storage_bits
+    wv_bits, av_bits = cfg.weight_vector_bits, cfg.act_vector_bits
     if w_cap < 1 or a_cap < 1:
         pe = hw.pe
         raise ValueError(
@@ -65,40 +64,23 @@ def _pe_tiling(shape: GemmShape, cfg: QuantConfig, hw, pm: int, pn: int):
             f"each, a weight vector is {wv_bits} bits and an activation vector {av_bits} bits (V={V}), but "
             f"weight_buffer_bits={pe.weight_buffer_bits} and activation_buffer_bits={pe.activation_buffer_bits}")
     lanes = hw.pe.lanes
-    best = None
-    # candidate output-channel tiles: whole vectors of V (or all of a narrow layer's channels)
-    cands = sorted({min(cols, n) for n in range(V, cols + V, V)} | {cols})
-    for n_tile in cands:
-        if n_tile > acc_cap:
-            break
-        if n_tile > w_cap:
-            continue
+
+    def option(n_tile: int):
         j_tile = max(1, min(J, w_cap // n_tile))
         m_tile = max(1, min(rows, acc_cap // n_tile, a_cap // j_tile))
         resident = j_tile == J
-        m_tiles = _ceil(rows, m_tile)
-        n_tiles = _ceil(cols, n_tile)
-        w_loads = cols * J * (1 if resident else m_tiles)
-        a_loads = rows * J * n_tiles
-        traffic = w_loads * wv_bits + a_loads * av_bits
-        compute = rows * J * n_tiles * _ceil(n_tile, lanes)
-        tiles = m_tiles * n_tiles * _ceil(J, j_tile)
-        key = (compute, traffic, tiles)
-        if best is None or key < best[0]:
-            best = (key, Tiling(pm, pn, m_tile, n_tile, j_tile, resident), n_tile * j_tile * wv_bits,
-                    (w_loads * wv_bits, a_loads * av_bits))
-    if best is None:   # the collector holds fewer outputs than a vector of channels: narrow tiles
-        n_tile = max(1, min(cols, w_cap, acc_cap))
-        j_tile = max(1, min(J, w_cap // n_tile))
-        m_tile = max(1, min(rows, acc_cap // n_tile, a_cap // j_tile))
-        compute = rows * J * _ceil(cols, n_tile) * _ceil(n_tile, lanes)
-        m_tiles = _ceil(rows, m_tile)
-        w_loads = cols * J * (1 if j_tile == J else m_tiles)
-        a_loads = rows * J * _ceil(cols, n_tile)
-        best = ((compute, w_loads * wv_bits + a_loads * av_bits, 0),
-                Tiling(pm, pn, m_tile, n_tile, j_tile, j_tile == J),
-                n_tile * j_tile * wv_bits, (w_loads * wv_bits, a_loads * av_bits))
-    return best
+        m_tiles, n_tiles = _ceil(rows, m_tile), _ceil(cols, n_tile)
+        w_bits = cols * J * (1 if resident else m_tiles) * wv_bits
+        a_bits = rows * J * n_tiles * av_bits
+        key = (rows * J * n_tiles * _ceil(n_tile, lanes), w_bits + a_bits, m_tiles * n_tiles * _ceil(J, j_tile))
+        return key, Tiling(pm, pn, m_tile, n_tile, j_tile, resident), (w_bits, a_bits)
+
+    # candidate output-channel tiles: whole vectors of V (or all of a narrow layer's channels) that fit
+    cands = sorted({min(cols, n) for n in range(V, cols + V, V)} | {cols})
+    fits = [option(n) for n in cands if n <= min(acc_cap, w_cap)]
+    if not fits:   # the collector holds fewer outputs than a vector of channels: narrow tiles
+        return option(max(1, min(cols, w_cap, acc_cap)))
+    return min(fits, key=lambda o: o[0])
 
 
 def _estimate(shape: GemmShape, cfg: QuantConfig, hw, tiling: Tiling, compute: int,
@@ -112,8 +94,7 @@ def _estimate(shape: GemmShape, cfg: QuantConfig, hw, tiling: Tiling, compute: i
     from tlm.vector_mac_unit import PIPELINE_DEPTH
     V = hw.vector_size
     pm, pn = tiling.pm, tiling.pn
-    wv = V * cfg.weight_bits + cfg.weight_scale.storage_bits
-    av = V * cfg.act_bits + cfg.act_scale.storage_bits
+    wv, av = cfg.weight_vector_bits, cfg.act_vector_bits
     J = shape.vectors(V)
     w_bits, a_bits = shape.N * J * wv, shape.M * J * av
     acts_in_dram = a_bits > hw.global_buffer_bits
@@ -159,8 +140,7 @@ def _lower_bound(shape: GemmShape, cfg: QuantConfig, hw, tiling: Tiling, compute
     from tlm.vector_mac_unit import PIPELINE_DEPTH
     V = hw.vector_size
     pe = hw.pe
-    wv = V * cfg.weight_bits + cfg.weight_scale.storage_bits
-    av = V * cfg.act_bits + cfg.act_scale.storage_bits
+    wv, av = cfg.weight_vector_bits, cfg.act_vector_bits
     J = shape.vectors(V)
     w_bits, a_bits = shape.N * J * wv, shape.M * J * av
     acts_in_dram = a_bits > hw.global_buffer_bits
@@ -211,9 +191,9 @@ def choose_tiling(shape: GemmShape, cfg: QuantConfig, hw) -> Tiling:
         raise ValueError(
             f"GEMM {shape.M}x{shape.K}x{shape.N} (M x K x N, {shape.M * shape.K * shape.N / 1e9:,.0f} GMAC) needs "
             f"about {tiles:,} tile transactions on {hw.name}{'' if str(cfg) in hw.name else f' at {cfg}'}, and "
-            f"the TLM simulates each one (some "
-            f"10^4 a second): more than the {MAX_TILE_TRANSACTIONS:,} it takes per GEMM. Simulate a smaller layer "
-            "(the cycles of a GEMM grow about linearly in M and N) or hardware with larger buffers")
+            f"the TLM simulates each one (some 10^4 a second): more than the {MAX_TILE_TRANSACTIONS:,} it takes per "
+            "GEMM. Simulate a smaller layer (the cycles of a GEMM grow about linearly in M and N) or hardware "
+            "with larger buffers")
     ref, frame = timing_frame(cfg, hw)
     return _choose(shape, ref, frame)[-1]
 
@@ -226,7 +206,7 @@ def timing_frame(cfg: QuantConfig, hw):
     flow and their energy ratio is the datapath's, not the mapper's."""
     ref = QuantConfig.parse(BASELINE).with_(vector_size=hw.vector_size)
     V = hw.vector_size
-    wv, av = V * cfg.weight_bits + cfg.weight_scale.storage_bits, V * cfg.act_bits + cfg.act_scale.storage_bits
+    wv, av = cfg.weight_vector_bits, cfg.act_vector_bits
     frame = hw.with_(name="mapping",
                      weight_buffer_bits=hw.pe.weight_buffer_bits // wv * (8 * V),
                      activation_buffer_bits=hw.pe.activation_buffer_bits // av * (8 * V),
@@ -244,14 +224,12 @@ def _choose(shape: GemmShape, cfg: QuantConfig, hw) -> tuple:
             if (pm, pn) in seen:
                 continue
             seen.add((pm, pn))
-            (compute, traffic, tiles), tiling, _, pe_bits = _pe_tiling(shape, cfg, hw, pm, pn)
+            (compute, traffic, tiles), tiling, pe_bits = _pe_tiling(shape, cfg, hw, pm, pn)
             cands.append((_estimate(shape, cfg, hw, tiling, compute, pe_bits), pm * pn, traffic, tiles, -pn,
                           _lower_bound(shape, cfg, hw, tiling, compute), tiling))
     cands.sort(key=lambda c: c[:5])
-    best = None
-    if P > 1:   # what half the array (rounded down to a power of two) runs: never worse than that
-        smaller = _choose(shape, cfg, hw.with_(num_pes=1 << ((P - 1).bit_length() - 1)))
-        best = smaller
+    # what half the array (rounded down to a power of two) runs: never worse than that
+    best = _choose(shape, cfg, hw.with_(num_pes=1 << ((P - 1).bit_length() - 1))) if P > 1 else None
     # the split that uses the whole array with the fewest compute cycles (an exact cut, if one exists) is
     # always simulated: it is often the fastest where the estimate misjudges queueing
     whole = [c for c in cands if c[1] == P]

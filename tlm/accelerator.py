@@ -146,9 +146,7 @@ class Accelerator:
         env = simpy.Environment()
         actions = ActionCounts()
         mem = MemorySystem(env, hw, actions)
-        input_bits = sum(s.M * num_vectors(s.K, hw.vector_size) * (hw.vector_size * cfg.act_bits
-                                                                       + cfg.act_scale.storage_bits)
-                         for s in task.shapes)
+        input_bits = sum(s.M * num_vectors(s.K, hw.vector_size) * cfg.act_vector_bits for s in task.shapes)
         mem.reset_layer(input_bits, task.operands)
         pes = []
         for i, tiles in enumerate(task.schedule):

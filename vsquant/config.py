@@ -235,6 +235,16 @@ class QuantConfig:
         return "fp" in (self.weight_scale.kind, self.act_scale.kind)
 
     @property
+    def weight_vector_bits(self) -> int:
+        """Bits a stored weight vector takes with its per-vector scale: V*N + M (Sec. 4, overhead M/(V*N))."""
+        return self.vector_size * self.weight_bits + self.weight_scale.storage_bits
+
+    @property
+    def act_vector_bits(self) -> int:
+        """Bits a stored activation vector takes with its per-vector scale: V*A + M."""
+        return self.vector_size * self.act_bits + self.act_scale.storage_bits
+
+    @property
     def act_qmax(self) -> int:
         return qmax(self.act_bits, self.act_unsigned)
 
