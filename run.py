@@ -150,12 +150,11 @@ def main(argv=None) -> int:
                disable=None, mininterval=0.5)
 
     quiet_bar = bar.disable                     # not a terminal: one line per stage instead of a bar
-    t_stage = time.perf_counter()
+    t_start = time.perf_counter()
 
     def progress(stage):
-        nonlocal t_stage
         if quiet_bar:
-            print(f"vsqsim: {stage} ({time.perf_counter() - t_stage:.1f} s so far)", file=sys.stderr, flush=True)
+            print(f"vsqsim: {stage} ({time.perf_counter() - t_start:.1f} s so far)", file=sys.stderr, flush=True)
         bar.set_description(f"vsqsim: {stage}")
         bar.update(1)
 

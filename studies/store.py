@@ -127,10 +127,14 @@ class ResultStore:
                 "SELECT key, point, result, digest FROM results WHERE digest IS NOT NULL ORDER BY created, rowid"):
             p = json.loads(point)
             if self.key(p) == key:
-                if _digest(key, point, result) != digest:
-                    raise StoreError(f"results store {self.path}: a row fails its checksum (damaged since it was "
-                                     "opened); move the file away or delete it")
+                self._check_row(key, point, result, digest)
                 yield p, json.loads(result)
+
+    def _check_row(self, key: str, point: str, result: str, digest: str) -> None:
+        """A row read after the store was opened (and verified) must still match its checksum."""
+        if _digest(key, point, result) != digest:
+            raise StoreError(f"results store {self.path}: the row of {point} fails its checksum (damaged since it "
+                             "was opened); move the file away or delete it")
 
     def get(self, point: dict) -> dict | None:
         key = self.key(point)
@@ -138,9 +142,7 @@ class ResultStore:
                                (key,)).fetchone()
         if row is None:
             return None
-        if _digest(key, row[0], row[1]) != row[2]:
-            raise StoreError(f"results store {self.path}: the row of {row[0]} fails its checksum; move the file "
-                             "away or delete it")
+        self._check_row(key, *row)
         return json.loads(row[1])
 
     def put(self, point: dict, result: dict, seconds: float | None = None) -> None:
