@@ -10,23 +10,21 @@ Hardware (paper Sec. 5, Fig. 2), one component per file: vector MAC units
 (``hardware``, ``presets/*.yaml``), tiles and layer tasks (``transactions``), action counts.
 """
 
-# -- kernel ---------------------------------------------------------------------------
+# the kernel (tlm.kernel), then the hardware built on it
 from .accelerator import BASELINE, Accelerator, LayerRun, baseline_config, datapath_config
-
-# -- hardware -------------------------------------------------------------------------
 from .actions import ActionCounts
 from .hardware import DEFAULT_PRESET, HardwareSpec, PESpec, list_presets, load_hardware
 from .kernel import (
-                     BindingError,
-                     Command,
-                     InitiatorSocket,
-                     Memory,
-                     Payload,
-                     QuantumKeeper,
-                     ResponseStatus,
-                     TargetSocket,
-                     TransportError,
-                     occupy,
+    BindingError,
+    Command,
+    InitiatorSocket,
+    Memory,
+    Payload,
+    QuantumKeeper,
+    ResponseStatus,
+    TargetSocket,
+    TransportError,
+    occupy,
 )
 from .transactions import GemmShape, GemmTile, LayerTask, Tiling
 

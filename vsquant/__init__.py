@@ -11,14 +11,14 @@ from .config import BASELINE, COARSE, QuantConfig, ScaleFormat, parse_config
 from .layers import GemmOperands, LayerResult, conv2d, linear, matmul, quantize_conv_weight
 from .ppu import ACTIVATIONS, apply_activation, post_process, quantize_activation, quantize_weight
 from .quantize import (
-                       QuantizedTensor,
-                       qmax,
-                       quantize_per_channel,
-                       quantize_per_tensor,
-                       quantize_per_vector,
-                       quantize_two_level,
-                       quantize_with_scale,
-                       sqnr_db,
+    QuantizedTensor,
+    qmax,
+    quantize_per_channel,
+    quantize_per_tensor,
+    quantize_per_vector,
+    quantize_two_level,
+    quantize_with_scale,
+    sqnr_db,
 )
 from .vector_mac import AccumulatorOverflow, MacResult, gated_count, round_scale_product, vector_mac
 
