@@ -1,8 +1,8 @@
 """Benchmark: the accuracy path of sweeps, the fake-quant backend against the bit-exact reference.
 
 For a workload's captured graph, times one forward with every MAC layer on
-``studies.fakequant.fakequant_backend`` (what ``studies.sweep.point_accuracy`` uses) and on
-``mapping.interpret.reference_backend`` (the ``vsquant`` golden model), checks that the outputs are
+``mapping.backends.fakequant_backend`` (what ``studies.sweep.point_accuracy`` uses) and on
+``mapping.backends.reference_backend`` (the ``vsquant`` golden model), checks that the outputs are
 identical, and prints medians and their ratio. Target: the fake-quant path is faster than the
 reference (it exists to make accuracy sweeps cheap) and equal to it bit for bit.
 
@@ -24,8 +24,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import torch
 
-    from mapping.interpret import QuantInterpreter, reference_backend
-    from studies.fakequant import fakequant_backend
+    from mapping.backends import fakequant_backend, reference_backend
+    from mapping.interpret import QuantInterpreter
     from studies.sweep import _float_model
     cap, _, info = _float_model(args.workload, args.seq)
     print(f"{info.get('name', args.workload)} (seq {args.seq}): one forward, median of {args.repeat}")

@@ -40,9 +40,9 @@ def timing_only(name, arch, hw, **kw):
 
 
 def numerics_vs_fp32(arch, hw, seq):
+    from mapping.backends import tlm_backend
     from mapping.capture import capture
     from mapping.interpret import QuantInterpreter
-    from mapping.network import tlm_backend
     from workloads.models import get_workload
     model, inputs, _ = get_workload("bert-base", seq=seq)
     m32 = model.float()
@@ -67,8 +67,8 @@ def peak_memory_child(arch, seq):
     code = f"""
 import resource, torch
 from mapping.capture import capture
+from mapping.backends import tlm_backend
 from mapping.interpret import QuantInterpreter
-from mapping.network import tlm_backend
 from tlm import load_hardware
 from workloads.models import get_workload
 model, inputs, _ = get_workload("bert-base", seq={seq})

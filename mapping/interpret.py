@@ -7,19 +7,10 @@ elementwise ops, host ops, layout) runs in float64 PyTorch on the host. This is 
 accuracy answer of DESIGN.md's data flow ("workloads metric -> accuracy vs the fp32 model") is
 measured with the quantization arithmetic really executed.
 
-Backend contract: ``backend(layer: MacLayer, args: dict) -> torch.Tensor`` (a NumPy array is
-accepted too) with the layer's float output in the op's own layout. ``args`` holds NumPy
-float64 arrays:
-
-- ``linear``:  ``input`` (..., K), ``weight`` (N, K), ``bias`` (N,) or None;
-- ``conv2d``:  ``input`` (B, C, H, W), ``weight`` (Cout, C/groups, R, S), ``bias``, and the ints
-  ``stride``, ``padding``, ``dilation`` (pairs) and ``groups``;
-- ``matmul``:  ``a`` (..., M, K) and ``b`` (..., K, N), both activations.
-
-Backends: :func:`float_backend` (float64 PyTorch, reproduces the model) and
-:func:`reference_backend` (the ``vsquant`` reference layers: the golden model of the
-quantized datapath, output = the PPU's float output; the next MAC layer quantizes its input
-again, as the PPU's dynamic per-vector requantization does).
+The backends (float, the ``vsquant`` reference, the fake-quant twin, the TLM) and their protocol, one
+dispatch on the layer kind, are in :mod:`mapping.backends`; the interpreter gathers each MAC node's
+operands as NumPy float64 (the ``args`` that module describes) and puts the backend's output back in
+the graph.
 
 An ``addmm``/``baddbmm`` adds ``beta * input`` to the backend's product on the host (as the PPU's
 bias); a fused ``scaled_dot_product_attention`` calls the backend twice (QK^T and AV) with the
@@ -31,99 +22,16 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from vsquant import QuantConfig
-from vsquant import layers as vsq
-
+from .backends import Backend, float_backend, weight_key
 from .capture import CapturedGraph
 from .lower import LoweredModel, MacLayer, lower
 
-__all__ = ["QuantInterpreter", "attention", "float_backend", "reference_backend", "unsigned_policy"]
-
-
-def _t(a) -> torch.Tensor | None:
-    return None if a is None else torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))
+__all__ = ["QuantInterpreter", "attention"]
 
 
 def _np(t) -> np.ndarray | None:
     return None if t is None else t.detach().to("cpu", torch.float64).numpy()
-
-
-def float_backend(layer: MacLayer, args: dict) -> torch.Tensor:
-    """Plain float64 math (the same PyTorch ops the model calls): the unquantized reference."""
-    if layer.kind == "linear":
-        return F.linear(_t(args["input"]), _t(args["weight"]), _t(args.get("bias")))
-    if layer.kind == "conv2d":
-        return F.conv2d(_t(args["input"]), _t(args["weight"]), _t(args.get("bias")), args["stride"], args["padding"],
-                        args["dilation"], args["groups"])
-    return torch.matmul(_t(args["a"]), _t(args["b"]))
-
-
-def unsigned_policy(cfg: QuantConfig, x) -> bool:
-    """Unsigned activations (``4U``) only for non-negative inputs (after ReLU, softmax); else signed.
-    ``x``: a NumPy array or a torch tensor (the fake-quant path uses the same policy)."""
-    return bool(cfg.act_unsigned and math.prod(x.shape) and x.min() >= 0)
-
-
-class WeightCache:
-    """Quantized weights by tensor identity: weights are quantized once, offline (paper Sec. 4.3).
-
-    Keyed by the parameter's storage, version counter and shape, so an in-place update (an
-    optimizer step while fine-tuning) makes a new entry instead of reusing a stale one.
-    """
-
-    def __init__(self, cfg: QuantConfig):
-        self.cfg = cfg
-        self._q: dict = {}
-
-    def get(self, layer: MacLayer, args: dict):
-        key = args.get("weight_key")
-        if key is not None and key in self._q:
-            return self._q[key]
-        w = args["weight"]
-        q = vsq.quantize_conv_weight(w, self.cfg) if layer.kind == "conv2d" else vsq.quantize_weight(w, self.cfg)
-        if key is not None:
-            self._q[key] = q
-        return q
-
-
-def _weight_key(w, transpose: bool = False):
-    if not isinstance(w, torch.Tensor):
-        return None
-    return (w.untyped_storage().data_ptr(), w.storage_offset(), w._version, tuple(w.shape), transpose)
-
-
-def reference_backend(cfg: QuantConfig | str):
-    """A backend running every MAC layer through the ``vsquant`` reference (Eq. 1-7, Sec. 5).
-
-    linear -> :func:`vsquant.layers.linear`, conv2d -> :func:`vsquant.layers.conv2d`, matmul
-    (QK^T, AV) -> :func:`vsquant.layers.matmul`; returns ``LayerResult.output``, the PPU's float
-    output. Weights are quantized per output channel/vector, activations dynamically; with
-    unsigned activations (``4U``) an input with negative values is quantized as signed.
-    """
-    cfg = QuantConfig.parse(cfg)
-    weights = WeightCache(cfg)
-
-    def backend(layer: MacLayer, args: dict) -> torch.Tensor:
-        if layer.kind == "linear":
-            x = args["input"]
-            r = vsq.linear(x, weights.get(layer, args), args.get("bias"), cfg, unsigned_input=unsigned_policy(cfg, x),
-                           requantize_output=False)
-        elif layer.kind == "conv2d":
-            x = args["input"]
-            r = vsq.conv2d(x, args["weight"], args.get("bias"), cfg, args["stride"], args["padding"], args["dilation"],
-                           args["groups"], unsigned_input=unsigned_policy(cfg, x), requantize_output=False,
-                           weight_q=weights.get(layer, args))
-        else:
-            a, b = args["a"], args["b"]
-            r = vsq.matmul(a, b, cfg, a_unsigned=unsigned_policy(cfg, a), b_unsigned=unsigned_policy(cfg, b),
-                           requantize_output=False)
-        return torch.from_numpy(np.asarray(r.output, np.float64))
-
-    backend.cfg = cfg
-    backend.__name__ = backend.__qualname__ = f"reference_backend({cfg})"
-    return backend
 
 
 def _get(args, kwargs, i: int, name: str, default=None):
@@ -131,18 +39,18 @@ def _get(args, kwargs, i: int, name: str, default=None):
 
 
 class QuantInterpreter(torch.fx.Interpreter):
-    """Runs a captured graph in float64 with its MAC layers on ``backend``.
+    """Runs a captured graph in float64 with its MAC layers on ``backend`` (a :class:`mapping.backends.Backend`).
 
     The graph is re-captured from a float64 copy of the model if it is not float64 already
     (:meth:`CapturedGraph.to_float64`; the user's model is untouched). After a run,
     ``layer_outputs[name]`` holds every MAC layer's backend output, so two runs (e.g. float and
-    ``reference_backend("4/8/4/-")``) compare layer by layer.
+    ``reference_backend("4/8/4/-")`` of :mod:`mapping.backends`) compare layer by layer.
 
     >>> interp = QuantInterpreter(capture(model, inputs), reference_backend("8/8/-/-"))
     >>> out = interp.forward()            # the captured example inputs; or interp.forward(other_inputs)
     """
 
-    def __init__(self, captured: CapturedGraph, backend=float_backend, *, on_unknown: str = "error"):
+    def __init__(self, captured: CapturedGraph, backend: Backend = float_backend, *, on_unknown: str = "error"):
         self.captured = captured.to_float64()
         super().__init__(self.captured.gm)
         self.backend = backend
@@ -186,7 +94,7 @@ class QuantInterpreter(torch.fx.Interpreter):
             else:
                 w, b = _get(args, kwargs, 1, "weight"), _get(args, kwargs, 2, "bias")
             ops = dict(input=_np(args[0] if args else kwargs["input"]), weight=_np(w), bias=_np(b),
-                       weight_key=_weight_key(w))
+                       weight_key=weight_key(w))
             if layer.kind == "conv2d":
                 ops.update(stride=layer.stride, padding=layer.padding, dilation=layer.dilation, groups=layer.groups)
             return self._call(layer, ops)
@@ -195,7 +103,7 @@ class QuantInterpreter(torch.fx.Interpreter):
                                  if k in kwargs]
         a, b = operands[first:first + 2]
         if layer.kind == "linear":   # a @ W with W a parameter: the weight is W^T (N, K)
-            y = self._call(layer, dict(input=_np(a), weight=_np(b).T, bias=None, weight_key=_weight_key(b, True)))
+            y = self._call(layer, dict(input=_np(a), weight=_np(b).T, bias=None, weight_key=weight_key(b, True)))
         else:
             y = self._call(layer, dict(a=_np(a), b=_np(b)))
         if first:   # the bias add of addmm/baddbmm, on the host (the PPU's bias)

@@ -8,25 +8,24 @@ sum of the layers' cycles).
   on the same hardware and datapath simulate identically, so each distinct layer is simulated
   once and reused (BERT's twelve encoder layers are one simulation per distinct GEMM).
 - :func:`simulate_numerics`: the captured graph runs in :class:`~mapping.interpret.QuantInterpreter`
-  with every MAC layer on the TLM (:func:`tlm_backend`), real quantized tensors in every
+  with every MAC layer on the TLM (:func:`mapping.backends.tlm_backend`), real quantized tensors in every
   transaction; non-MAC ops run on the host in float64.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
-import torch
 
 from tlm.accelerator import Accelerator, LayerRun
 from tlm.actions import ActionCounts
 from tlm.transactions import GemmShape
 from vsquant import QuantConfig
 
+from .backends import tlm_backend
 from .capture import CapturedGraph
-from .interpret import QuantInterpreter, WeightCache, unsigned_policy
-from .layers import conv2d_task, layer_task, linear_task, matmul_task
+from .interpret import QuantInterpreter
+from .layers import layer_task
 from .lower import LoweredModel, MacLayer
 
 
@@ -100,41 +99,6 @@ def simulate_timing(lowered: LoweredModel, cfg: QuantConfig | str, hw, *, progre
         if progress:
             progress(i + 1, len(lowered.layers))
     return NetworkRun(cfg, hw, out, lowered=lowered)
-
-
-def tlm_backend(cfg: QuantConfig | str, hw, record: list | None = None):
-    """An interpreter backend that runs each MAC layer on the TLM with its real tensors.
-
-    The operand policy is the reference backend's (unsigned activations only for non-negative
-    inputs), so the two backends compute the same integers. ``record`` collects
-    ``(MacLayer, LayerRun)`` pairs in execution order.
-    """
-    cfg = QuantConfig.parse(cfg)
-    acc = Accelerator(hw, cfg)
-    weights = WeightCache(cfg)
-
-    def backend(layer: MacLayer, args: dict) -> torch.Tensor:
-        if layer.kind == "linear":
-            x = args["input"]
-            task = linear_task(x, weights.get(layer, args), args.get("bias"), cfg, hw, name=layer.name,
-                               unsigned_input=unsigned_policy(cfg, x))
-        elif layer.kind == "conv2d":
-            x = args["input"]
-            task = conv2d_task(x, args["weight"], args.get("bias"), cfg, hw, args["stride"], args["padding"],
-                               args["dilation"], args["groups"], name=layer.name,
-                               unsigned_input=unsigned_policy(cfg, x),
-                               weight_q=weights.get(layer, args))
-        else:
-            a, b = args["a"], args["b"]
-            task = matmul_task(a, b, cfg, hw, a_unsigned=unsigned_policy(cfg, a), b_unsigned=unsigned_policy(cfg, b),
-                               name=layer.name)
-        run = acc.run_layer(task)
-        if record is not None:
-            record.append((layer, run))
-        return torch.from_numpy(np.asarray(run.output, np.float64))
-
-    backend.cfg = cfg
-    return backend
 
 
 def simulate_numerics(captured: CapturedGraph, cfg: QuantConfig | str, hw, *, inputs=None,

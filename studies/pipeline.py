@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 from costmodels import evaluate, iso_depth_hardware, normalized
+from mapping.backends import float_backend
 from mapping.capture import capture, export_graph
-from mapping.interpret import QuantInterpreter, float_backend
+from mapping.interpret import QuantInterpreter
 from mapping.lower import lower
 from mapping.network import NetworkRun, simulate_numerics, simulate_timing
 from tlm import baseline_config, datapath_config, load_hardware

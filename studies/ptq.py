@@ -1,6 +1,6 @@
 """Post-training quantization accuracy of real trained models, as the VS-Quant paper's Tables 2-7.
 
-Every MAC layer runs through a bit-exact datapath backend of :class:`mapping.interpret.QuantInterpreter`
+Every MAC layer runs through a bit-exact datapath backend (:mod:`mapping.backends`)
 (the fake-quant path where it applies, static calibration included, else the ``vsquant`` reference);
 everything else runs in float64 on the host. Four real models:
 
@@ -54,8 +54,6 @@ import torch
 
 import vsquant
 from vsquant import QuantConfig
-
-from . import fakequant as fq
 
 __all__ = [
     "CALIBRATIONS",
@@ -270,16 +268,11 @@ def _as_workload(workload) -> PTQWorkload:
 
 def record_inputs(captured) -> dict:
     """Run ``captured`` in float64 and return every MAC layer's inputs: {layer name: {"input"} or {"a","b"}}."""
-    from mapping.interpret import QuantInterpreter, float_backend
-    seen: dict = {}
-
-    def backend(layer, args):
-        seen[layer.name] = ({"input": args["input"]} if layer.kind in ("linear", "conv2d")
-                            else {"a": args["a"], "b": args["b"]})
-        return float_backend(layer, args)
-
-    QuantInterpreter(captured, backend).forward()
-    return seen
+    from mapping.backends import RecordingBackend
+    from mapping.interpret import QuantInterpreter
+    recorder = RecordingBackend()
+    QuantInterpreter(captured, recorder).forward()
+    return recorder.inputs
 
 
 def _subsample(x: np.ndarray, n: int = MSE_SAMPLE) -> np.ndarray:
@@ -311,7 +304,8 @@ def _calib_min(w: PTQWorkload, layer: str, operand: str) -> float:
 
 def calibrated_backend(workload, cfg: QuantConfig | str, method: str = "max"):
     """Per-channel weights and per-tensor *static* activations, both calibrated with ``method``, on the
-    fake-quant datapath (:mod:`studies.fakequant`, equal to ``vsquant.layers`` with ``act_amax``).
+    fake-quant datapath (:class:`mapping.backends.FakeQuantBackend`, equal to ``vsquant.layers`` with
+    ``act_amax``).
 
     ``method`` is a key of :data:`CALIBRATIONS`. Weights: per output channel alpha from
     ``vsquant.calibrate_amax`` on the unpadded weight (entropy with :data:`WEIGHT_ENTROPY_BINS` bins).
@@ -319,6 +313,7 @@ def calibrated_backend(workload, cfg: QuantConfig | str, method: str = "max"):
     from the float inputs recorded on the workload's calibration set. A layer's activations are
     unsigned (``NU`` in ``cfg``) only if its calibration and evaluation inputs are both non-negative.
     """
+    from mapping.backends import FakeQuantBackend
     w = _as_workload(workload)
     cfg = QuantConfig.parse(cfg)
     if not cfg.is_baseline:
@@ -327,48 +322,26 @@ def calibrated_backend(workload, cfg: QuantConfig | str, method: str = "max"):
         raise ValueError(f"unknown calibration {method!r}; known: {', '.join(CALIBRATIONS)}")
     vmethod, pct = CALIBRATIONS[method]
     kw = {"percentile": pct} if pct is not None else {}
-    wcache: dict = {}
 
-    def weight_q(layer, args):
+    def weight_amax(layer, args):
         key = args.get("weight_key")
-        if key is not None and key in wcache:
-            return wcache[key]
-        wt = args["weight"]
         akey = ("weight", key, method, cfg.weight_bits)
         amax = w._act_stats.get(akey) if key is not None else None
         if amax is None:
+            wt = args["weight"]
             extra = {"num_bins": WEIGHT_ENTROPY_BINS} if vmethod == "entropy" else {}
             amax = vsquant.calibrate_amax(wt.reshape(wt.shape[0], -1), vmethod, bits=cfg.weight_bits, channel_axis=0,
                                           **kw, **extra)
             if key is not None:
                 w._act_stats[akey] = amax
-        wt = torch.from_numpy(wt)
-        q = fq.quantized_conv_weight(wt, cfg, amax) if layer.kind == "conv2d" else fq.quantized_weight(wt, cfg, amax)
-        if key is not None:
-            wcache[key] = q
-        return q
+        return amax
 
-    def act(layer, operand, x):
+    def act_calibration(layer, operand, x):
         unsigned = bool(cfg.act_unsigned and x.size and x.min() >= 0 and _calib_min(w, layer.name, operand) >= 0)
         return unsigned, _act_amax(w, layer.name, operand, method, cfg.act_bits, unsigned)
 
-    def t(a):
-        return None if a is None else torch.from_numpy(a)
-
-    def backend(layer, args):
-        if layer.kind == "matmul":
-            (ua, aa), (ub, ab) = act(layer, "a", args["a"]), act(layer, "b", args["b"])
-            return fq.fake_matmul(t(args["a"]), t(args["b"]), cfg, a_unsigned=ua, b_unsigned=ub, a_amax=aa, b_amax=ab)
-        u, amax = act(layer, "input", args["input"])
-        if layer.kind == "linear":
-            return fq.fake_linear(t(args["input"]), None, t(args.get("bias")), cfg, weight_q(layer, args),
-                                  unsigned=u, act_amax=amax)
-        return fq.fake_conv2d(t(args["input"]), None, t(args.get("bias")), cfg, args["stride"], args["padding"],
-                              args["dilation"], args["groups"], weight_q(layer, args), unsigned=u, act_amax=amax)
-
-    backend.cfg = cfg
-    backend.__name__ = f"calibrated_backend({cfg}, {method})"
-    return backend
+    return FakeQuantBackend(cfg, weight_amax=weight_amax, act_calibration=act_calibration,
+                            name=f"calibrated_backend({cfg}, {method})")
 
 
 # --- evaluation ---------------------------------------------------------------------------------
@@ -378,12 +351,13 @@ def evaluate_config(workload, cfg_or_scheme, calibration: str | None = None) -> 
     and score it (with a store on the workload: reuse a stored run, else store this one).
 
     ``cfg_or_scheme``: a config string / QuantConfig (``"4/8/6/10"``, ``"4/8/fp32/fp32,V=32"``: weights
-    quantized once, activations dynamically, :func:`studies.fakequant.fast_backend`), ``"fp32"`` (the float64 model),
+    quantized once, activations dynamically, :func:`mapping.backends.fast_backend`), ``"fp32"`` (the float64 model),
     or a tuple ``(cfg, method)`` / ``calibration=method`` for static calibration of a per-channel
     config (:func:`calibrated_backend`). Returns the metric dict plus ``config``, ``calibration`` and
     ``seconds``.
     """
-    from mapping.interpret import QuantInterpreter, float_backend
+    from mapping.backends import fast_backend, float_backend
+    from mapping.interpret import QuantInterpreter
     w = _as_workload(workload)
     if isinstance(cfg_or_scheme, tuple):
         cfg_or_scheme, calibration = cfg_or_scheme
@@ -399,7 +373,7 @@ def evaluate_config(workload, cfg_or_scheme, calibration: str | None = None) -> 
     elif calibration is not None:
         backend = calibrated_backend(w, label, calibration)
     else:
-        backend = fq.fast_backend(label)   # bit-exact with the reference; the fake-quant path where it applies
+        backend = fast_backend(label)   # bit-exact with the reference; the fake-quant path where it applies
     out = QuantInterpreter(w.captured, backend).forward()
     res = w.score(out)
     res.update(config=label, calibration=calibration_label, seconds=time.perf_counter() - t0)

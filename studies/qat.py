@@ -1,10 +1,16 @@
 """Quantization-aware fine-tuning through the fake-quant path (paper Sec. 7, Table 9 style).
 
 The model's MAC layers (linear, conv and the attention matmuls) are made to compute exactly
-what the hardware computes (:func:`studies.fakequant.quantize_model`: forward = the quantized
-datapath, backward = straight-through estimator), then fine-tuned; the metric is reported after
+what the hardware computes (:func:`quantize_model`: forward = the quantized datapath of
+:mod:`vsquant.fakequant`, bit for bit the reference's, backward = straight-through estimator), then
+fine-tuned; the metric is reported after
 every epoch (epoch 0 = post-training quantization, no fine-tuning). Deterministic for a seed.
 
+- :func:`quantize_model` swaps a model's ``nn.Linear``/``nn.Conv2d`` for fake-quant modules and runs its
+  forward inside :class:`QuantMatmulMode`, which puts every product of two activations on
+  :func:`vsquant.fakequant.fake_matmul`; with autograd, the backward pass treats the quantizers as
+  identity (straight-through estimator), so a model can be fine-tuned through them. Covered configs:
+  :func:`vsquant.fakequant.supports`.
 - :func:`finetune_digits`: ``digits-cnn`` on the training digits (cross-entropy), held-out top-1.
 - :func:`finetune_embeddings`: ``minilm`` (or ``mpnet-base``) fine-tuned to match the fp32 model's
   sentence embeddings (loss 1 - cosine, on the 58 sentences of ``sentences.txt``), scored on the
@@ -21,11 +27,150 @@ import copy
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
 
+from mapping.interpret import attention
+from vsquant import QuantConfig
+from vsquant.fakequant import check_supported, fake_conv2d, fake_linear, fake_matmul
 from workloads.digits import load_digits_cnn, load_digits_split
 
-from .fakequant import quantize_model
+# --- modules and a torch-function mode with a straight-through estimator (for fine-tuning) -------
 
+_INTERNAL = [0]   # > 0 while a fake-quant layer computes: its own matmuls are not intercepted
+
+
+class _internal:
+    def __enter__(self):
+        _INTERNAL[0] += 1
+
+    def __exit__(self, *exc):
+        _INTERNAL[0] -= 1
+
+
+class _STE(torch.autograd.Function):
+    """Forward: the exact quantized output; backward: the float op's gradients (STE)."""
+
+    @staticmethod
+    def forward(ctx, x, w, y_q, fwd_float):
+        ctx.save_for_backward(x, w)
+        ctx.fwd_float = fwd_float
+        return y_q
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        with torch.enable_grad():
+            xd, wd = x.detach().requires_grad_(), w.detach().requires_grad_()
+            y = ctx.fwd_float(xd, wd)
+            gx, gw = torch.autograd.grad(y, (xd, wd), g, allow_unused=True)
+        return gx, gw, None, None
+
+
+class QuantLinear(nn.Module):
+    def __init__(self, linear: nn.Linear, cfg: QuantConfig):
+        super().__init__()
+        self.weight, self.bias, self.cfg = linear.weight, linear.bias, cfg
+
+    def forward(self, x):
+        with torch.no_grad(), _internal():
+            y_q = fake_linear(x, self.weight, self.bias, self.cfg)
+        b = None if self.bias is None else self.bias.double()
+        return _STE.apply(x.double(), self.weight, y_q, lambda xx, ww: F.linear(xx, ww.double(), b))
+
+
+class QuantConv2d(nn.Module):
+    def __init__(self, conv: nn.Conv2d, cfg: QuantConfig):
+        super().__init__()
+        if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+            raise ValueError(f"conv padding {conv.padding!r}/{conv.padding_mode!r}: only explicit zero padding")
+        self.conv, self.cfg = conv, cfg
+        self.weight, self.bias = conv.weight, conv.bias
+
+    def forward(self, x):
+        c = self.conv
+        with torch.no_grad(), _internal():
+            y_q = fake_conv2d(x, self.weight, self.bias, self.cfg, c.stride, c.padding, c.dilation, c.groups)
+        b = None if self.bias is None else self.bias.double()
+        return _STE.apply(x.double(), self.weight, y_q, lambda xx, ww: F.conv2d(
+            xx, ww.double(), b, c.stride, c.padding, c.dilation, c.groups))
+
+
+def _ste_matmul(a, b, cfg):
+    with torch.no_grad(), _internal():
+        y_q = fake_matmul(a, b, cfg)
+    return _STE.apply(a.double(), b.double(), y_q, torch.matmul)
+
+
+_MATMULS = {torch.matmul, torch.bmm, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.Tensor.bmm}
+
+
+class QuantMatmulMode(TorchFunctionMode):
+    """Within this mode, every product of two activations (``torch.matmul``/``bmm``/``@``, attention's
+    QK^T and AV) and every ``F.scaled_dot_product_attention`` runs on :func:`fake_matmul` with an STE,
+    as :mod:`mapping.lower` puts them on the vector MAC units. A product with a parameter operand
+    raises: the mapper would treat it as a linear layer, which the module swap does not cover."""
+
+    def __init__(self, cfg: QuantConfig):
+        super().__init__()
+        self.cfg = cfg
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if _INTERNAL[0]:
+            return func(*args, **kwargs)
+        if func in _MATMULS:
+            a, b = args[0], args[1] if len(args) > 1 else kwargs.get("other", kwargs.get("mat2"))
+            if isinstance(a, nn.Parameter) or isinstance(b, nn.Parameter):
+                raise ValueError("fake-quant path: a matmul with a parameter operand (a linear layer written as "
+                                 "x @ W) is not supported; use nn.Linear or the reference interpreter")
+            return _ste_matmul(a, b, self.cfg)
+        if func is F.scaled_dot_product_attention:
+            g = lambda i, n, d=None: args[i] if len(args) > i else kwargs.get(n, d)  # noqa: E731
+            if g(4, "dropout_p", 0.0) or kwargs.get("enable_gqa"):
+                raise ValueError("fake-quant attention: dropout and grouped-query attention are not supported")
+            return attention(g(0, "query").double(), g(1, "key").double(), g(2, "value").double(),
+                             g(3, "attn_mask"), g(5, "is_causal", False), kwargs.get("scale"),
+                             lambda x, y: _ste_matmul(x, y, self.cfg))
+        return func(*args, **kwargs)
+
+
+def _swap(model: nn.Module, cfg: QuantConfig) -> None:
+    for name, child in list(model.named_children()):
+        if isinstance(child, nn.Linear):
+            setattr(model, name, QuantLinear(child, cfg))
+        elif isinstance(child, nn.Conv2d):
+            setattr(model, name, QuantConv2d(child, cfg))
+        else:
+            _swap(child, cfg)
+
+
+def quantize_model(model: nn.Module, cfg: QuantConfig | str) -> nn.Module:
+    """Make ``model`` (in place) compute what the accelerator computes; returns it.
+
+    Every ``nn.Linear`` and ``nn.Conv2d`` becomes its fake-quant module, and every call of the
+    model runs inside :class:`QuantMatmulMode`, so products of two activations (attention) are
+    quantized too. The model's other ops run in float64 (``model.double()``)."""
+    cfg = QuantConfig.parse(cfg)
+    check_supported(cfg)
+    if getattr(model, "_vsquant_cfg", None) is not None:
+        raise ValueError(f"model is already quantized at {model._vsquant_cfg}")
+    _swap(model, cfg)
+    mode = QuantMatmulMode(cfg)
+
+    def enter(module, args):
+        mode.__enter__()
+
+    def leave(module, args, output):
+        mode.__exit__(None, None, None)
+
+    model.register_forward_pre_hook(enter)
+    model.register_forward_hook(leave, always_call=True)
+    model._vsquant_cfg = cfg
+    return model
+
+
+# --- fine-tuning ---------------------------------------------------------------------------------
 
 def _top1(model, x, y) -> float:
     with torch.no_grad():

@@ -76,8 +76,9 @@ def _float_model(workload: str, seq: int | None):
     """The workload captured in float64, its float output and its info (for accuracy)."""
     import torch
 
+    from mapping.backends import float_backend
     from mapping.capture import capture
-    from mapping.interpret import QuantInterpreter, float_backend
+    from mapping.interpret import QuantInterpreter
 
     from .pipeline import as_float64, main_output
     model, inputs, info = _workload(workload, seq)
@@ -88,11 +89,11 @@ def _float_model(workload: str, seq: int | None):
 
 def point_accuracy(workload: str, seq: int | None, arch: str) -> dict:
     """The workload's accuracy metric at ``arch`` through the fast fake-quant path
-    (:func:`studies.fakequant.fast_backend`), which computes what the TLM computes bit for bit
+    (:func:`mapping.backends.fast_backend`), which computes what the TLM computes bit for bit
     (tests/test_fakequant.py)."""
+    from mapping.backends import fast_backend
     from mapping.interpret import QuantInterpreter
 
-    from .fakequant import fast_backend
     from .pipeline import accuracy_metric, main_output
     cap, y_float, info = _float_model(workload, seq)
     y = main_output(QuantInterpreter(cap, fast_backend(arch)).forward())

@@ -331,8 +331,8 @@ def test_gated_runs_equal_tlm_numerics():
     """Fig. 3's runs (a timing-only TLM run settled with gated_count of the real operands) count exactly
     what the TLM counts with the real tensors in its transactions: convs (padded channels, stride,
     padding) and linears, rounded, full-width and per-channel datapaths."""
-    from mapping.interpret import unsigned_policy
     from mapping.layers import conv2d_task
+    from vsquant import unsigned_policy
 
     rng = np.random.default_rng(1)
     x = rng.standard_normal((1, 20, 9, 9)) * np.exp(rng.standard_normal((1, 20, 1, 1)) * 1.5)
@@ -398,8 +398,8 @@ def test_gated_runs_equal_tlm_numerics_on_real_layers(mobilenet_data, fig3):
 
 
 def _numeric_mobilenet(arch, data):
-    from mapping.interpret import unsigned_policy
     from mapping.layers import conv2d_task
+    from vsquant import unsigned_policy
 
     cfg = QuantConfig.parse(arch)
     hwc = iso_depth_hardware(load_hardware("magnet16"), cfg)

@@ -7,11 +7,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from _models import need_model  # skip without the weights, fail in CI
+from mapping.backends import reference_backend
 from mapping.capture import capture
-from mapping.interpret import QuantInterpreter, reference_backend
+from mapping.interpret import QuantInterpreter
 from mapping.network import simulate_numerics
-from studies.fakequant import quantize_model
-from studies.qat import finetune_digits
+from studies.qat import finetune_digits, quantize_model
 from tlm import load_hardware
 from workloads.digits import load_digits_cnn, load_digits_split
 
@@ -80,7 +80,7 @@ TINY_BERT = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4
 def test_transformer_with_attention_equals_the_tlm(arch, attention):
     """A full (small) BERT, attention matmuls included: the interpreter's fake-quant backend and the
     quantized module both equal the TLM, bit for bit."""
-    from studies.fakequant import fakequant_backend
+    from mapping.backends import fakequant_backend
     from workloads.models import get_workload
     model, inputs, _ = get_workload("bert-base", seq=12, batch=2, config=TINY_BERT, attention=attention)
     cap = capture(copy.deepcopy(model).double(), inputs)
@@ -94,7 +94,8 @@ def test_transformer_with_attention_equals_the_tlm(arch, attention):
 
 
 def test_fast_backend_falls_back_to_the_reference_and_the_mode_catches_parameter_matmuls():
-    from studies.fakequant import fast_backend, supports
+    from mapping.backends import fast_backend
+    from vsquant.fakequant import supports
     assert supports("4/8/6/10") and supports("8/8/-/-") and not supports("4/8/fp16/fp16")
     assert fast_backend("4/8/6/10,R=4").__name__.startswith("reference_backend")
     assert fast_backend("6/8/6/-").__name__.startswith("fakequant_backend")
@@ -119,9 +120,9 @@ def test_static_scales_equal_the_reference_layers():
     including values clipped by an amax below the tensor's max."""
     import numpy as np
 
-    from studies.fakequant import fake_conv2d, fake_linear, fake_matmul, quantized_conv_weight, quantized_weight
     from vsquant import QuantConfig
     from vsquant import layers as vsq
+    from vsquant.fakequant import fake_conv2d, fake_linear, fake_matmul, quantized_conv_weight, quantized_weight
     from vsquant.ppu import quantize_activation, quantize_weight
     rng = np.random.default_rng(3)
     cfg = QuantConfig.parse("4/6U/-/-")

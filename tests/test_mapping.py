@@ -16,8 +16,9 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 import vsquant  # noqa: E402
+from mapping.backends import float_backend, reference_backend  # noqa: E402
 from mapping.capture import capture, export_graph  # noqa: E402
-from mapping.interpret import QuantInterpreter, float_backend, reference_backend  # noqa: E402
+from mapping.interpret import QuantInterpreter  # noqa: E402
 from mapping.lower import UnsupportedOpError, lower  # noqa: E402
 from workloads.models import WORKLOADS, get_workload  # noqa: E402
 

@@ -19,8 +19,9 @@ from _models import need_model  # skip without the weights, fail in CI
 
 torch = pytest.importorskip("torch")
 
+from mapping.backends import float_backend  # noqa: E402
 from mapping.capture import capture  # noqa: E402
-from mapping.interpret import QuantInterpreter, float_backend  # noqa: E402
+from mapping.interpret import QuantInterpreter  # noqa: E402
 from mapping.lower import lower  # noqa: E402
 from studies.pipeline import classifier_agreement  # noqa: E402
 from workloads import images, mobilenet, pretrained  # noqa: E402

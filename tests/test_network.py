@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 import torch
 
+from mapping.backends import reference_backend
 from mapping.capture import capture
-from mapping.interpret import QuantInterpreter, reference_backend
+from mapping.interpret import QuantInterpreter
 from mapping.lower import lower
 from mapping.network import simulate_numerics, simulate_timing
 from tlm import load_hardware

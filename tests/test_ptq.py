@@ -102,7 +102,7 @@ def test_cli_writes_csv_and_keeps_every_finished_run(tmp_path, capsys, monkeypat
 
     def no_compute(*a, **k):
         raise AssertionError("a stored run was computed again")
-    monkeypatch.setattr(ptq.fq, "fast_backend", no_compute)         # a rerun (after a kill) reuses the store
+    monkeypatch.setattr("mapping.backends.fast_backend", no_compute)         # a rerun (after a kill) reuses the store
     assert ptq.main(args) == 0
     def table(out):
         return out.split("\n== ")[1].split("\n", 1)[1]  # the table, not the header's timing

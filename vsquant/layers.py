@@ -15,6 +15,7 @@ per group) therefore has vectors of a single element. Zero padding pixels carry 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -288,3 +289,10 @@ def matmul(a, b, cfg: QuantConfig | str = "8/8/-/-", *, a_unsigned=False, b_unsi
     y = np.stack(ys).reshape(batch + (M, N)) if ys else np.zeros(batch + (M, N))
     return LayerResult(y, _output_q(y, cfg, requantize_output, out_unsigned, out_gamma, out_amax),
                        gemms, macs, int(np.prod(batch, dtype=np.int64)) * M * N * K)
+
+
+def unsigned_policy(cfg: QuantConfig, x) -> bool:
+    """Whether a layer input is quantized unsigned: only with unsigned activations (``4U``) and only for a
+    non-negative input (after ReLU, softmax); else signed. ``x``: a NumPy array or a torch tensor, so the
+    reference, the TLM and the fake-quant path quantize the same input the same way."""
+    return bool(cfg.act_unsigned and math.prod(x.shape) and x.min() >= 0)

@@ -375,9 +375,9 @@ def gated_runs(cfg, layers, hw="magnet16"):
 
 def mobilenet_layers(cfg, data):
     """MobileNetV2's layers as :func:`gated_runs` takes them, with the TLM network path's operand policy
-    (:func:`mapping.network.tlm_backend`: no fused activation, unsigned activations only for
-    non-negative inputs, :func:`mapping.interpret.unsigned_policy`)."""
-    from mapping.interpret import unsigned_policy
+    (:func:`mapping.backends.tlm_backend`: no fused activation, unsigned activations only for
+    non-negative inputs, :func:`vsquant.unsigned_policy`)."""
+    from vsquant import unsigned_policy
 
     cfg = QuantConfig.parse(cfg)
     return [(name, kind, x, w, b, conv, None, unsigned_policy(cfg, x)) for name, kind, x, w, b, conv in data]
