@@ -44,17 +44,21 @@ class QuantInterpreter(torch.fx.Interpreter):
     The graph is re-captured from a float64 copy of the model if it is not float64 already
     (:meth:`CapturedGraph.to_float64`; the user's model is untouched). After a run,
     ``layer_outputs[name]`` holds every MAC layer's backend output, so two runs (e.g. float and
-    ``reference_backend("4/8/4/-")`` of :mod:`mapping.backends`) compare layer by layer.
+    ``reference_backend("4/8/4/-")`` of :mod:`mapping.backends`) compare layer by layer. ``lowered``: a
+    :class:`~mapping.lower.LoweredModel` of the same (float64) graph, reused instead of lowering again.
 
     >>> interp = QuantInterpreter(capture(model, inputs), reference_backend("8/8/-/-"))
     >>> out = interp.forward()            # the captured example inputs; or interp.forward(other_inputs)
     """
 
-    def __init__(self, captured: CapturedGraph, backend: Backend = float_backend, *, on_unknown: str = "error"):
+    def __init__(self, captured: CapturedGraph, backend: Backend = float_backend, *, on_unknown: str = "error",
+                 lowered: LoweredModel | None = None):
         self.captured = captured.to_float64()
         super().__init__(self.captured.gm)
         self.backend = backend
-        self.lowered: LoweredModel = lower(self.captured, on_unknown=on_unknown)
+        if lowered is None or lowered.captured is not self.captured:   # a lowering of this very graph is reused
+            lowered = lower(self.captured, on_unknown=on_unknown)
+        self.lowered: LoweredModel = lowered
         self.mac_layers: dict[str, list[MacLayer]] = {}
         for layer in self.lowered.layers:
             self.mac_layers.setdefault(layer.node, []).append(layer)

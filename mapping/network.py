@@ -102,10 +102,10 @@ def simulate_timing(lowered: LoweredModel, cfg: QuantConfig | str, hw, *, progre
 
 
 def simulate_numerics(captured: CapturedGraph, cfg: QuantConfig | str, hw, *, inputs=None,
-                      on_unknown: str = "error") -> NetworkRun:
+                      on_unknown: str = "error", lowered: LoweredModel | None = None) -> NetworkRun:
     """Run the network with real tensors through the TLM; outputs and per-layer runs."""
     cfg = QuantConfig.parse(cfg)
     record: list = []
-    interp = QuantInterpreter(captured, tlm_backend(cfg, hw, record), on_unknown=on_unknown)
+    interp = QuantInterpreter(captured, tlm_backend(cfg, hw, record), on_unknown=on_unknown, lowered=lowered)
     output = interp.forward(inputs)
     return NetworkRun(cfg, hw, record, output, dict(interp.layer_outputs), interp.lowered)

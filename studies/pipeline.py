@@ -24,7 +24,7 @@ from mapping.interpret import QuantInterpreter
 from mapping.lower import lower
 from mapping.network import NetworkRun, simulate_numerics, simulate_timing
 from tlm import baseline_config, datapath_config, load_hardware
-from vsquant import sqnr_db
+from workloads.metrics import accuracy_metric
 from workloads.models import get_workload, workload_options
 
 SCHEMA_KEYS = ("workload", "arch", "hardware", "options", "totals", "accuracy", "layers", "ops")
@@ -60,53 +60,6 @@ def measured_on(info: dict, out) -> str:
     name, y = _main_output(out)
     data = info.get("data", "the workload's example inputs")
     return f"{data}; {name} {'x'.join(map(str, y.shape))}"
-
-
-def classifier_agreement(logits, ref_logits) -> dict:
-    """How a (quantized) classifier's ``logits`` agree with the fp32 reference ``ref_logits`` (both
-    (N, classes)): ``top1`` (same arg-max), ``top5`` (the reference's top-1 class is in the top 5)
-    and ``kl`` (mean KL(p_ref || p) of the softmaxes, nats)."""
-    y = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
-    r = torch.as_tensor(np.asarray(ref_logits), dtype=torch.float64)
-    if y.shape != r.shape or y.ndim != 2:
-        raise ValueError(f"logits must both be (N, classes), got {tuple(y.shape)} and {tuple(r.shape)}")
-    ref_top1 = r.argmax(dim=1)
-    k = min(5, y.shape[1])
-    top1 = (y.argmax(dim=1) == ref_top1).double().mean().item()
-    top5 = (y.topk(k, dim=1).indices == ref_top1[:, None]).any(dim=1).double().mean().item()
-    lr, ly = torch.log_softmax(r, dim=1), torch.log_softmax(y, dim=1)
-    kl = (lr.exp() * (lr - ly)).sum(dim=1).mean().item()
-    return {"top1": top1, "top5": top5, "kl": kl}
-
-
-def _finite(v):
-    return v if v is None or np.isfinite(v) else None
-
-
-def accuracy_metric(info: dict, y: np.ndarray, y_float: np.ndarray) -> dict:
-    """The workload's metric on the quantized output ``y`` against the float output ``y_float``.
-
-    A metric that is undefined on these outputs (the cosine or SQNR of an all-zero output) is ``None`` with a
-    ``reason``, never NaN."""
-    labels = info.get("labels")
-    flat, ref = y.reshape(-1), y_float.reshape(-1)
-    norms = float(np.linalg.norm(flat) * np.linalg.norm(ref))
-    cos = float(flat @ ref / norms) if norms > 0 else None
-    out: dict = {"cosine": cos, "sqnr_db": _finite(sqnr_db(y_float, y)) if np.any(ref) else None}
-    if not np.any(ref) or not np.any(flat):
-        which = "the float model's output" if not np.any(ref) else "the quantized output"
-        out["reason"] = f"{which} is all zero ({ref.size} values): cosine similarity and SQNR are undefined"
-    if labels is not None:
-        top1 = float((y.argmax(axis=-1) == np.asarray(labels)).mean())
-        top1_float = float((y_float.argmax(axis=-1) == np.asarray(labels)).mean())
-        out.update(metric="top-1 accuracy", kind="task", value=top1, float_value=top1_float)
-    elif info.get("family") == "cnn":
-        agree = classifier_agreement(y.reshape(len(y), -1), y_float.reshape(len(y_float), -1))
-        out.update(metric="top-1 agreement with the float model", kind="fidelity", value=agree["top1"],
-                   top5_agreement=agree["top5"], kl=_finite(agree["kl"]))
-    else:
-        out.update(metric="cosine similarity to the float model", kind="fidelity", value=cos)
-    return out
 
 
 def json_safe(obj):
@@ -178,9 +131,10 @@ def run_design_point(workload: str, arch: str, *, hw: str = "magnet16", seq: int
         step("capture")
         cap = capture(model.double(), as_float64(inputs))
         step("float reference")
-        y_float = main_output(QuantInterpreter(cap, float_backend, on_unknown=on_unknown).forward())
+        float_run = QuantInterpreter(cap, float_backend, on_unknown=on_unknown)
+        y_float = main_output(float_run.forward())
         step("simulate")
-        run = simulate_numerics(cap, cfg, hw_cfg, on_unknown=on_unknown)
+        run = simulate_numerics(cap, cfg, hw_cfg, on_unknown=on_unknown, lowered=float_run.lowered)  # lowered once
         accuracy = {**accuracy_metric(info, main_output(run.output), y_float),
                     "measured_on": measured_on(info, run.output)}
         low = run.lowered

@@ -54,17 +54,15 @@ import torch
 
 import vsquant
 from vsquant import QuantConfig
+from workloads.metrics import classifier_agreement, embedding_fidelity, mean_pool, top1
 
 __all__ = [
     "CALIBRATIONS",
     "PTQWorkload",
     "calibrated_backend",
-    "digits_top1",
-    "embedding_fidelity",
     "evaluate_config",
     "load_workload",
     "main",
-    "mean_pool",
     "record_inputs",
     "load_sentence_model",
     "sentence_batches",
@@ -88,57 +86,6 @@ WEIGHT_ENTROPY_BINS = 256   # per-channel weight entropy histograms (rows of <= 
                             # take 95 s per bit width on MiniLM's weights, 256 take 8 s)
 
 
-# --- metrics ------------------------------------------------------------------------------------
-
-def digits_top1(model_output, labels) -> float:
-    """Top-1 accuracy of logits (N, classes) against integer labels (N,)."""
-    if isinstance(model_output, torch.Tensor):
-        model_output = model_output.detach().double().numpy()
-    logits = np.asarray(model_output)
-    return float((logits.argmax(axis=1) == np.asarray(labels)).mean())
-
-
-def mean_pool(last_hidden_state, attention_mask) -> np.ndarray:
-    """Sentence embeddings (:func:`workloads.pretrained.mean_pool`) as float64 NumPy."""
-    from workloads.pretrained import mean_pool as pool
-    h = torch.as_tensor(last_hidden_state).detach().double()
-    return pool(h, torch.as_tensor(attention_mask)).numpy()
-
-
-def _cos_matrix(e: np.ndarray) -> np.ndarray:
-    n = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-300)
-    return n @ n.T
-
-
-def paraphrase_retrieval_top1(emb) -> float:
-    """Embeddings (S, H) of sentences in pairs (a0, b0, a1, b1, ...): the fraction whose nearest other
-    sentence by cosine similarity is its own paraphrase."""
-    c = _cos_matrix(np.asarray(emb, np.float64))
-    if len(c) % 2:
-        raise ValueError(f"paraphrase retrieval needs sentences in pairs; got {len(c)} sentences")
-    np.fill_diagonal(c, -np.inf)
-    return float((c.argmax(axis=1) == (np.arange(len(c)) ^ 1)).mean())
-
-
-def embedding_fidelity(emb_q, emb_fp, pairs: bool = False) -> dict:
-    """Fidelity of embeddings (S, H) to the reference: per-sentence cosine (mean, min) and the
-    Spearman correlation of the two pairwise cosine-similarity matrices (upper triangle, i < j);
-    with ``pairs`` (sentences ordered a0, b0, a1, b1, ...) also the paraphrase retrieval top-1 of
-    ``emb_q`` (:func:`paraphrase_retrieval_top1`)."""
-    from scipy.stats import spearmanr
-    q, f = np.asarray(emb_q, np.float64), np.asarray(emb_fp, np.float64)
-    if q.shape != f.shape or q.ndim != 2:
-        raise ValueError(f"embeddings must both be (sentences, hidden); got {q.shape} and {f.shape}")
-    cos = (q * f).sum(1) / np.maximum(np.linalg.norm(q, axis=1) * np.linalg.norm(f, axis=1), 1e-300)
-    iu = np.triu_indices(len(q), 1)
-    sq, sf = _cos_matrix(q)[iu], _cos_matrix(f)[iu]
-    rho = float(spearmanr(sq, sf).statistic) if len(sq) > 1 else float("nan")
-    out = {"mean_cos": float(cos.mean()), "min_cos": float(cos.min()), "spearman": rho}
-    if pairs:
-        out["retrieval_top1"] = paraphrase_retrieval_top1(q)
-    return out
-
-
 # --- workloads ----------------------------------------------------------------------------------
 
 @dataclass(eq=False)
@@ -157,12 +104,11 @@ class PTQWorkload:
     _calib_inputs: dict | None = None
 
     def score(self, output) -> dict:
-        from .pipeline import classifier_agreement
         if self.name == "digits-cnn":   # task accuracy, and closeness to the fp32 model's logits
-            a = classifier_agreement(torch.as_tensor(output).detach().double().numpy(), self.extra["fp32_logits"])
-            return {"top1": digits_top1(output, self.reference), "top1_agree": a["top1"], "kl": a["kl"]}
+            a = classifier_agreement(output, self.extra["fp32_logits"])
+            return {"top1": top1(output, self.reference), "top1_agree": a["top1"], "kl": a["kl"]}
         if self.metric == "top1_agree":
-            a = classifier_agreement(torch.as_tensor(output).detach().double().numpy(), self.reference)
+            a = classifier_agreement(output, self.reference)
             return {"top1_agree": a["top1"], "top5_agree": a["top5"], "kl": a["kl"]}
         h = output["last_hidden_state"] if isinstance(output, dict) else getattr(output, "last_hidden_state", output[0])
         return embedding_fidelity(mean_pool(h, self.extra["attention_mask"]), self.reference, pairs=True)

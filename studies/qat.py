@@ -34,6 +34,7 @@ from mapping.interpret import attention
 from vsquant import QuantConfig
 from vsquant.fakequant import check_supported, fake_conv2d, fake_linear, fake_matmul
 from workloads.digits import load_digits_cnn, load_digits_split
+from workloads.metrics import top1
 
 # --- modules and a torch-function mode with a straight-through estimator (for fine-tuning) -------
 
@@ -174,7 +175,7 @@ def quantize_model(model: nn.Module, cfg: QuantConfig | str) -> nn.Module:
 
 def _top1(model, x, y) -> float:
     with torch.no_grad():
-        return float((model(x).argmax(1).numpy() == y).mean())
+        return top1(model(x), y)
 
 
 def finetune_digits(cfg: str, epochs: int = 3, lr: float = 1e-4, batch: int = 64, seed: int = 0) -> list[float]:
@@ -202,9 +203,10 @@ def finetune_digits(cfg: str, epochs: int = 3, lr: float = 1e-4, batch: int = 64
 def finetune_embeddings(cfg: str, workload: str = "minilm", epochs: int = 3, lr: float = 2e-5, batch: int = 8,
                         seed: int = 0) -> list[dict]:
     """Embedding fidelity on the paraphrase pairs after 0..epochs epochs of STE fine-tuning at ``cfg``."""
+    from workloads.metrics import embedding_fidelity
     from workloads.pretrained import mean_pool
 
-    from .ptq import SENTENCE_MODELS, embedding_fidelity, load_sentence_model, sentence_batches
+    from .ptq import SENTENCE_MODELS, load_sentence_model, sentence_batches
     if workload not in SENTENCE_MODELS:
         raise ValueError(f"finetune_embeddings supports {', '.join(SENTENCE_MODELS)}; got {workload!r}")
     torch.manual_seed(seed)

@@ -93,8 +93,9 @@ def point_accuracy(workload: str, seq: int | None, arch: str) -> dict:
     (tests/test_fakequant.py)."""
     from mapping.backends import fast_backend
     from mapping.interpret import QuantInterpreter
+    from workloads.metrics import accuracy_metric
 
-    from .pipeline import accuracy_metric, main_output
+    from .pipeline import main_output
     cap, y_float, info = _float_model(workload, seq)
     y = main_output(QuantInterpreter(cap, fast_backend(arch)).forward())
     return accuracy_metric(info, y, y_float)

@@ -23,9 +23,9 @@ from mapping.backends import float_backend  # noqa: E402
 from mapping.capture import capture  # noqa: E402
 from mapping.interpret import QuantInterpreter  # noqa: E402
 from mapping.lower import lower  # noqa: E402
-from studies.pipeline import classifier_agreement  # noqa: E402
 from workloads import images, mobilenet, pretrained  # noqa: E402
 from workloads.images import ImagesNotAvailable, natural_images, source_images  # noqa: E402
+from workloads.metrics import classifier_agreement  # noqa: E402
 from workloads.mobilenet import (  # noqa: E402
     IMAGENET_MEAN,
     IMAGENET_STD,

@@ -6,23 +6,24 @@ import torch
 
 from _models import need_model, release_memory  # need_model: skip without the weights, fail in CI
 from studies import ptq
+from workloads import metrics
 
 
 def test_metrics_on_synthetic_inputs():
     rng = np.random.default_rng(0)
     e = rng.standard_normal((12, 32))
-    f = ptq.embedding_fidelity(e, e)
+    f = metrics.embedding_fidelity(e, e)
     assert f["mean_cos"] == pytest.approx(1.0, abs=1e-12) and f["min_cos"] == pytest.approx(1.0, abs=1e-12)
     assert f["spearman"] == pytest.approx(1.0)
-    g = ptq.embedding_fidelity(e + 0.5 * rng.standard_normal(e.shape), e)
+    g = metrics.embedding_fidelity(e + 0.5 * rng.standard_normal(e.shape), e)
     assert g["min_cos"] <= g["mean_cos"] < 1.0 and g["spearman"] < 1.0
-    assert ptq.embedding_fidelity(3.0 * e, e)["mean_cos"] == pytest.approx(1.0)   # scale-invariant
+    assert metrics.embedding_fidelity(3.0 * e, e)["mean_cos"] == pytest.approx(1.0)   # scale-invariant
     logits = np.eye(4)[[0, 1, 2, 3, 0]]
-    assert ptq.digits_top1(logits, [0, 1, 2, 3, 0]) == 1.0
-    assert ptq.digits_top1(logits, [0, 1, 2, 3, 1]) == pytest.approx(0.8)
+    assert metrics.top1(logits, [0, 1, 2, 3, 0]) == 1.0
+    assert metrics.top1(logits, [0, 1, 2, 3, 1]) == pytest.approx(0.8)
     h = np.ones((2, 3, 4))
     h[0, 2] = 100.0                                                    # a padding token
-    emb = ptq.mean_pool(h, np.array([[1, 1, 0], [1, 1, 1]]))
+    emb = metrics.mean_pool(h, np.array([[1, 1, 0], [1, 1, 1]]))
     np.testing.assert_allclose(emb, np.ones((2, 4)))
 
 
@@ -34,11 +35,11 @@ def digits_wl():
 def test_paraphrase_retrieval_and_the_shipped_pairs():
     from workloads.models import load_paraphrases
     e = np.array([[1, 0, 0], [0.9, 0.1, 0], [0, 1, 0], [0, 0.9, 0.2]], float)
-    assert ptq.paraphrase_retrieval_top1(e) == 1.0
-    assert ptq.paraphrase_retrieval_top1(e[[0, 2, 1, 3]]) == 0.0       # partners swapped: every match is wrong
+    assert metrics.paraphrase_retrieval_top1(e) == 1.0
+    assert metrics.paraphrase_retrieval_top1(e[[0, 2, 1, 3]]) == 0.0       # partners swapped: every match is wrong
     with pytest.raises(ValueError, match="pairs"):
-        ptq.paraphrase_retrieval_top1(e[:3])
-    assert set(ptq.embedding_fidelity(e, e, pairs=True)) == {"mean_cos", "min_cos", "spearman", "retrieval_top1"}
+        metrics.paraphrase_retrieval_top1(e[:3])
+    assert set(metrics.embedding_fidelity(e, e, pairs=True)) == {"mean_cos", "min_cos", "spearman", "retrieval_top1"}
     pairs = load_paraphrases()
     sentences = [s for p in pairs for s in p]
     assert len(pairs) == 160 and len(set(sentences)) == 320            # >= 200 evaluation sentences, distinct

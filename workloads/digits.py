@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .metrics import top1
 from .pretrained import cache_root
 
 RECIPE = {"seed": 0, "epochs": 40, "lr": 3e-3, "batch": 64, "width": 32, "weight_decay": 1e-4, "split_seed": 0,
@@ -184,15 +185,11 @@ def _check_writable(directory: Path) -> None:
                                  "VSQSIM_CACHE to a writable directory") from e
 
 
-def top1(logits, labels) -> float:
-    return float((np.asarray(logits).argmax(axis=1) == np.asarray(labels)).mean())
-
-
 def evaluate_float(model: DigitsCNN, recipe: dict = RECIPE) -> float:
     """Held-out top-1 accuracy of the fp32 network."""
     _, _, xte, yte = load_digits_split(recipe)
     with torch.no_grad():
-        return top1(model(torch.from_numpy(xte)).numpy(), yte)
+        return top1(model(torch.from_numpy(xte)), yte)
 
 
 def main(argv=None) -> int:
