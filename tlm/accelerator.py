@@ -13,12 +13,15 @@ the NoC, then every PE quantizes its blocks (one more pass over its outputs).
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import simpy
 
-from vsquant import BASELINE, QuantConfig, vector_mac
+from vsquant import BASELINE as BASELINE  # re-exported by tlm
+from vsquant import QuantConfig, vector_mac
 from vsquant.quantize import num_vectors
 
 from .accumulation_collector import AccumulationCollector
@@ -29,8 +32,12 @@ from .ppu import PPU
 from .transactions import LayerTask
 from .vector_mac_unit import PIPELINE_DEPTH
 
+if TYPE_CHECKING:
+    from .hardware import HardwareSpec
 
-def datapath_config(arch, hw, *, scale_product=None) -> QuantConfig:
+
+def datapath_config(arch: str | QuantConfig, hw: HardwareSpec, *,
+                    scale_product: int | str | None = None) -> QuantConfig:
     """The datapath ``arch`` on hardware ``hw``: its vector size is the hardware's unless the arch string sets
     ``,V=`` (which must then equal it). A :class:`QuantConfig` is taken as given and checked the same way."""
     cfg = QuantConfig.parse(arch, scale_product=scale_product)
@@ -43,7 +50,7 @@ def datapath_config(arch, hw, *, scale_product=None) -> QuantConfig:
     return cfg
 
 
-def baseline_config(hw) -> QuantConfig:
+def baseline_config(hw: HardwareSpec) -> QuantConfig:
     """The 8/8/-/- datapath every design point is normalized to, at the hardware's own vector size."""
     return datapath_config(BASELINE, hw)
 
@@ -54,17 +61,17 @@ class LayerRun:
     cycles: int
     ideal_cycles: int
     compute_cycles: list[int]
-    stall_cycles: list[int]
+    stall_cycles: list[float]
     requant_cycles: int
     fill_cycles: int            # start-up load + pipeline depth + PPU drain + requantization, critical PE
     bottleneck: str
-    busy: dict
+    busy: dict[str, int]
     actions: ActionCounts
     macs: int
     output: np.ndarray | None = None
     output_q: object | None = None
     gated: int | None = None
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def utilization(self) -> float:
@@ -75,10 +82,10 @@ class LayerRun:
 class Accelerator:
     """A PE array with its memory hierarchy, for one datapath config ``cfg``."""
 
-    def __init__(self, hw, cfg: QuantConfig | str, *, replay: bool = True):
+    def __init__(self, hw: HardwareSpec, cfg: QuantConfig | str, *, replay: bool = True) -> None:
         self.hw = hw
         self.replay = replay
-        self.timing_cache: dict = {}
+        self.timing_cache: dict[Hashable, LayerRun] = {}
         self.cfg = QuantConfig.parse(cfg)
         if self.cfg.vector_size != hw.vector_size:
             raise ValueError(f"config {self.cfg} has V={self.cfg.vector_size}; hardware {hw.name} has "
@@ -193,13 +200,13 @@ class Accelerator:
         busy = mem.busy()
         ideal = -(-sum(s.M * s.N * num_vectors(s.K, hw.vector_size) for s in task.shapes) * hw.vector_size
                   // hw.macs_per_cycle)
-        stall_by: dict = {}
+        stall_by: dict[str, float] = {}
         for pe in pes:
             for name, c in pe.stall_by.items():
                 stall_by[name] = stall_by.get(name, 0) + c
         bottleneck, time_by = _bound(pes, requant)
         gated = None if task.operands is None else int(actions["accumulator.gated"])
-        fill = 0
+        fill: float = 0
         if pes:
             crit = max(pes, key=lambda pe: pe.finish)
             fill = crit.start_wait + PIPELINE_DEPTH + (crit.finish - crit.last_compute_end) + requant
@@ -212,7 +219,7 @@ class Accelerator:
 
     # -- numerics assembly -------------------------------------------------------------------
     @staticmethod
-    def _assemble(task: LayerTask, ys: list) -> np.ndarray:
+    def _assemble(task: LayerTask, ys: list[np.ndarray]) -> np.ndarray:
         """The layer's float PPU output in its own layout, from each GEMM's (M, N) output."""
         kind = task.kind
         if kind == "linear":
@@ -230,14 +237,14 @@ class Accelerator:
         return y.transpose(0, 2, 3, 1) if task.kind == "conv2d" else y
 
 
-def _bound(pes, requant: int) -> tuple[str, dict]:
+def _bound(pes: list[PE], requant: int) -> tuple[str, dict[str, float]]:
     """The resource that made a layer longer than its ideal, by measured PE time summed over the PEs:
     ``compute`` when the vector MAC units worked at least half the time the PEs were busy, else the largest
     wait: a channel a PE waited for (``dram``, ``global_buffer``, ``noc``; ``latency`` for waits no channel
     explains), for its first tiles as for later stalls, or ``ppu`` (post-processing and write-back after a
     PE's last tile, and the requantization pass). So a layer whose PEs mostly wait is named by what they
     waited for, even when their first load is all they wait for."""
-    time_by: dict = {"compute": 0.0}
+    time_by: dict[str, float] = {"compute": 0.0}
     for pe in pes:
         time_by["compute"] += pe.compute_cycles
         for src in (pe.fill_by, pe.stall_by):

@@ -8,28 +8,35 @@ overflow, reported with the layer, never wrapped silently. Capacity is in entrie
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from vsquant import AccumulatorOverflow, QuantConfig
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .actions import ActionCounts
 
 
 class AccumulationCollector:
-    def __init__(self, name: str, entries: int, cfg: QuantConfig, headroom_bits: int, actions):
+    def __init__(self, name: str, entries: int, cfg: QuantConfig, headroom_bits: int, actions: ActionCounts) -> None:
         self.name = name
         self.entries = int(entries)
         self.cfg = cfg
         self.width = cfg.partial_sum_bits + int(headroom_bits)
         self.actions = actions
 
-    def start(self, rows: int, cols: int):
+    def start(self, rows: int, cols: int) -> None:
         """A new output block: its partial sums must fit the collector's entries."""
         if rows * cols > self.entries:
             raise ValueError(f"{self.name}: an output block of {rows}x{cols} = {rows * cols} partial sums "
                              f"exceeds the collector's {self.entries} entries")
 
-    def accumulate(self, n: int):
+    def accumulate(self, n: int) -> None:
         """Count ``n`` accumulations (gating is counted when the numerics are evaluated)."""
         self.actions.add("accumulator.add", n, unit="accumulation", width=self.width)
 
-    def settle(self, acc, gated: int):
+    def settle(self, acc: np.ndarray, gated: int) -> None:
         """Check evaluated partial sums against the collector width; move gated ones from add to gated."""
         self.actions.add("accumulator.gated", gated, unit="accumulation", width=self.width)
         self.actions.add("accumulator.add", -gated, unit="accumulation", width=self.width)
@@ -39,6 +46,6 @@ class AccumulationCollector:
                 f"{self.name}: |partial sum| reached {peak:.0f}, beyond the {self.width}-bit collector "
                 f"({self.cfg.partial_sum_bits}-bit partial sums of {self.cfg} + headroom)")
 
-    def drain(self, rows: int, cols: int):
+    def drain(self, rows: int, cols: int) -> None:
         """A finished block leaves for the PPU: its entries are read once."""
         self.actions.add("accumulator.read", rows * cols, unit="entry", width=self.width)

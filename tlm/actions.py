@@ -14,12 +14,12 @@ class ActionCounts:
 
     __slots__ = ("counts", "widths", "units")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.counts: dict[str, float] = {}   # events may be fractional (e.g. a gated share)
-        self.widths: dict[str, dict] = {}
+        self.widths: dict[str, dict[str, int]] = {}
         self.units: dict[str, str] = {}
 
-    def add(self, action: str, n: float = 1, unit: str = "event", **widths) -> None:
+    def add(self, action: str, n: float = 1, unit: str = "event", **widths: int) -> None:
         if n:
             self.counts[action] = self.counts.get(action, 0) + n
         self.units.setdefault(action, unit)
@@ -40,7 +40,7 @@ class ActionCounts:
     def __getitem__(self, action: str) -> float:
         return self.counts.get(action, 0)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, dict[str, float | str]]:
         return {a: {"count": self.counts[a], "unit": self.units.get(a, "event"), **self.widths.get(a, {})}
                 for a in sorted(self.counts)}
 

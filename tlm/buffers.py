@@ -11,17 +11,25 @@ vector MAC units read vectors directly (counted); reads of a tile that is not re
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 from .actions import ActionCounts
 from .kernel.payload import Command, Payload, ResponseStatus
 from .kernel.sockets import TargetSocket
 
+if TYPE_CHECKING:
+    import simpy
+
+    from vsquant import QuantizedTensor
+
+    from .transactions import TileKey
+
 
 class VectorBuffer:
     """A buffer of vectors with per-vector scales, holding whole tiles keyed by tile id."""
 
-    def __init__(self, env, name: str, capacity_bits: int, ports: int, vector_size: int, value_bits: int,
-                 scale_bits: int, actions: ActionCounts):
+    def __init__(self, env: simpy.Environment, name: str, capacity_bits: int, ports: int, vector_size: int,
+                 value_bits: int, scale_bits: int, actions: ActionCounts) -> None:
         self.env = env
         self.name = name
         self.capacity_bits = int(capacity_bits)
@@ -30,7 +38,7 @@ class VectorBuffer:
         self.value_bits = value_bits
         self.scale_bits = scale_bits
         self.actions = actions
-        self.tiles: OrderedDict = OrderedDict()   # key -> (data, vectors)
+        self.tiles: OrderedDict[TileKey, tuple[QuantizedTensor | None, int]] = OrderedDict()   # key -> (data, vectors)
         self.used_vectors = 0
         self.reads = 0
         self.socket = TargetSocket(name, self.b_transport, max_bindings=None)
@@ -43,10 +51,10 @@ class VectorBuffer:
     def capacity_vectors(self) -> int:
         return self.capacity_bits // self.vector_bits
 
-    def holds(self, key) -> bool:
+    def holds(self, key: TileKey) -> bool:
         return key in self.tiles
 
-    def b_transport(self, p: Payload, delay: float):
+    def b_transport(self, p: Payload, delay: float) -> float:
         """WRITE a tile: ``length`` vectors, ``data`` the tile's operand slice, extension ``key``."""
         if p.command is not Command.WRITE:
             p.response_status = ResponseStatus.COMMAND_ERROR
@@ -69,7 +77,7 @@ class VectorBuffer:
         p.response_status = ResponseStatus.OK
         return delay + -(-vectors // self.ports)
 
-    def read(self, key, vectors: int):
+    def read(self, key: TileKey, vectors: int) -> QuantizedTensor | None:
         """The MAC units read ``vectors`` vectors of a resident tile; returns the tile's data.
 
         The reads are tallied and counted as actions by :meth:`flush_reads` (once per layer)."""
@@ -79,7 +87,7 @@ class VectorBuffer:
         self.reads += vectors
         return tile[0]
 
-    def flush_reads(self):
+    def flush_reads(self) -> None:
         self.actions.add(f"{self.name}.read", self.reads, unit="vector", value_bits=self.value_bits,
                          scale_bits=self.scale_bits, vector_size=self.vector_size)
         self.reads = 0

@@ -31,14 +31,21 @@ import dataclasses
 import math
 import numbers
 import os
+import sys
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import TYPE_CHECKING, Any, Mapping, Union, cast
 
 import yaml
 
 from vsquant.config import VECTOR_SIZES  # the vector sizes a PE's vector MAC units can have
+
+if TYPE_CHECKING:
+    if sys.version_info >= (3, 11):
+        from importlib.resources.abc import Traversable
+    else:
+        from importlib.abc import Traversable
 
 __all__ = [
     "PESpec",
@@ -359,7 +366,7 @@ class HardwareSpec:
 
     def to_yaml(self) -> str:
         """The spec as YAML text that :func:`load_hardware` reads back."""
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        return cast(str, yaml.safe_dump(self.to_dict(), sort_keys=False))  # PyYAML is untyped
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, default_name: str | None = None) -> "HardwareSpec":
@@ -420,7 +427,7 @@ class HardwareSpec:
 # -- loading -----------------------------------------------------------------------------
 
 
-def _preset_root():
+def _preset_root() -> Traversable:
     return resources.files(_PRESET_PACKAGE).joinpath(_PRESET_DIR)
 
 
@@ -462,7 +469,7 @@ def _looks_like_path(text: str) -> bool:
     )
 
 
-def load_hardware(name_or_path: Union[str, os.PathLike, HardwareSpec, None] = None) -> HardwareSpec:
+def load_hardware(name_or_path: Union[str, os.PathLike[str], HardwareSpec, None] = None) -> HardwareSpec:
     """A :class:`HardwareSpec` from a preset name or a path to a YAML file.
 
     ``None`` gives the default preset (``magnet16``); a ``HardwareSpec`` is returned as

@@ -10,11 +10,20 @@ when the layer's input fits it, otherwise they stream from DRAM too.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import simpy
 
 from .actions import ActionCounts
 from .kernel.payload import Command, Payload, ResponseStatus
 from .kernel.sockets import TargetSocket
+
+if TYPE_CHECKING:
+    from vsquant import GemmOperands, QuantizedTensor
+
+    from .hardware import HardwareSpec
+    from .kernel.sockets import ProcessGen
+    from .transactions import TileKey
 
 
 def _cycles(bits: float, per_cycle: float) -> int:
@@ -24,7 +33,8 @@ def _cycles(bits: float, per_cycle: float) -> int:
 class BandwidthPort:
     """A shared channel of ``bits_per_cycle``; records its busy cycles to name the bottleneck."""
 
-    def __init__(self, env, name: str, bits_per_cycle: float, latency: int, actions: ActionCounts, verb: str):
+    def __init__(self, env: simpy.Environment, name: str, bits_per_cycle: float, latency: int, actions: ActionCounts,
+                 verb: str) -> None:
         self.env = env
         self.name = name
         self.bits_per_cycle = bits_per_cycle
@@ -34,7 +44,7 @@ class BandwidthPort:
         self.resource = simpy.Resource(env, capacity=1)
         self.busy = 0
 
-    def transfer(self, bits: int, delay: float = 0, stages: dict | None = None):
+    def transfer(self, bits: int, delay: float = 0, stages: dict[str, float] | None = None) -> ProcessGen[int]:
         """Move ``bits`` through the channel; a generator returning the annotated delay.
 
         Loosely timed: the incoming ``delay`` is synced before queueing (contention needs the true
@@ -60,7 +70,7 @@ class BandwidthPort:
 class MemorySystem:
     """DRAM -> global buffer -> NoC -> PE buffers, with multicast and first-touch DRAM reads."""
 
-    def __init__(self, env, hw, actions: ActionCounts):
+    def __init__(self, env: simpy.Environment, hw: HardwareSpec, actions: ActionCounts) -> None:
         self.env = env
         self.hw = hw
         self.actions = actions
@@ -68,19 +78,19 @@ class MemorySystem:
         self.gb_read = BandwidthPort(env, "global_buffer", hw.global_buffer_bits_per_cycle, 0, actions, "read")
         self.gb_write = BandwidthPort(env, "global_buffer", hw.global_buffer_bits_per_cycle, 0, actions, "write")
         self.noc = BandwidthPort(env, "noc", hw.noc_bits_per_cycle, hw.noc_hop_latency, actions, "transfer")
-        self.inflight: dict = {}
-        self.in_gb: set = set()
+        self.inflight: dict[TileKey, tuple[simpy.Event, dict[str, float]]] = {}
+        self.in_gb: set[TileKey] = set()
         self.acts_in_dram = False
-        self.operands = None          # the layer's GemmOperands, as the global buffer holds them
+        self.operands: list[GemmOperands] | None = None  # the layer's GemmOperands, as the global buffer holds them
         self.socket = TargetSocket("noc", self.b_transport, max_bindings=None)
 
-    def reset_layer(self, input_bits: int, operands=None):
+    def reset_layer(self, input_bits: int, operands: list[GemmOperands] | None = None) -> None:
         self.inflight.clear()
         self.in_gb.clear()
         self.acts_in_dram = input_bits > self.hw.global_buffer_bits
         self.operands = operands
 
-    def b_transport(self, p: Payload, delay: float):
+    def b_transport(self, p: Payload, delay: float) -> ProcessGen[float]:
         """READ a tile (extensions ``key``, ``bits``, ``group``) or WRITE an output block (``bits``)."""
         bits = p.get_extension("bits")
         if bits is None or bits <= 0:
@@ -103,7 +113,7 @@ class MemorySystem:
         p.response_status = ResponseStatus.OK
         return 0
 
-    def _tile_data(self, key):
+    def _tile_data(self, key: TileKey) -> QuantizedTensor | None:
         """The operand slice a tile carries: weight rows [n0, n1) or activation rows [m0, m1)."""
         if self.operands is None:
             return None
@@ -111,7 +121,8 @@ class MemorySystem:
         ops = self.operands[g]
         return (ops.w if kind == "w" else ops.a).take_rows(r0, r1)
 
-    def fetch(self, key, bits: int, group_size: int, stages: dict | None = None):
+    def fetch(self, key: TileKey, bits: int, group_size: int,
+              stages: dict[str, float] | None = None) -> ProcessGen[None]:
         """Deliver a tile to a PE: multicast to ``group_size`` PEs shares one read. A generator.
 
         ``stages`` collects the cycles the delivery spent in each channel (for stall attribution).
@@ -143,12 +154,12 @@ class MemorySystem:
         self.actions.add("noc.deliver", bits, unit="bit")
         done.succeed()
 
-    def write_output(self, bits: int):
+    def write_output(self, bits: int) -> ProcessGen[int]:
         """A PE's PPU writes an output block back to the global buffer through the NoC; returns the delay."""
         delay = yield from self.noc.transfer(bits)
         delay = yield from self.gb_write.transfer(bits, delay)
         return delay
 
-    def busy(self) -> dict:
+    def busy(self) -> dict[str, int]:
         return {"dram": self.dram.busy, "global_buffer": self.gb_read.busy + self.gb_write.busy,
                 "noc": self.noc.busy}

@@ -14,6 +14,9 @@ units, (ii) a weight vector stays in its unit's weight collector across the rows
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
 import simpy
 
 from vsquant.vector_mac import scaled_operand
@@ -25,16 +28,31 @@ from .kernel.sockets import InitiatorSocket
 from .ppu import PPU
 from .vector_mac_unit import PIPELINE_DEPTH, VectorMACUnits
 
+if TYPE_CHECKING:
+    import numpy as np
+
+    from vsquant import QuantConfig, QuantizedTensor
+
+    from .actions import ActionCounts
+    from .buffers import VectorBuffer
+    from .hardware import HardwareSpec
+    from .kernel.sockets import ProcessGen
+    from .transactions import GemmTile, LayerTask, TileKey
+
+    #: loads of one operand: (tile key, first tile, index of the last tile)
+    Run = tuple[TileKey, GemmTile, int]
+
 PPU_OUTPUT_BURST_BITS = 4 * 8192  # the PPU's output staging buffer (4 KB): a modelling choice
 
 
-def cfg_separable(cfg) -> bool:
+def cfg_separable(cfg: QuantConfig) -> bool:
     """Full-width integer (or baseline) scale products: the vector MAC is one GEMM of scaled operands."""
     return cfg.is_baseline or (cfg.scale_product_shift == 0 and not cfg.float_scales)
 
 
 class PE:
-    def __init__(self, env, index: int, hw, cfg, actions, passes: int = 1):
+    def __init__(self, env: simpy.Environment, index: int, hw: HardwareSpec, cfg: QuantConfig, actions: ActionCounts,
+                 passes: int = 1) -> None:
         self.env = env
         self.index = index
         self.hw = hw
@@ -58,21 +76,23 @@ class PE:
         self.abuf.bind(self.act_buffer.socket)
         self.reset_stats()
 
-    def reset_stats(self):
+    def reset_stats(self) -> None:
         self.compute_cycles = 0
-        self.stall_cycles = 0
-        self.finish = 0
-        self.start_wait = 0
+        self.stall_cycles: float = 0
+        self.finish: float = 0
+        self.start_wait: float = 0
         self.out_elements = 0
-        self.last_compute_end = 0
+        self.last_compute_end: float = 0
         self.done = False
-        self.stall_by: dict = {}     # stall cycles attributed to the channels the awaited loads used
-        self.fill_by: dict = {}      # the first tile's wait, attributed likewise
-        self._stages: dict = {}
-        self.blocks: list = []      # (tile, y block or None, layer-local vector max)
+        self.stall_by: dict[str, float] = {}     # stall cycles attributed to the channels the awaited loads used
+        self.fill_by: dict[str, float] = {}      # the first tile's wait, attributed likewise
+        self._stages: dict[TileKey, dict[str, float]] = {}
+        # (tile, y block or None, layer-local vector max)
+        self.blocks: list[tuple[GemmTile, np.ndarray, float | None]] = []
 
     # -- loader -----------------------------------------------------------------------------
-    def _load(self, buf_socket, buffer, key, bits, vectors, group):
+    def _load(self, buf_socket: InitiatorSocket, buffer: VectorBuffer, key: TileKey, bits: int, vectors: int,
+              group: int) -> ProcessGen[None]:
         p = Payload(Command.READ, 0, vectors)
         p.set_extension("key", key)
         p.set_extension("bits", bits)
@@ -89,7 +109,8 @@ class PE:
         if delay:
             yield self.env.timeout(delay)
 
-    def _stream(self, task, runs, buf_socket, buffer, slots, loaded, weights: bool):
+    def _stream(self, task: LayerTask, runs: list[Run], buf_socket: InitiatorSocket, buffer: VectorBuffer,
+                slots: simpy.Container, loaded: list[simpy.Event], weights: bool) -> ProcessGen[None]:
         """Prefetch one operand's tiles in order, each as soon as a buffer slot is free."""
         vec_bits = buffer.vector_bits
         for r, (key, t, _) in enumerate(runs):
@@ -102,11 +123,11 @@ class PE:
             loaded[r].succeed()
 
     @staticmethod
-    def _runs(tiles, attr):
+    def _runs(tiles: Sequence[GemmTile], attr: str) -> tuple[list[Run], list[int]]:
         """Loads of one operand: runs of consecutive tiles sharing a tile of it, as
         (key, first tile, last tile index), and the run each tile belongs to."""
-        runs: list = []
-        of_tile: list = []
+        runs: list[Run] = []
+        of_tile: list[int] = []
         for i, t in enumerate(tiles):
             k = getattr(t, attr)
             if runs and runs[-1][0] == k:
@@ -117,7 +138,7 @@ class PE:
         return runs, of_tile
 
     # -- datapath ---------------------------------------------------------------------------
-    def run(self, task, tiles):
+    def run(self, task: LayerTask, tiles: Sequence[GemmTile]) -> ProcessGen[None]:
         """The PE's process for one layer: returns when its last block left the PPU.
 
         Weights and activations stream in as two prefetchers with two buffer slots each
@@ -135,7 +156,8 @@ class PE:
         n_blocks = sum(1 for t in tiles if t.last)
         self._ppu_start(task, n_blocks)
         n_dot = 0         # dot products (and accumulations) of the tiles, counted once at the end
-        pending = []      # finished output blocks whose values are not evaluated yet
+        # finished output blocks whose values are not evaluated yet
+        pending: list[tuple[GemmTile, QuantizedTensor | None]] = []
         pipeline_filled = False
         for i, t in enumerate(tiles):
             wr, ar = w_of[i], a_of[i]
@@ -183,19 +205,21 @@ class PE:
         self.finish = env.now
         self.done = True
 
-    def _evaluate(self, task, pending):
+    def _evaluate(self, task: LayerTask, pending: list[tuple[GemmTile, QuantizedTensor | None]]) -> None:
         """Numerics of the finished output blocks of a weight run: one vector-MAC evaluation per run of
         adjacent row blocks, then the PPU's post-processing (see :mod:`tlm.vector_mac_unit`)."""
         if task.operands is None or not pending:
             pending.clear()
             return
-        groups: list = []   # [weight tile data, [blocks]]: adjacent row blocks of one output-channel tile
+        # [weight tile data, [blocks]]: adjacent row blocks of one output-channel tile
+        groups: list[tuple[QuantizedTensor, list[GemmTile]]] = []
         for t, w in pending:
             if groups:
                 b = groups[-1][1][-1]
                 if b.gemm == t.gemm and (b.n0, b.n1) == (t.n0, t.n1) and b.m1 == t.m0:
                     groups[-1][1].append(t)
                     continue
+            assert w is not None   # task.operands is set, so the NoC delivered the tile's data
             groups.append((w, [t]))
         for w, blocks in groups:
             first, last = blocks[0], blocks[-1]
@@ -211,7 +235,7 @@ class PE:
                 self.blocks.append((t, y[t.m0 - first.m0:t.m1 - first.m0], amax if k == 0 else None))
         pending.clear()
 
-    def _attribute(self, into: dict, cycles, keys):
+    def _attribute(self, into: dict[str, float], cycles: float, keys: Iterable[TileKey]) -> None:
         """Split a wait over the channels (dram, global_buffer, noc) its loads spent time in."""
         stages: dict[str, float] = {}
         for k in keys:
@@ -225,16 +249,16 @@ class PE:
             into[name] = into.get(name, 0) + cycles * c / total
 
     # -- PPU ------------------------------------------------------------------------------------
-    def _ppu_start(self, task, n_blocks: int):
-        self._ppu_free = 0          # when the PPU finishes the blocks it has been given
+    def _ppu_start(self, task: LayerTask, n_blocks: int) -> None:
+        self._ppu_free: float = 0   # when the PPU finishes the blocks it has been given
         self._ppu_vectors = 0
         self._ppu_left = n_blocks
         self._staged = 0.0
-        self._writes: list = []
+        self._writes: list[simpy.Process] = []
         self._has_bias = (task.operands[0].bias is not None) if task.operands is not None else task.has_bias
         self._out_bits = self.cfg.act_bits + self.cfg.act_scale.storage_bits / self.hw.vector_size
 
-    def _ppu_block(self, task, t):
+    def _ppu_block(self, task: LayerTask, t: GemmTile) -> None:
         """The PPU post-processes finished blocks in order, one at a time: a FIFO server with known
         service times, so its start and finish are computed, not simulated. Outputs collect in a
         staging buffer of ``PPU_OUTPUT_BURST_BITS`` written back over the NoC to the global buffer as
@@ -250,7 +274,7 @@ class PE:
             self._writes.append(self.env.process(self._write_back(int(-(-self._staged // 1)), self._ppu_free, final)))
             self._staged = 0.0
 
-    def _write_back(self, bits: int, at: float, final: bool):
+    def _write_back(self, bits: int, at: float, final: bool) -> ProcessGen[None]:
         env = self.env
         p = Payload(Command.WRITE, 0, bits)
         p.set_extension("bits", bits)

@@ -10,12 +10,21 @@ output equals the reference bit for bit.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import numpy as np
+
 from vsquant import QuantConfig, post_process, quantize_activation
 from vsquant.quantize import qmax, vector_amax
 
+if TYPE_CHECKING:
+    from vsquant import QuantizedTensor
+
+    from .actions import ActionCounts
+
 
 class PPU:
-    def __init__(self, name: str, elements_per_cycle: int, cfg: QuantConfig, actions):
+    def __init__(self, name: str, elements_per_cycle: int, cfg: QuantConfig, actions: ActionCounts) -> None:
         self.name = name
         self.rate = int(elements_per_cycle)
         self.cfg = cfg
@@ -24,7 +33,7 @@ class PPU:
     def cycles(self, elements: int) -> int:
         return -(-elements // self.rate)
 
-    def count_blocks(self, elements: int, vectors: int, has_bias: bool, activation):
+    def count_blocks(self, elements: int, vectors: int, has_bias: bool, activation: str | None) -> None:
         """Actions of post-processing output blocks of ``elements`` elements in ``vectors`` vectors:
         scale, bias, activation, vector max."""
         self.actions.add("ppu.scale", elements, unit="element")
@@ -34,18 +43,19 @@ class PPU:
             self.actions.add(f"ppu.{activation}", elements, unit="element")
         self.actions.add("ppu.vector_max", vectors, unit="vector", vector_size=self.cfg.vector_size)
 
-    def post_process(self, acc, a, w, n0: int, n1: int, bias, activation):
+    def post_process(self, acc: np.ndarray, a: QuantizedTensor, w: QuantizedTensor, n0: int, n1: int,
+                     bias: np.ndarray | None, activation: str | None) -> np.ndarray:
         """Coarse scales, bias and activation on output rows of ``a`` x channels [n0, n1) of ``w``
         (their gammas line up with ``acc``); returns the float block and its largest vector max."""
         b = None if bias is None else bias[n0:n1]
         y = post_process(acc, a.gamma, w.gamma, self.cfg.scale_product_shift, b, activation)
         return y
 
-    def vector_max(self, y, unsigned: bool) -> float:
+    def vector_max(self, y: np.ndarray, unsigned: bool) -> float:
         """Eq. 7a on a block's output vectors (along the channels): its largest, for the layer max."""
         return float(vector_amax(y, self.cfg.vector_size, unsigned).max()) if y.size else 0.0
 
-    def quantize(self, y, unsigned: bool, layer_amax: float | None):
+    def quantize(self, y: np.ndarray | None, unsigned: bool, layer_amax: float | None) -> QuantizedTensor | None:
         """Eq. 7b-7g on the layer's outputs with the reduced layer max (the accelerator counts the
         actions: ``ppu.reciprocal`` per vector, ``ppu.quantize`` per element). None in timing-only mode."""
         if y is None:

@@ -10,8 +10,15 @@ the per-PE tile lists.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from vsquant.layers import GemmOperands
+
+#: a tile's id in the buffers and the NoC: ("w", gemm, n0, n1, j0, j1) or ("a", gemm, m0, m1, j0, j1)
+TileKey = tuple[str, int, int, int, int, int]
 
 
 @dataclass(frozen=True)
@@ -22,7 +29,7 @@ class GemmShape:
     K: int
     N: int
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for name in ("M", "K", "N"):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or v < 1:
@@ -61,11 +68,11 @@ class GemmTile:
         return self.j1 - self.j0
 
     @property
-    def weight_key(self) -> tuple:
+    def weight_key(self) -> TileKey:
         return ("w", self.gemm, self.n0, self.n1, self.j0, self.j1)
 
     @property
-    def act_key(self) -> tuple:
+    def act_key(self) -> TileKey:
         return ("a", self.gemm, self.m0, self.m1, self.j0, self.j1)
 
 
@@ -93,13 +100,13 @@ class LayerTask:
     shapes: list[GemmShape]
     tilings: list[Tiling]
     schedule: list[list[GemmTile]]          # per PE, in execution order
-    operands: list | None = None            # vsquant.layers.GemmOperands per GEMM (None: timing only)
+    operands: list[GemmOperands] | None = None  # vsquant.layers.GemmOperands per GEMM (None: timing only)
     activation: str | None = None
     out_unsigned: bool = False
     requantize_output: bool = True
     kind: str = "linear"
     has_bias: bool = False                  # for timing-only runs (with operands, the bias says)
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def macs(self) -> int:

@@ -16,13 +16,23 @@ exact and the fp order is the reference's, so this is bit-identical to evaluatin
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from vsquant import QuantConfig, vector_mac
+
+if TYPE_CHECKING:
+    import simpy
+
+    from vsquant import MacResult, QuantizedTensor
+
+    from .actions import ActionCounts
 
 PIPELINE_DEPTH = 4  # buffer read, dot product, scale product, accumulate: cycles before the first result
 
 
 class VectorMACUnits:
-    def __init__(self, env, name: str, lanes: int, vector_size: int, cfg: QuantConfig, actions, passes: int = 1):
+    def __init__(self, env: simpy.Environment, name: str, lanes: int, vector_size: int, cfg: QuantConfig,
+                 actions: ActionCounts, passes: int = 1) -> None:
         self.env = env
         self.passes = passes   # an operand wider than the W-bit weight port runs in bit slices
         self.name = name
@@ -34,7 +44,7 @@ class VectorMACUnits:
     def cycles(self, rows: int, cols: int, nvec: int) -> int:
         return rows * nvec * -(-cols // self.lanes) * self.passes
 
-    def count(self, n_dot: int):
+    def count(self, n_dot: int) -> None:
         """Count ``n_dot`` V-wide dot products and, with per-vector scales, their scale products."""
         cfg = self.cfg
         self.actions.add("vector_mac.dot", n_dot, unit="dot product", weight_bits=cfg.weight_bits,
@@ -48,6 +58,6 @@ class VectorMACUnits:
             self.actions.add("vector_mac.scale_multiply", n_dot, unit="multiply",
                              dot_bits=cfg.dot_product_bits, scale_bits=cfg.rounded_scale_product_bits)
 
-    def evaluate(self, a, w, j0: int, j1: int):
+    def evaluate(self, a: QuantizedTensor, w: QuantizedTensor, j0: int, j1: int) -> MacResult:
         """The numerics of consecutive tiles on rows of ``a`` and ``w`` over vectors [j0, j1)."""
         return vector_mac(a, w, self.cfg, j0=j0, j1=j1)

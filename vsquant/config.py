@@ -33,7 +33,7 @@ VECTOR_SIZES = tuple(1 << k for k in range(9))
 BASELINE = "8/8/-/-"
 
 
-def check_vector_size(v) -> int:
+def check_vector_size(v: object) -> int:
     """V as an int from :data:`VECTOR_SIZES`, else a ValueError that lists them."""
     if isinstance(v, bool) or not isinstance(v, int) or v not in VECTOR_SIZES:
         raise ValueError(f"vector size V={v!r} is not one the datapath can have: V must be a power of two in "
@@ -57,7 +57,7 @@ class ScaleFormat:
     kind: str  # "coarse" | "int" | "fp"
     bits: int = 0  # M for "int", 16 or 32 for "fp", 0 for "coarse"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.kind not in ("coarse", "int", "fp"):
             raise ValueError(f"scale kind {self.kind!r} is not one of 'coarse', 'int', 'fp'")
 
@@ -128,7 +128,7 @@ class QuantConfig:
     requantize: bool = False       # Eq. 7 variant: values from the two-level scale, not Eq. 7c
     nonzero_scales: bool = False   # Eq. 7g variant: a non-zero vector's scale never rounds to 0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for name, b in (("weight", self.weight_bits), ("activation", self.act_bits)):
             if isinstance(b, bool) or not isinstance(b, int) or not MIN_BITS <= b <= MAX_BITS:
                 raise ValueError(f"{name} bits {b!r} must be an integer in [{MIN_BITS}, {MAX_BITS}]")
@@ -210,7 +210,7 @@ class QuantConfig:
                 s += f",{flag}"
         return s
 
-    def with_(self, **changes) -> "QuantConfig":
+    def with_(self, **changes: Any) -> "QuantConfig":
         return replace(self, **changes)
 
     def for_activation_operands(self) -> "QuantConfig":
@@ -293,7 +293,7 @@ class QuantConfig:
         return self.act_bits + self.act_scale.storage_bits / self.vector_size
 
 
-def _parse_rounding(val) -> int | None:
+def _parse_rounding(val: int | str | None) -> int | None:
     if val is None:
         return None
     if isinstance(val, bool):
@@ -308,6 +308,6 @@ def _parse_rounding(val) -> int | None:
     raise ValueError(f"scale-product rounding {val!r} must be 'full' or a positive number of bits R")
 
 
-def parse_config(text) -> QuantConfig:
+def parse_config(text: str | QuantConfig) -> QuantConfig:
     """Shorthand for :meth:`QuantConfig.parse`."""
     return QuantConfig.parse(text)

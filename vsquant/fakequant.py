@@ -20,11 +20,18 @@ of :mod:`studies.qat`. This module imports torch; ``import vsquant`` does not im
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import QuantConfig, qmax
+from .config import QuantConfig, ScaleFormat, qmax
 from .layers import unsigned_policy
+
+Amax = float | np.ndarray | torch.Tensor | None   # a calibrated max: one per tensor or one per row
+Pair = int | Sequence[int]
+QuantizedWeight = tuple[torch.Tensor, torch.Tensor]   # (scaled integers, coarse scale per channel)
 
 __all__ = ["check_supported", "fake_conv2d", "fake_linear", "fake_matmul", "quantized_conv_weight",
            "quantized_weight", "supports"]
@@ -34,7 +41,8 @@ def _safe(s: torch.Tensor) -> torch.Tensor:
     return torch.where(s > 0, s, torch.full_like(s, float("inf")))
 
 
-def _scaled_integers(x: torch.Tensor, bits: int, fmt, V: int, unsigned: bool, per_row: bool, amax=None):
+def _scaled_integers(x: torch.Tensor, bits: int, fmt: ScaleFormat, V: int, unsigned: bool, per_row: bool,
+                     amax: Amax = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(values * integer per-vector scale, coarse scale per row) of ``x`` (rows, L), as vsquant.
 
     ``fmt`` kind "int": two-level Eq. 7a-7g (gamma per row or per tensor); "coarse": per-channel
@@ -99,13 +107,14 @@ def check_supported(cfg: QuantConfig) -> None:
 
 # --- the datapath as torch functions (float64, exact integers) ----------------------------------
 
-def quantized_weight(w: torch.Tensor, cfg: QuantConfig, amax=None):
+def quantized_weight(w: torch.Tensor, cfg: QuantConfig, amax: Amax = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(scaled integer weight (N, K), per-channel coarse scale (N,)) as ``vsquant.ppu.quantize_weight``
     (``amax``: calibrated per-channel maxima for a per-channel format)."""
     return _scaled_integers(w.double(), cfg.weight_bits, cfg.weight_scale, cfg.vector_size, False, True, amax)
 
 
-def quantized_conv_weight(w: torch.Tensor, cfg: QuantConfig, amax=None):
+def quantized_conv_weight(w: torch.Tensor, cfg: QuantConfig,
+                          amax: Amax = None) -> tuple[torch.Tensor, torch.Tensor]:
     """A conv weight (K, Cg, R, S) as ``vsquant.layers.quantize_conv_weight``: vectors of V input channels at
     each kernel position, each position's channels zero-padded to whole vectors; returned in (K, Cg, R, S)."""
     K, Cg, R, S = w.shape
@@ -118,23 +127,32 @@ def _unsigned(cfg: QuantConfig, x: torch.Tensor, unsigned: bool | None) -> bool:
     return unsigned_policy(cfg, x) if unsigned is None else unsigned
 
 
-def fake_linear(x: torch.Tensor, w: torch.Tensor, bias, cfg: QuantConfig, wq=None, *, unsigned=None,
-                act_amax=None) -> torch.Tensor:
+def _weight(w: torch.Tensor | None) -> torch.Tensor:
+    if w is None:
+        raise ValueError("a fake-quant layer needs its weight or its quantized weight (wq); got neither")
+    return w
+
+
+def fake_linear(x: torch.Tensor, w: torch.Tensor | None, bias: torch.Tensor | None, cfg: QuantConfig,
+                wq: QuantizedWeight | None = None, *, unsigned: bool | None = None,
+                act_amax: Amax = None) -> torch.Tensor:
     """``vsquant.layers.linear`` (output before requantization): x (..., K) per layer, dynamically (or with a
     calibrated ``act_amax``), w (N, K) or its quantized ``wq``; ``unsigned`` defaults to the unsigned policy."""
     xd = x.double()
     x2 = xd.reshape(-1, xd.shape[-1])
     a, ga = _scaled_integers(x2, cfg.act_bits, cfg.act_scale, cfg.vector_size, _unsigned(cfg, x2, unsigned),
                              False, act_amax)
-    b, gw = wq if wq is not None else quantized_weight(w, cfg)
+    b, gw = wq if wq is not None else quantized_weight(_weight(w), cfg)
     y = (a @ b.T) * (ga[:, None] * gw[None, :])                    # Eq. 5 exactly, then the PPU's scales
     if bias is not None:
         y = y + bias.double()[None, :]
-    return y.reshape(xd.shape[:-1] + (b.shape[0],))
+    out: torch.Tensor = y.reshape(xd.shape[:-1] + (b.shape[0],))
+    return out
 
 
-def fake_conv2d(x: torch.Tensor, w: torch.Tensor, bias, cfg: QuantConfig, stride, padding, dilation, groups,
-                wq=None, *, unsigned=None, act_amax=None) -> torch.Tensor:
+def fake_conv2d(x: torch.Tensor, w: torch.Tensor | None, bias: torch.Tensor | None, cfg: QuantConfig, stride: Pair,
+                padding: Pair, dilation: Pair, groups: int, wq: QuantizedWeight | None = None, *,
+                unsigned: bool | None = None, act_amax: Amax = None) -> torch.Tensor:
     """``vsquant.layers.conv2d``: activations channels-last, vectors of V channels within each group."""
     xd = x.double()
     B, C, H, W = xd.shape
@@ -142,18 +160,18 @@ def fake_conv2d(x: torch.Tensor, w: torch.Tensor, bias, cfg: QuantConfig, stride
     a, ga = _scaled_integers(xa, cfg.act_bits, cfg.act_scale, cfg.vector_size, _unsigned(cfg, xa, unsigned),
                              False, act_amax)
     a = a.reshape(B, H, W, C).permute(0, 3, 1, 2).contiguous()
-    b, gw = wq if wq is not None else quantized_conv_weight(w, cfg)
+    b, gw = wq if wq is not None else quantized_conv_weight(_weight(w), cfg)
     if groups == C == b.shape[0]:   # depthwise: float64 F.conv2d is slow here; integers sum exactly in any order
         acc = _depthwise(a, b, stride, padding, dilation)
     else:
         acc = F.conv2d(a, b, None, stride, padding, dilation, groups)
-    y = acc * (ga[0] * gw)[None, :, None, None]
+    y: torch.Tensor = acc * (ga[0] * gw)[None, :, None, None]
     if bias is not None:
         y = y + bias.double()[None, :, None, None]
     return y
 
 
-def _depthwise(a: torch.Tensor, b: torch.Tensor, stride, padding, dilation) -> torch.Tensor:
+def _depthwise(a: torch.Tensor, b: torch.Tensor, stride: Pair, padding: Pair, dilation: Pair) -> torch.Tensor:
     """A depthwise convolution of integer-valued float64 tensors as R*S shifted multiply-adds (exact: every
     partial sum is an integer below 2^53, so the order of the additions does not matter)."""
     (sh, sw), (ph, pw), (dh, dw) = (tuple(v) if isinstance(v, (tuple, list)) else (v, v)
@@ -170,14 +188,14 @@ def _depthwise(a: torch.Tensor, b: torch.Tensor, stride, padding, dilation) -> t
     return acc
 
 
-def fake_matmul(a: torch.Tensor, b: torch.Tensor, cfg: QuantConfig, *, a_unsigned=None, b_unsigned=None,
-                a_amax=None, b_amax=None) -> torch.Tensor:
+def fake_matmul(a: torch.Tensor, b: torch.Tensor, cfg: QuantConfig, *, a_unsigned: bool | None = None,
+                b_unsigned: bool | None = None, a_amax: Amax = None, b_amax: Amax = None) -> torch.Tensor:
     """``vsquant.layers.matmul``: a (..., M, K) @ b (..., K, N), both activations (attention's QK^T, AV),
     each quantized per tensor (dynamically, or with a calibrated amax) with vectors along K (rows of a,
     columns of b); batched."""
     if a.dim() < 2 or b.dim() < 2 or a.shape[-1] != b.shape[-2]:
         raise ValueError(f"matmul needs (..., M, K) @ (..., K, N); got {tuple(a.shape)} and {tuple(b.shape)}")
-    batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    batch = torch.Size(torch.broadcast_shapes(a.shape[:-2], b.shape[:-2]))  # type: ignore[no-untyped-call]
     (M, K), N = a.shape[-2:], b.shape[-1]
     ad = a.double().expand(batch + (M, K)).reshape(-1, K)
     bt = b.double().transpose(-1, -2).expand(batch + (N, K)).reshape(-1, K)
@@ -185,4 +203,5 @@ def fake_matmul(a: torch.Tensor, b: torch.Tensor, cfg: QuantConfig, *, a_unsigne
     ai, ga = _scaled_integers(ad, cfg.act_bits, fmt, V, _unsigned(cfg, ad, a_unsigned), False, a_amax)
     bi, gb = _scaled_integers(bt, cfg.act_bits, fmt, V, _unsigned(cfg, bt, b_unsigned), False, b_amax)
     acc = ai.reshape(batch + (M, K)) @ bi.reshape(batch + (N, K)).transpose(-1, -2)
-    return acc * (ga[0] * gb[0])
+    out: torch.Tensor = acc * (ga[0] * gb[0])
+    return out

@@ -16,9 +16,12 @@ per group) therefore has vectors of a single element. Zero padding pixels carry 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from .config import QuantConfig
 from .ppu import post_process, quantize_activation, quantize_weight
@@ -48,7 +51,7 @@ class LayerResult:
     gemms: list[GemmOperands]                # one per group (conv) or batch matrix (matmul)
     macs: list[MacResult]
     real_macs: int                           # multiply-accumulates of the unpadded layer
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def gated(self) -> int:
@@ -68,21 +71,25 @@ def _as_gemm_activation(q: QuantizedTensor) -> QuantizedTensor:
                            q.scheme, q.scale_bits)
 
 
-def _output_q(y: np.ndarray, cfg: QuantConfig, requantize_output, out_unsigned, out_gamma, out_amax):
+def _output_q(y: np.ndarray, cfg: QuantConfig, requantize_output: bool, out_unsigned: bool | None,
+              out_gamma: npt.ArrayLike | None, out_amax: float | None) -> QuantizedTensor | None:
     if not requantize_output:
         return None
     unsigned = cfg.act_unsigned if out_unsigned is None else out_unsigned
     return quantize_activation(y, cfg, unsigned=unsigned, gamma=out_gamma, amax=out_amax)
 
 
-def run_gemm(g: GemmOperands, cfg: QuantConfig, activation=None, accumulator_bits=None):
+def run_gemm(g: GemmOperands, cfg: QuantConfig, activation: str | None = None,
+             accumulator_bits: int | None = None) -> tuple[MacResult, np.ndarray]:
     mac = vector_mac(g.a, g.w, cfg, accumulator_bits=accumulator_bits)
     y = post_process(mac.acc, g.a.gamma, g.w.gamma, mac.scale_shift, g.bias, activation)
     return mac, y
 
 
-def linear_operands(x, weight, bias, cfg: QuantConfig, *, unsigned_input=None, act_gamma=None, act_amax=None,
-                    weight_method="max"):
+def linear_operands(x: npt.ArrayLike | QuantizedTensor, weight: npt.ArrayLike | QuantizedTensor,
+                    bias: npt.ArrayLike | None, cfg: QuantConfig, *, unsigned_input: bool | None = None,
+                    act_gamma: npt.ArrayLike | None = None, act_amax: float | None = None,
+                    weight_method: str = "max") -> tuple[GemmOperands, tuple[int, ...]]:
     """Quantize a linear layer's operands into one GEMM (rows of x, K) x (N, K); returns it and x's
     leading shape. ``x``/``weight`` may already be quantized (a previous PPU's output, static weights)."""
     if isinstance(weight, QuantizedTensor):  # quantized offline (static weights, Sec. 4.3)
@@ -106,10 +113,12 @@ def linear_operands(x, weight, bias, cfg: QuantConfig, *, unsigned_input=None, a
     return g, xq.shape[:-1]
 
 
-def linear(x, weight, bias=None, cfg: QuantConfig | str = "8/8/-/-", *, activation=None,
-           unsigned_input: bool | None = None, act_gamma=None, act_amax=None, weight_method="max",
-           requantize_output=True, out_unsigned=None, out_gamma=None, out_amax=None,
-           accumulator_bits=None) -> LayerResult:
+def linear(x: npt.ArrayLike | QuantizedTensor, weight: npt.ArrayLike | QuantizedTensor,
+           bias: npt.ArrayLike | None = None, cfg: QuantConfig | str = "8/8/-/-", *, activation: str | None = None,
+           unsigned_input: bool | None = None, act_gamma: npt.ArrayLike | None = None,
+           act_amax: float | None = None, weight_method: str = "max", requantize_output: bool = True,
+           out_unsigned: bool | None = None, out_gamma: npt.ArrayLike | None = None, out_amax: float | None = None,
+           accumulator_bits: int | None = None) -> LayerResult:
     """y = act(x @ weight.T + bias) on the VS-Quant datapath.
 
     ``x`` (..., K): float, or a QuantizedTensor from a previous layer's PPU. ``weight`` (N, K):
@@ -125,7 +134,7 @@ def linear(x, weight, bias=None, cfg: QuantConfig | str = "8/8/-/-", *, activati
                        [g], [mac], int(np.prod(lead, dtype=np.int64)) * N * K)
 
 
-def _pair(v, name, minimum: int):
+def _pair(v: Any, name: str, minimum: int) -> tuple[int, ...]:
     """A conv2d stride/padding/dilation as a pair of ints >= ``minimum`` (PyTorch's rules)."""
     t = (v, v) if np.isscalar(v) else tuple(v)
     if len(t) != 2 or any(isinstance(e, (bool, np.bool_)) or not isinstance(e, (int, np.integer)) for e in t):
@@ -147,7 +156,8 @@ def _pad_channels(x: np.ndarray, multiple: int) -> np.ndarray:
     return np.concatenate([x, np.zeros(x.shape[:-1] + (cp - c,), x.dtype)], axis=-1)
 
 
-def _im2col(v: np.ndarray, kh, kw, stride, dilation, ho, wo) -> np.ndarray:
+def _im2col(v: np.ndarray, kh: int, kw: int, stride: tuple[int, ...], dilation: tuple[int, ...], ho: int,
+            wo: int) -> np.ndarray:
     """(B, Hp, Wp, C) -> (B, ho, wo, kh, kw, C) windows (a copy)."""
     sh, sw = stride
     dh, dw = dilation
@@ -157,7 +167,7 @@ def _im2col(v: np.ndarray, kh, kw, stride, dilation, ho, wo) -> np.ndarray:
     return out.reshape(out.shape[:3] + (kh, kw) + out.shape[4:])
 
 
-def quantize_conv_weight(weight, cfg: QuantConfig, *, method: str = "max") -> QuantizedTensor:
+def quantize_conv_weight(weight: npt.ArrayLike, cfg: QuantConfig, *, method: str = "max") -> QuantizedTensor:
     """A conv weight (K, C/groups, R, S) as the weight buffer stores it: (K, R, S, C/groups padded to
     whole vectors), vectors of V input channels at each kernel position, per output channel k."""
     weight = check_finite(weight, "weight")
@@ -166,8 +176,12 @@ def quantize_conv_weight(weight, cfg: QuantConfig, *, method: str = "max") -> Qu
     return quantize_weight(_pad_channels(weight.transpose(0, 2, 3, 1), cfg.vector_size), cfg, method=method)
 
 
-def conv2d_operands(x, weight, bias, cfg: QuantConfig, stride=1, padding=0, dilation=1, groups=1, *,
-                    unsigned_input=None, act_gamma=None, act_amax=None, weight_method="max", weight_q=None):
+def conv2d_operands(x: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike | None, cfg: QuantConfig,
+                    stride: int | Sequence[int] = 1, padding: int | Sequence[int] = 0,
+                    dilation: int | Sequence[int] = 1, groups: int = 1, *, unsigned_input: bool | None = None,
+                    act_gamma: npt.ArrayLike | None = None, act_amax: float | None = None,
+                    weight_method: str = "max", weight_q: QuantizedTensor | None = None,
+                    ) -> tuple[list[GemmOperands], tuple[int, int, int, int]]:
     """Quantize a conv's operands and lower them to one GEMM per group, plus the output geometry.
 
     ``weight_q``: the weight already quantized by :func:`quantize_conv_weight` (static weights)."""
@@ -219,10 +233,13 @@ def conv2d_operands(x, weight, bias, cfg: QuantConfig, stride=1, padding=0, dila
     return gemms, (B, Ho, Wo, Kout)
 
 
-def conv2d(x, weight, bias=None, cfg: QuantConfig | str = "8/8/-/-", stride=1, padding=0, dilation=1,
-           groups=1, *, activation=None, unsigned_input=None, act_gamma=None, act_amax=None,
-           weight_method="max", weight_q=None, requantize_output=True, out_unsigned=None, out_gamma=None,
-           out_amax=None, accumulator_bits=None) -> LayerResult:
+def conv2d(x: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike | None = None,
+           cfg: QuantConfig | str = "8/8/-/-", stride: int | Sequence[int] = 1, padding: int | Sequence[int] = 0,
+           dilation: int | Sequence[int] = 1, groups: int = 1, *, activation: str | None = None,
+           unsigned_input: bool | None = None, act_gamma: npt.ArrayLike | None = None,
+           act_amax: float | None = None, weight_method: str = "max", weight_q: QuantizedTensor | None = None,
+           requantize_output: bool = True, out_unsigned: bool | None = None, out_gamma: npt.ArrayLike | None = None,
+           out_amax: float | None = None, accumulator_bits: int | None = None) -> LayerResult:
     """2-D convolution (NCHW, PyTorch semantics) on the VS-Quant datapath; output NCHW float64.
 
     ``output_q`` is the output requantized channels-last (B, Ho, Wo, K), vectors along K.
@@ -243,7 +260,10 @@ def conv2d(x, weight, bias=None, cfg: QuantConfig | str = "8/8/-/-", stride=1, p
                        gemms, macs, B * Ho * Wo * Kout * Kg_in * R * S)
 
 
-def matmul_operands(a, b, cfg: QuantConfig, *, a_unsigned=False, b_unsigned=False, a_gamma=None, b_gamma=None):
+def matmul_operands(a: npt.ArrayLike, b: npt.ArrayLike, cfg: QuantConfig, *, a_unsigned: bool = False,
+                    b_unsigned: bool = False, a_gamma: npt.ArrayLike | None = None,
+                    b_gamma: npt.ArrayLike | None = None,
+                    ) -> tuple[list[GemmOperands], tuple[int, ...], tuple[int, int, int]]:
     a = check_finite(a, "left operand")
     b = check_finite(b, "right operand")
     if a.ndim < 2 or b.ndim < 2 or a.shape[-1] != b.shape[-2]:
@@ -267,9 +287,10 @@ def matmul_operands(a, b, cfg: QuantConfig, *, a_unsigned=False, b_unsigned=Fals
     return gemms, batch, (M, K, N)
 
 
-def matmul(a, b, cfg: QuantConfig | str = "8/8/-/-", *, a_unsigned=False, b_unsigned=False,
-           a_gamma=None, b_gamma=None, requantize_output=True, out_unsigned=False, out_gamma=None,
-           out_amax=None, accumulator_bits=None) -> LayerResult:
+def matmul(a: npt.ArrayLike, b: npt.ArrayLike, cfg: QuantConfig | str = "8/8/-/-", *, a_unsigned: bool = False,
+           b_unsigned: bool = False, a_gamma: npt.ArrayLike | None = None, b_gamma: npt.ArrayLike | None = None,
+           requantize_output: bool = True, out_unsigned: bool | None = False, out_gamma: npt.ArrayLike | None = None,
+           out_amax: float | None = None, accumulator_bits: int | None = None) -> LayerResult:
     """a @ b with both operands activations (attention's QK^T and AV), quantized dynamically.
 
     Both operands take the activation format of ``cfg`` with vectors along the reduction axis:
@@ -291,7 +312,7 @@ def matmul(a, b, cfg: QuantConfig | str = "8/8/-/-", *, a_unsigned=False, b_unsi
                        gemms, macs, int(np.prod(batch, dtype=np.int64)) * M * N * K)
 
 
-def unsigned_policy(cfg: QuantConfig, x) -> bool:
+def unsigned_policy(cfg: QuantConfig, x: Any) -> bool:
     """Whether a layer input is quantized unsigned: only with unsigned activations (``4U``) and only for a
     non-negative input (after ReLU, softmax); else signed. ``x``: a NumPy array or a torch tensor, so the
     reference, the TLM and the fake-quant path quantize the same input the same way."""

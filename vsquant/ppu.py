@@ -13,8 +13,11 @@ onto the quantizers: weights per output channel (row), activations per layer (te
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from .config import QuantConfig
 from .quantize import (
@@ -30,16 +33,16 @@ from .quantize import (
 from .vector_mac import MacResult
 
 
-def _gelu(y):
+def _gelu(y: np.ndarray) -> np.ndarray:
     from scipy.special import erf
-    return 0.5 * y * (1.0 + erf(y / math.sqrt(2.0)))
+    return cast(np.ndarray, 0.5 * y * (1.0 + erf(y / math.sqrt(2.0))))  # scipy.special is untyped
 
 
-def _gelu_tanh(y):
+def _gelu_tanh(y: np.ndarray) -> np.ndarray:
     return 0.5 * y * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (y + 0.044715 * y ** 3)))
 
 
-ACTIVATIONS = {
+ACTIVATIONS: dict[str | None, Callable[[np.ndarray], np.ndarray]] = {
     None: lambda y: y,
     "none": lambda y: y,
     "relu": lambda y: np.maximum(y, 0.0),
@@ -73,11 +76,12 @@ def post_process(acc: np.ndarray, a_gamma: np.ndarray, w_gamma: np.ndarray, shif
     return apply_activation(y, activation)
 
 
-def post_process_mac(mac: MacResult, a: QuantizedTensor, w: QuantizedTensor, bias=None, activation=None):
+def post_process_mac(mac: MacResult, a: QuantizedTensor, w: QuantizedTensor, bias: np.ndarray | None = None,
+                     activation: str | None = None) -> np.ndarray:
     return post_process(mac.acc, a.gamma.reshape(-1), w.gamma.reshape(-1), mac.scale_shift, bias, activation)
 
 
-def quantize_weight(w, cfg: QuantConfig, *, method: str = "max", **calib) -> QuantizedTensor:
+def quantize_weight(w: npt.ArrayLike, cfg: QuantConfig, *, method: str = "max", **calib: Any) -> QuantizedTensor:
     """Weights per the config: per-channel ('-'), two-level per output channel, or fp per vector."""
     fmt = cfg.weight_scale
     if fmt.kind == "coarse":
@@ -88,8 +92,9 @@ def quantize_weight(w, cfg: QuantConfig, *, method: str = "max", **calib) -> Qua
     return quantize_per_vector(w, cfg.weight_bits, cfg.vector_size, scale_format=f"fp{fmt.bits}", what="weight")
 
 
-def quantize_activation(x, cfg: QuantConfig, *, unsigned: bool | None = None, gamma=None,
-                        amax: float | None = None, method: str = "max", **calib) -> QuantizedTensor:
+def quantize_activation(x: npt.ArrayLike, cfg: QuantConfig, *, unsigned: bool | None = None,
+                        gamma: npt.ArrayLike | None = None, amax: float | None = None, method: str = "max",
+                        **calib: Any) -> QuantizedTensor:
     """Activations per the config, as the PPU produces them for the next layer.
 
     ``-``: per-layer scale from ``amax`` (static, calibrated) or from this tensor (dynamic,

@@ -26,12 +26,16 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from collections.abc import Hashable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from .calibration import _check_bits, calibrate_amax
-from .config import MAX_SCALE_BITS, MIN_SCALE_BITS, qmax
+from .config import MAX_SCALE_BITS, MIN_SCALE_BITS
+from .config import qmax as qmax  # re-exported: callers import it from here
 
 
 class ScaleRangeError(ValueError):
@@ -43,7 +47,7 @@ class ScaleUnderflowWarning(UserWarning):
     flushed to zero, as the hardware would."""
 
 
-def check_bits(bits, what: str = "bits") -> int:
+def check_bits(bits: object, what: str = "bits") -> int:
     """An integer bit width N in [2, 16] (the range of every quantizer), else ValueError naming ``what``."""
     try:
         return _check_bits(bits)
@@ -51,7 +55,7 @@ def check_bits(bits, what: str = "bits") -> int:
         raise ValueError(f"{what} must be an int in [2, 16], got {bits!r}") from None
 
 
-def check_scale_bits(bits, what: str = "scale_bits") -> int:
+def check_scale_bits(bits: object, what: str = "scale_bits") -> int:
     """An integer per-vector scale width M in [1, 16]."""
     if isinstance(bits, (bool, np.bool_)) or not isinstance(bits, numbers.Integral) or \
             not MIN_SCALE_BITS <= int(bits) <= MAX_SCALE_BITS:
@@ -59,7 +63,7 @@ def check_scale_bits(bits, what: str = "scale_bits") -> int:
     return int(bits)
 
 
-def check_vector_size(v, what: str = "vector_size") -> int:
+def check_vector_size(v: object, what: str = "vector_size") -> int:
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) or int(v) < 1:
         raise ValueError(f"{what} must be a positive int, got {v!r}")
     return int(v)
@@ -84,7 +88,7 @@ def qmin(bits: int, unsigned: bool = False) -> int:
     return 0 if unsigned else -qmax(bits, False)
 
 
-def check_finite(x: np.ndarray, what: str = "input") -> np.ndarray:
+def check_finite(x: npt.ArrayLike, what: str = "input") -> np.ndarray:
     """Reject NaN/Inf with an error that says how many there are."""
     x = np.asarray(x)
     if x.dtype.kind not in "biuf":
@@ -123,7 +127,7 @@ def expand_vector_scales(scales: np.ndarray, length: int, vector_size: int) -> n
     return np.repeat(scales, vector_size, axis=-1)[..., :length]
 
 
-def int_dtype(bits: int):
+def int_dtype(bits: int) -> type[np.signedinteger[Any]]:
     """Smallest signed NumPy integer type holding an N-bit (or N-bit unsigned) value."""
     return np.int8 if bits <= 7 else np.int16 if bits <= 15 else np.int32
 
@@ -172,19 +176,19 @@ class QuantizedTensor:
     scheme: str  # "tensor" | "channel" | "vector" | "two_level"
     scale_bits: int = 0  # M for two-level, 16/32 for fp per-vector
     # derived arrays the vector MAC reuses (e.g. a resident weight tile's scaled integers); not data
-    cache: dict = field(default_factory=dict, repr=False, compare=False)
+    cache: dict[Hashable, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     @property
-    def shape(self):
+    def shape(self) -> tuple[int, ...]:
         return self.values.shape
 
     @property
     def num_vectors(self) -> int:
         return num_vectors(self.values.shape[-1], self.vector_size)
 
-    def element_scales(self) -> np.ndarray:
+    def element_scales(self) -> npt.NDArray[np.float64]:
         """The full scale of every element: expand(scales) * gamma (float64)."""
-        g = np.broadcast_to(self.gamma, self.values.shape[:-1])[..., None]
+        g: npt.NDArray[np.float64] = np.broadcast_to(self.gamma, self.values.shape[:-1])[..., None]
         if self.scales is None:
             return np.broadcast_to(g, self.values.shape).astype(np.float64)
         s = expand_vector_scales(self.scales.astype(np.float64), self.values.shape[-1], self.vector_size)
@@ -210,12 +214,12 @@ class QuantizedTensor:
         return n
 
 
-def _rows_gamma(x: np.ndarray, gamma) -> np.ndarray:
+def _rows_gamma(x: np.ndarray, gamma: npt.ArrayLike) -> np.ndarray:
     return np.ascontiguousarray(np.broadcast_to(np.asarray(gamma, np.float64), x.shape[:-1]))
 
 
-def quantize_with_scale(x, scale, bits: int, unsigned: bool = False, scheme: str = "tensor",
-                        vector_size: int = 16) -> QuantizedTensor:
+def quantize_with_scale(x: npt.ArrayLike, scale: npt.ArrayLike, bits: int, unsigned: bool = False,
+                        scheme: str = "tensor", vector_size: int = 16) -> QuantizedTensor:
     """Eq. 2 with a given scale (scalar, or one per row); used with calibrated (static) scales."""
     x = check_finite(x)
     bits = check_bits(bits)
@@ -225,8 +229,8 @@ def quantize_with_scale(x, scale, bits: int, unsigned: bool = False, scheme: str
     return QuantizedTensor(values, None, gamma, bits, unsigned, vector_size, scheme)
 
 
-def quantize_per_tensor(x, bits: int, unsigned: bool = False, *, method: str = "max",
-                        amax: float | None = None, vector_size: int = 16, **calib) -> QuantizedTensor:
+def quantize_per_tensor(x: npt.ArrayLike, bits: int, unsigned: bool = False, *, method: str = "max",
+                        amax: float | None = None, vector_size: int = 16, **calib: Any) -> QuantizedTensor:
     """Per-tensor (per-layer) scaling, Eq. 1-2: one alpha for the whole tensor."""
     x = check_finite(x)
     bits = check_bits(bits)
@@ -235,8 +239,8 @@ def quantize_per_tensor(x, bits: int, unsigned: bool = False, *, method: str = "
     return quantize_with_scale(x, float(amax) / qmax(bits, unsigned), bits, unsigned, "tensor", vector_size)
 
 
-def quantize_per_channel(x, bits: int, unsigned: bool = False, *, method: str = "max",
-                         amax=None, vector_size: int = 16, **calib) -> QuantizedTensor:
+def quantize_per_channel(x: npt.ArrayLike, bits: int, unsigned: bool = False, *, method: str = "max",
+                         amax: npt.ArrayLike | None = None, vector_size: int = 16, **calib: Any) -> QuantizedTensor:
     """Per-channel scaling, Eq. 1-2 with one alpha per index of the first axis (output channel)."""
     x = check_finite(x)
     bits = check_bits(bits)
@@ -289,7 +293,7 @@ def _fp_scales(s64: np.ndarray, fbits: int, what: str) -> np.ndarray:
     return s
 
 
-def quantize_per_vector(x, bits: int, vector_size: int = 16, unsigned: bool = False, *,
+def quantize_per_vector(x: npt.ArrayLike, bits: int, vector_size: int = 16, unsigned: bool = False, *,
                         scale_format: str | int = "fp32", what: str = "tensor") -> QuantizedTensor:
     """Single-level per-vector scaling with fp scales, Eq. 7a-7d.
 
@@ -312,8 +316,8 @@ def quantize_per_vector(x, bits: int, vector_size: int = 16, unsigned: bool = Fa
     return QuantizedTensor(values, s, gamma, bits, unsigned, vector_size, "vector", fbits)
 
 
-def quantize_two_level(x, bits: int, scale_bits: int, vector_size: int = 16, unsigned: bool = False, *,
-                       per: str = "row", gamma=None, requantize: bool = False,
+def quantize_two_level(x: npt.ArrayLike, bits: int, scale_bits: int, vector_size: int = 16, unsigned: bool = False, *,
+                       per: str = "row", gamma: npt.ArrayLike | None = None, requantize: bool = False,
                        nonzero_scales: bool = False) -> QuantizedTensor:
     """Two-level per-vector quantization, Eq. 7a-7j.
 
@@ -355,7 +359,7 @@ def quantize_two_level(x, bits: int, scale_bits: int, vector_size: int = 16, uns
                            bits, unsigned, vector_size, "two_level", scale_bits)
 
 
-def sqnr_db(x, xq) -> float:
+def sqnr_db(x: npt.ArrayLike, xq: npt.ArrayLike) -> float:
     """Signal-to-quantization-noise ratio 10*log10(sum x^2 / sum (x - xq)^2) in dB."""
     x, xq = np.asarray(x, np.float64), np.asarray(xq, np.float64)
     if x.shape != xq.shape:

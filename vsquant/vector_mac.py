@@ -21,6 +21,7 @@ for bit.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -68,7 +69,7 @@ class MacResult:
     max_abs_dot: float | None  # max |dot product| when per-vector dots were formed
 
 
-def _check_exact(bound: float, what: str):
+def _check_exact(bound: float, what: str) -> None:
     if bound >= EXACT_LIMIT:
         raise AccumulatorOverflow(
             f"{what} can reach {bound:.3g} >= 2^53; float64 accumulation would not be exact. "
@@ -82,7 +83,7 @@ def _scale_product_table(cfg: QuantConfig) -> np.ndarray | None:
     na = (1 << cfg.act_scale.integer_bits) if cfg.act_scale.kind == "int" else 2
     nw = (1 << cfg.weight_scale.integer_bits) if cfg.weight_scale.kind == "int" else 2
     p = np.arange(na, dtype=np.float64)[:, None] * np.arange(nw, dtype=np.float64)[None, :]
-    return round_scale_product(p, cfg.scale_product_shift, cfg.rounded_scale_product_bits) == 0
+    return cast(np.ndarray, round_scale_product(p, cfg.scale_product_shift, cfg.rounded_scale_product_bits) == 0)
 
 
 def gated_count(sa: np.ndarray, sw: np.ndarray, cfg: QuantConfig, j0: int = 0, j1: int | None = None) -> int:
@@ -130,7 +131,7 @@ def _scaled_operand(t: QuantizedTensor, j0: int, j1: int) -> np.ndarray:
     if k1 - k0 == (j1 - j0) * V:  # whole vectors: broadcast on the vector view, no repeat
         v = t.values[:, k0:k1].reshape(t.shape[0], j1 - j0, V) * s[..., None]
         return v.reshape(t.shape[0], k1 - k0)
-    return t.values[:, k0:k1] * expand_vector_scales(s, k1 - k0, V)
+    return cast(np.ndarray, t.values[:, k0:k1] * expand_vector_scales(s, k1 - k0, V))
 
 
 def vector_mac(a: QuantizedTensor, w: QuantizedTensor, cfg: QuantConfig, *, j0: int = 0,

@@ -13,7 +13,7 @@ import simpy
 __all__ = ["QuantumKeeper"]
 
 
-def _cycles(value, what: str) -> float:
+def _cycles(value: object, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{what} is a number of cycles, got {value!r}")
     if value < 0:

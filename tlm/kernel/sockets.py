@@ -20,14 +20,20 @@ from __future__ import annotations
 
 import inspect
 import numbers
-from typing import Any, Callable, Generator, Optional
+from typing import Any, Callable, Generator, Optional, TypeVar
+
+import simpy
 
 from .payload import Payload
 
-__all__ = ["BindingError", "InitiatorSocket", "TargetSocket", "BTransport"]
+__all__ = ["BindingError", "InitiatorSocket", "TargetSocket", "BTransport", "ProcessGen"]
 
 #: ``fn(payload, delay) -> generator returning delay`` (or a plain function returning it)
 BTransport = Callable[[Payload, float], Any]
+
+_T = TypeVar("_T")
+#: a SimPy process body (or a generator ``yield from``-ed inside one): yields SimPy events, returns a ``_T``
+ProcessGen = Generator[simpy.Event, Any, _T]
 
 
 class BindingError(RuntimeError):
