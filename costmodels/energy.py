@@ -48,6 +48,11 @@ and ``global_buffer``, ``noc``, ``dram`` (reported separately).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:   # the hardware type, for annotations only: costmodels imports vsquant alone
+    from tlm.hardware import HardwareSpec
+
 import math
 
 from .technology import DESIGN, Technology
@@ -168,7 +173,7 @@ def scale_multiply_pj(tech: Technology, dot_bits: int, scale_bits: int, float_sc
 
 # -- accumulation collector -----------------------------------------------------------------
 
-def collector_bank_words(hw) -> float:
+def collector_bank_words(hw: HardwareSpec) -> float:
     """Entries of one lane's bank of the accumulation collector: entries / lanes."""
     return hw.pe.accumulation_collector_entries / hw.pe.lanes
 
@@ -201,12 +206,12 @@ def collector_read_pj(tech: Technology, width: int, bank_words: float) -> float:
 
 # -- PE buffers -----------------------------------------------------------------------------
 
-def weight_bank_words(hw, vector_bits: int) -> float:
+def weight_bank_words(hw: HardwareSpec, vector_bits: int) -> float:
     """Entries (vectors) of one lane's bank of the weight buffer (every lane reads its own weight vectors)."""
     return hw.pe.weight_buffer_bits / hw.pe.lanes / vector_bits
 
 
-def activation_buffer_words(hw, vector_bits: int) -> float:
+def activation_buffer_words(hw: HardwareSpec, vector_bits: int) -> float:
     """Entries (vectors) of the activation buffer (one bank, one broadcast read per cycle)."""
     return hw.pe.activation_buffer_bits / vector_bits
 
@@ -256,13 +261,13 @@ def ppu_action_pj(tech: Technology, action: str, widths: dict) -> float:
 
 # -- global buffer, NoC, DRAM ---------------------------------------------------------------
 
-def global_buffer_bank_words(hw) -> float:
+def global_buffer_bank_words(hw: HardwareSpec) -> float:
     """The global buffer as 64-bit-wide banks that together deliver its bits per cycle."""
     banks = max(1, hw.global_buffer_bits_per_cycle // 64)
     return hw.global_buffer_bits / banks / 64
 
 
-def global_buffer_bit_pj(tech: Technology, hw, write: bool = False) -> float:
+def global_buffer_bit_pj(tech: Technology, hw: HardwareSpec, write: bool = False) -> float:
     return tech.sram_pj_per_bit(global_buffer_bank_words(hw), write=write)
 
 
@@ -272,7 +277,7 @@ def noc_hop_bit_pj(tech: Technology) -> float:
             + DESIGN["noc_router_regs_per_bit"].value * tech.register_pj_per_bit())
 
 
-def noc_bit_pj(tech: Technology, hw, action: str) -> float:
+def noc_bit_pj(tech: Technology, hw: HardwareSpec, action: str) -> float:
     if action == "noc.deliver":
         return noc_hop_bit_pj(tech)
     return math.sqrt(hw.num_pes) * noc_hop_bit_pj(tech)
@@ -280,7 +285,7 @@ def noc_bit_pj(tech: Technology, hw, action: str) -> float:
 
 # -- dispatch -------------------------------------------------------------------------------
 
-def action_energy_pj(action: str, widths: dict, hw, tech: Technology, float_scales: bool = False,
+def action_energy_pj(action: str, widths: dict, hw: HardwareSpec, tech: Technology, float_scales: bool = False,
                      counts: dict | None = None) -> float | None:
     """Energy (pJ) of one event of ``action`` with its counted ``widths``; None if not priced.
 

@@ -20,6 +20,11 @@ baseline is the same hardware at 8/8/-/-), and ``plot_breakdown`` writes stacked
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:   # the hardware type, for annotations only: costmodels imports vsquant alone
+    from tlm.hardware import HardwareSpec
+
 import warnings
 from dataclasses import dataclass, field
 
@@ -151,7 +156,7 @@ def gating_hardware(actions, gate_full_width: bool | None = None) -> bool:
     return full or sp.get("rounded_bits", 0) < sp.get("weight_scale_bits", 0) + sp.get("act_scale_bits", 0)
 
 
-def price_actions(actions, hw, tech: Technology, gate_dot_product: bool | None = None,
+def price_actions(actions, hw: HardwareSpec, tech: Technology, gate_dot_product: bool | None = None,
                   gate_full_width: bool | None = None) -> tuple[dict, dict, list]:
     """Energy (pJ) of one layer's action counts: (per component, per action, unpriced actions).
 
@@ -188,7 +193,7 @@ def price_actions(actions, hw, tech: Technology, gate_dot_product: bool | None =
     return by_comp, by_action, unpriced
 
 
-def evaluate(runs, hw, cfg, tech=None, *, gate_dot_product: bool | None = None,
+def evaluate(runs, hw: HardwareSpec, cfg, tech=None, *, gate_dot_product: bool | None = None,
              gate_full_width: bool | None = None) -> CostReport:
     """Energy and area of a workload's layer runs on ``hw`` at ``cfg`` in technology ``tech``.
 

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tlm.hardware import HardwareSpec
 from vsquant import QuantConfig, unsigned_policy
 from vsquant import layers as vsq
 
@@ -244,7 +245,7 @@ class TLMBackend(Backend):
     """Every MAC layer on the transaction-level accelerator (:class:`tlm.accelerator.Accelerator`) with its
     real tensors; ``record`` collects ``(MacLayer, LayerRun)`` pairs in execution order."""
 
-    def __init__(self, cfg: QuantConfig | str, hw: Any, record: list | None = None):
+    def __init__(self, cfg: QuantConfig | str, hw: HardwareSpec, record: list | None = None):
         from tlm.accelerator import Accelerator
         self.cfg = QuantConfig.parse(cfg)
         self.hw, self.record = hw, record
@@ -280,7 +281,7 @@ class TLMBackend(Backend):
                                             b_unsigned=unsigned_policy(cfg, b), name=layer.name))
 
 
-def tlm_backend(cfg: QuantConfig | str, hw: Any, record: list | None = None) -> TLMBackend:
+def tlm_backend(cfg: QuantConfig | str, hw: HardwareSpec, record: list | None = None) -> TLMBackend:
     """A :class:`TLMBackend` at ``cfg`` on hardware ``hw``."""
     return TLMBackend(cfg, hw, record)
 

@@ -8,6 +8,7 @@ and schedule, no tensors.
 """
 from __future__ import annotations
 
+from tlm.hardware import HardwareSpec
 from tlm.transactions import GemmShape, LayerTask
 from vsquant import QuantConfig
 from vsquant.layers import conv2d_operands, linear_operands, matmul_operands
@@ -15,7 +16,8 @@ from vsquant.layers import conv2d_operands, linear_operands, matmul_operands
 from .tiling import schedule_layer
 
 
-def layer_task(name, kind, shapes, cfg, hw, operands, activation, out_unsigned, has_bias, extra) -> LayerTask:
+def layer_task(name, kind, shapes, cfg, hw: HardwareSpec, operands, activation, out_unsigned, has_bias,
+               extra) -> LayerTask:
     """A :class:`~tlm.transactions.LayerTask` with its tilings and per-PE schedule."""
     # a matmul of two activations stores A-bit vectors with activation scales on both sides
     tilings, schedule = schedule_layer(shapes, cfg.for_activation_operands() if kind == "matmul" else cfg, hw)
@@ -23,7 +25,7 @@ def layer_task(name, kind, shapes, cfg, hw, operands, activation, out_unsigned, 
                      has_bias, extra)
 
 
-def linear_task(x, weight, bias, cfg, hw, *, activation=None, name="linear", unsigned_input=None,
+def linear_task(x, weight, bias, cfg, hw: HardwareSpec, *, activation=None, name="linear", unsigned_input=None,
                 out_unsigned=False) -> LayerTask:
     cfg = QuantConfig.parse(cfg)
     g, lead = linear_operands(x, weight, bias, cfg, unsigned_input=unsigned_input)
@@ -32,13 +34,13 @@ def linear_task(x, weight, bias, cfg, hw, *, activation=None, name="linear", uns
                       bias is not None, {"out_shape": lead + (N,)})
 
 
-def linear_timing_task(M, K, N, cfg, hw, *, has_bias=True, activation=None, name="linear") -> LayerTask:
+def linear_timing_task(M, K, N, cfg, hw: HardwareSpec, *, has_bias=True, activation=None, name="linear") -> LayerTask:
     cfg = QuantConfig.parse(cfg)
     return layer_task(name, "linear", [GemmShape(M, K, N)], cfg, hw, None, activation, False, has_bias,
                  {"out_shape": (M, N)})
 
 
-def conv2d_task(x, weight, bias, cfg, hw, stride=1, padding=0, dilation=1, groups=1, *, activation=None,
+def conv2d_task(x, weight, bias, cfg, hw: HardwareSpec, stride=1, padding=0, dilation=1, groups=1, *, activation=None,
                 name="conv2d", unsigned_input=None, out_unsigned=False, weight_q=None) -> LayerTask:
     cfg = QuantConfig.parse(cfg)
     gemms, out_nhwc = conv2d_operands(x, weight, bias, cfg, stride, padding, dilation, groups,
@@ -48,7 +50,7 @@ def conv2d_task(x, weight, bias, cfg, hw, stride=1, padding=0, dilation=1, group
                  {"out_nhwc": out_nhwc})
 
 
-def matmul_task(a, b, cfg, hw, *, a_unsigned=False, b_unsigned=False, name="matmul",
+def matmul_task(a, b, cfg, hw: HardwareSpec, *, a_unsigned=False, b_unsigned=False, name="matmul",
                 out_unsigned=False) -> LayerTask:
     cfg = QuantConfig.parse(cfg)
     gemms, batch, (M, K, N) = matmul_operands(a, b, cfg, a_unsigned=a_unsigned, b_unsigned=b_unsigned)

@@ -19,6 +19,7 @@ import pandas as pd
 
 from tlm.accelerator import Accelerator, LayerRun
 from tlm.actions import ActionCounts
+from tlm.hardware import HardwareSpec
 from tlm.transactions import GemmShape
 from vsquant import QuantConfig
 
@@ -34,7 +35,7 @@ class NetworkRun:
     """Per-layer TLM runs of a network and their totals."""
 
     cfg: QuantConfig
-    hw: object
+    hw: HardwareSpec
     layers: list[tuple[MacLayer, LayerRun]]
     output: object = None
     layer_outputs: dict = field(default_factory=dict)
@@ -78,13 +79,13 @@ class NetworkRun:
         return pd.DataFrame(rows)
 
 
-def timing_task(layer: MacLayer, cfg: QuantConfig, hw):
+def timing_task(layer: MacLayer, cfg: QuantConfig, hw: HardwareSpec):
     """A timing-only task for one MAC layer: its GEMMs' shapes and the per-PE schedule."""
     shapes = [GemmShape(*g) for g in layer.gemms]
     return layer_task(layer.name, layer.kind, shapes, cfg, hw, None, layer.activation_fused, False, layer.has_bias, {})
 
 
-def simulate_timing(lowered: LoweredModel, cfg: QuantConfig | str, hw, *, progress=None) -> NetworkRun:
+def simulate_timing(lowered: LoweredModel, cfg: QuantConfig | str, hw: HardwareSpec, *, progress=None) -> NetworkRun:
     """Cycles and action counts of every MAC layer, without tensors (gating counts need numerics)."""
     cfg = QuantConfig.parse(cfg)
     acc = Accelerator(hw, cfg)
@@ -101,7 +102,7 @@ def simulate_timing(lowered: LoweredModel, cfg: QuantConfig | str, hw, *, progre
     return NetworkRun(cfg, hw, out, lowered=lowered)
 
 
-def simulate_numerics(captured: CapturedGraph, cfg: QuantConfig | str, hw, *, inputs=None,
+def simulate_numerics(captured: CapturedGraph, cfg: QuantConfig | str, hw: HardwareSpec, *, inputs=None,
                       on_unknown: str = "error", lowered: LoweredModel | None = None) -> NetworkRun:
     """Run the network with real tensors through the TLM; outputs and per-layer runs."""
     cfg = QuantConfig.parse(cfg)

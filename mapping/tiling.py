@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 
+from tlm.hardware import HardwareSpec
 from tlm.transactions import GemmShape, GemmTile, Tiling
 from vsquant import BASELINE, QuantConfig
 
@@ -36,7 +37,7 @@ def _splits(extent: int, parts: int, align: int) -> list[tuple[int, int]]:
     return out
 
 
-def pe_cycles(shape: GemmShape, pm: int, pn: int, hw, V: int) -> int:
+def pe_cycles(shape: GemmShape, pm: int, pn: int, hw: HardwareSpec, V: int) -> int:
     """Compute cycles of the busiest PE under a pm x pn split."""
     lanes = hw.pe.lanes
     rows = _ceil(shape.M, pm)
@@ -44,7 +45,7 @@ def pe_cycles(shape: GemmShape, pm: int, pn: int, hw, V: int) -> int:
     return rows * shape.vectors(V) * _ceil(cols[1] - cols[0], lanes)
 
 
-def _pe_tiling(shape: GemmShape, cfg: QuantConfig, hw, pm: int, pn: int):
+def _pe_tiling(shape: GemmShape, cfg: QuantConfig, hw: HardwareSpec, pm: int, pn: int):
     """The best tile sizes inside a PE for a pm x pn split: ((compute, traffic, tiles), Tiling, (weight bits,
     activation bits) the busiest PE loads). Among the tile sizes that fit the buffers and the collector, the
     fewest compute cycles (lane padding), then the least NoC traffic, then the fewest tiles."""
@@ -83,7 +84,7 @@ def _pe_tiling(shape: GemmShape, cfg: QuantConfig, hw, pm: int, pn: int):
     return min(fits, key=lambda o: o[0])
 
 
-def _estimate(shape: GemmShape, cfg: QuantConfig, hw, tiling: Tiling, compute: int,
+def _estimate(shape: GemmShape, cfg: QuantConfig, hw: HardwareSpec, tiling: Tiling, compute: int,
               pe_bits: tuple[int, int]) -> tuple[int, int]:
     """An estimate of a split's cycles (it orders the candidates the mapper simulates), following the TLM:
     the fill (each PE's first weight and activation tiles, store-and-forward, the ``pn`` and ``pm`` groups'
@@ -130,7 +131,7 @@ def _estimate(shape: GemmShape, cfg: QuantConfig, hw, tiling: Tiling, compute: i
     return max(pipeline, channels), pipeline + channels
 
 
-def _lower_bound(shape: GemmShape, cfg: QuantConfig, hw, tiling: Tiling, compute: int) -> int:
+def _lower_bound(shape: GemmShape, cfg: QuantConfig, hw: HardwareSpec, tiling: Tiling, compute: int) -> int:
     """A lower bound on the TLM's cycles for a split, from what every run must do (:mod:`tlm.pe`,
     :mod:`tlm.interconnect`): the busiest PE (the first part of each cut) receives its first weight and
     activation tiles store-and-forward through every channel before it computes, computes, and (with a
@@ -170,7 +171,7 @@ def _lower_bound(shape: GemmShape, cfg: QuantConfig, hw, tiling: Tiling, compute
                _ceil(w_bits + a_bits + out_bits, noc), _ceil(w_bits + a_bits, gb), _ceil(from_dram + out_bits, gb))
 
 
-def choose_tiling(shape: GemmShape, cfg: QuantConfig, hw) -> Tiling:
+def choose_tiling(shape: GemmShape, cfg: QuantConfig, hw: HardwareSpec) -> Tiling:
     """The split of the PE array (and the tiles inside a PE) the TLM runs fastest at 8/8/-/- with the buffer
     depth ``hw`` has at ``cfg`` (:func:`timing_frame`), among the splits it simulates.
 
@@ -198,7 +199,7 @@ def choose_tiling(shape: GemmShape, cfg: QuantConfig, hw) -> Tiling:
     return _choose(shape, ref, frame)[-1]
 
 
-def timing_frame(cfg: QuantConfig, hw):
+def timing_frame(cfg: QuantConfig, hw: HardwareSpec):
     """(8/8/-/- at the hardware's V, ``hw`` with buffers holding as many of its vectors as ``hw`` holds of
     ``cfg``'s): the frame the mapper times candidate splits in. One layer on one hardware is mapped alike at
     every datapath of equal buffer depth (the iso-depth designs the paper compares,
@@ -215,7 +216,7 @@ def timing_frame(cfg: QuantConfig, hw):
 
 
 @functools.lru_cache(maxsize=4096)
-def _choose(shape: GemmShape, cfg: QuantConfig, hw) -> tuple:
+def _choose(shape: GemmShape, cfg: QuantConfig, hw: HardwareSpec) -> tuple:
     P = hw.num_pes
     cands, seen = [], set()
     for parts in range(1, min(P, _ceil(shape.N, hw.vector_size)) + 1):
@@ -269,14 +270,14 @@ def _row_parts(M: int, most: int) -> list[int]:
     return out
 
 
-def simulated_cycles(shape: GemmShape, cfg: QuantConfig, hw, tiling: Tiling) -> int:
+def simulated_cycles(shape: GemmShape, cfg: QuantConfig, hw: HardwareSpec, tiling: Tiling) -> int:
     """Cycles of one GEMM under ``tiling`` on the TLM (timing only), on an array of exactly the PEs the split
     uses: a PE without tiles does nothing, so the cycles do not depend on how many more PEs the array has."""
     return _simulated(shape, cfg, hw.with_(num_pes=tiling.pm * tiling.pn, name="mapping"), tiling)
 
 
 @functools.lru_cache(maxsize=8192)
-def _simulated(shape: GemmShape, cfg: QuantConfig, hw, tiling: Tiling) -> int:
+def _simulated(shape: GemmShape, cfg: QuantConfig, hw: HardwareSpec, tiling: Tiling) -> int:
     from tlm.accelerator import Accelerator
     from tlm.transactions import LayerTask
     schedule = schedule_gemm(0, shape, tiling, hw, hw.vector_size)
@@ -284,7 +285,7 @@ def _simulated(shape: GemmShape, cfg: QuantConfig, hw, tiling: Tiling) -> int:
     return Accelerator(hw, cfg, replay=False).run_layer(task).cycles
 
 
-def schedule_gemm(g: int, shape: GemmShape, tiling: Tiling, hw, V: int) -> list[list[GemmTile]]:
+def schedule_gemm(g: int, shape: GemmShape, tiling: Tiling, hw: HardwareSpec, V: int) -> list[list[GemmTile]]:
     """Per-PE tile lists for GEMM ``g`` (PE index = im * pn + in)."""
     J = shape.vectors(V)
     row_parts = _splits(shape.M, tiling.pm, 1)
@@ -303,7 +304,7 @@ def schedule_gemm(g: int, shape: GemmShape, tiling: Tiling, hw, V: int) -> list[
     return per_pe
 
 
-def schedule_layer(shapes: list[GemmShape], cfg: QuantConfig, hw):
+def schedule_layer(shapes: list[GemmShape], cfg: QuantConfig, hw: HardwareSpec):
     """Tilings and the per-PE schedule of a layer's GEMMs (groups/batch matrices run one after another).
 
     Memoized on (shapes, config, hardware), all frozen values: the returned lists are shared and
@@ -312,7 +313,7 @@ def schedule_layer(shapes: list[GemmShape], cfg: QuantConfig, hw):
 
 
 @functools.lru_cache(maxsize=512)
-def _schedule_layer(shapes: tuple, cfg: QuantConfig, hw):
+def _schedule_layer(shapes: tuple, cfg: QuantConfig, hw: HardwareSpec):
     V = hw.vector_size
     tilings = [choose_tiling(s, cfg, hw) for s in shapes]
     schedule = [[] for _ in range(hw.num_pes)]

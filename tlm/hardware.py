@@ -64,35 +64,19 @@ _YAML_SUFFIXES = (".yaml", ".yml")
 
 # -- validation helpers ------------------------------------------------------------------
 
-# Field kinds: (kind, minimum). Kinds: "int" (not bool), "number" (int or float, not bool),
-# "bool", "str". The minimum is inclusive; None means no lower bound.
-_PE_FIELDS: dict[str, tuple[str, Any, str]] = {
-    "lanes": ("int", 1, "vector MAC units per PE sharing one broadcast activation vector"),
-    "weight_buffer_bits": ("int", 1, "weight buffer capacity in bits (vectors + scales)"),
-    "activation_buffer_bits": ("int", 1, "input-activation buffer capacity in bits"),
-    "weight_buffer_ports": ("int", 1, "concurrent accesses the weight buffer serves"),
-    "activation_buffer_ports": ("int", 1, "concurrent accesses the activation buffer serves"),
-    "accumulation_collector_entries": ("int", 1, "partial sums held per PE"),
-    "accumulator_headroom_bits": ("int", 0, "bits above a partial sum's width"),
-    "ppu_elements_per_cycle": ("int", 1, "partial-sum elements the PPU takes per cycle"),
-}
+# Every field is declared once, in its dataclass, with ``spec(kind, minimum, doc)``: validation,
+# from_dict/YAML keys, to_dict and the allowed-key messages are all driven from that declaration
+# (:func:`_declared`). Kinds: "int" (not bool), "number" (int or float, not bool), "bool", "str",
+# "vector" (V), "pe" (a PESpec), "sources". The minimum is inclusive; None means no lower bound.
+def spec(kind: str, minimum: Any, doc: str, **kw: Any) -> Any:
+    """A dataclass field with its kind, lower bound and meaning as metadata (the one declaration)."""
+    return field(metadata={"kind": kind, "minimum": minimum, "doc": doc}, **kw)
 
-_HW_FIELDS: dict[str, tuple[str, Any, str]] = {
-    "name": ("str", None, "a name for reports"),
-    "num_pes": ("int", 1, "processing elements"),
-    "vector_size": ("vector", 1, "V, elements per vector along the reduction axis: a power of two in [1, 256]"),
-    "pe": ("pe", None, "the PE (a mapping of PE fields)"),
-    "global_buffer_bits": ("int", 1, "global buffer capacity in bits"),
-    "global_buffer_bits_per_cycle": ("int", 1, "global buffer bandwidth"),
-    "noc_bits_per_cycle": ("int", 1, "NoC bandwidth per link"),
-    "noc_multicast": ("bool", None, "whether the NoC multicasts one packet to many PEs"),
-    "noc_hop_latency": ("int", 0, "cycles per NoC hop"),
-    "dram_bits_per_cycle": ("int", 1, "DRAM bandwidth"),
-    "dram_latency": ("int", 0, "cycles from DRAM request to first data"),
-    "clock_hz": ("number", None, "clock frequency in Hz (> 0)"),
-    "technology_nm": ("number", None, "process node in nm (> 0)"),
-    "sources": ("sources", None, "what each number is modeled on"),
-}
+
+def _declared(cls: type) -> dict[str, tuple[str, Any, str]]:
+    """``{field name: (kind, minimum, doc)}`` of a spec class, in declaration order."""
+    return {f.name: (f.metadata["kind"], f.metadata["minimum"], f.metadata["doc"]) for f in dataclasses.fields(cls)}
+
 
 _MAX_HEADROOM_BITS = 32
 
@@ -181,14 +165,14 @@ class PESpec:
     (the capacity of its contention resource).
     """
 
-    lanes: int
-    weight_buffer_bits: int
-    activation_buffer_bits: int
-    weight_buffer_ports: int
-    activation_buffer_ports: int
-    accumulation_collector_entries: int
-    ppu_elements_per_cycle: int
-    accumulator_headroom_bits: int = 8
+    lanes: int = spec("int", 1, "vector MAC units per PE sharing one broadcast activation vector")
+    weight_buffer_bits: int = spec("int", 1, "weight buffer capacity in bits (vectors + scales)")
+    activation_buffer_bits: int = spec("int", 1, "input-activation buffer capacity in bits")
+    weight_buffer_ports: int = spec("int", 1, "concurrent accesses the weight buffer serves")
+    activation_buffer_ports: int = spec("int", 1, "concurrent accesses the activation buffer serves")
+    accumulation_collector_entries: int = spec("int", 1, "partial sums held per PE")
+    ppu_elements_per_cycle: int = spec("int", 1, "partial-sum elements the PPU takes per cycle")
+    accumulator_headroom_bits: int = spec("int", 0, "bits above a partial sum's width", default=8)
 
     def __post_init__(self) -> None:
         for name, (kind, minimum, _) in _PE_FIELDS.items():
@@ -231,6 +215,9 @@ class PESpec:
         return dataclasses.replace(self, **changes)
 
 
+_PE_FIELDS = _declared(PESpec)
+
+
 @dataclass(frozen=True)
 class HardwareSpec:
     """The accelerator: PEs on a NoC, a global buffer, DRAM, a clock (DESIGN.md, ``tlm/``).
@@ -241,20 +228,21 @@ class HardwareSpec:
     published and which are modeling choices.
     """
 
-    name: str
-    num_pes: int
-    vector_size: int
-    pe: PESpec
-    global_buffer_bits: int
-    global_buffer_bits_per_cycle: int
-    noc_bits_per_cycle: int
-    noc_multicast: bool
-    noc_hop_latency: int
-    dram_bits_per_cycle: int
-    dram_latency: int
-    clock_hz: float
-    technology_nm: float
-    sources: dict[str, str] = field(default_factory=dict, hash=False)
+    name: str = spec("str", None, "a name for reports")
+    num_pes: int = spec("int", 1, "processing elements")
+    vector_size: int = spec("vector", 1, "V, elements per vector along the reduction axis: a power of two in [1, 256]")
+    pe: PESpec = spec("pe", None, "the PE (a mapping of PE fields)")
+    global_buffer_bits: int = spec("int", 1, "global buffer capacity in bits")
+    global_buffer_bits_per_cycle: int = spec("int", 1, "global buffer bandwidth")
+    noc_bits_per_cycle: int = spec("int", 1, "NoC bandwidth per link")
+    noc_multicast: bool = spec("bool", None, "whether the NoC multicasts one packet to many PEs")
+    noc_hop_latency: int = spec("int", 0, "cycles per NoC hop")
+    dram_bits_per_cycle: int = spec("int", 1, "DRAM bandwidth")
+    dram_latency: int = spec("int", 0, "cycles from DRAM request to first data")
+    clock_hz: float = spec("number", None, "clock frequency in Hz (> 0)")
+    technology_nm: float = spec("number", None, "process node in nm (> 0)")
+    sources: dict[str, str] = spec("sources", None, "what each number is modeled on", default_factory=dict,
+                                   hash=False)
 
     def __post_init__(self) -> None:
         for name, (kind, minimum, _) in _HW_FIELDS.items():
@@ -425,6 +413,9 @@ class HardwareSpec:
 
 
 # -- loading -----------------------------------------------------------------------------
+
+
+_HW_FIELDS = _declared(HardwareSpec)
 
 
 def _preset_root() -> Traversable:
