@@ -223,7 +223,11 @@ def test_fp_scales_and_unknown_actions(hw):
     assert rep.energy_pj["scale_multiplier"] > 0 and rep.fj_per_op > base.fj_per_op   # why int scales
     a = ActionCounts()
     a.add("vector_mac.dot", 10, weight_bits=8, act_bits=8, vector_size=16, out_bits=20)
-    a.add("mystery.unit", 5)
+    with pytest.raises(ValueError, match="undeclared action 'mystery.unit'; declared actions: vector_mac.dot"):
+        a.add("mystery.unit", 5)
+    with pytest.raises(ValueError, match="width key.*weight_bitz"):
+        a.add("vector_mac.dot", 1, weight_bitz=8)
+    a.counts["mystery.unit"] = 5   # counted behind the declaration's back: the cost model still says so
 
     class Run:
         name, macs, cycles, actions = "x", 160, 10, a
@@ -477,3 +481,23 @@ def test_scale_product_operands_and_one_sided_scales(hw):
     w2 = dict(weight_scale_bits=0, act_scale_bits=6, rounded_bits=6, float_scales=False)
     counts2 = {"vector_mac.dot": 1600, "activation_buffer.read": 100}
     assert action_energy_pj("vector_mac.scale_product", w2, hw, T16, counts=counts2) == pytest.approx(6 * reg / 16)
+
+
+def test_every_declared_action_is_priced(hw):
+    """tlm.actions.ACTIONS (what the TLM may count) and the cost model agree: every declared action has a
+    component and a price, with its declared width keys; a component counts only declared actions."""
+    from costmodels.energy import action_energy_pj, component_of
+    from costmodels.technology import technology
+    from tlm.actions import ACTIONS, action
+    tech = technology(16)
+    sample = dict(weight_bits=4, act_bits=8, vector_size=16, out_bits=16, weight_scale_bits=6, act_scale_bits=10,
+                  rounded_bits=16, float_scales=False, dot_bits=16, scale_bits=16, width=40, value_bits=4)
+    for name, declared in ACTIONS.items():
+        widths = {k: sample[k] for k in declared.widths}
+        if "scale_bits" in declared.widths and "value_bits" in declared.widths:
+            widths["scale_bits"] = 6
+        assert component_of(name) is not None, name
+        e = action_energy_pj(name, widths, hw, tech)
+        assert e is not None and e >= 0, name
+    with pytest.raises(ValueError, match="undeclared action 'vector_mac.dott'"):
+        action("vector_mac.dott")

@@ -25,12 +25,19 @@ from vsquant import QuantConfig, vector_mac
 from vsquant.quantize import num_vectors
 
 from .accumulation_collector import AccumulationCollector
-from .actions import ActionCounts
+from .actions import ActionCounts, action
 from .interconnect import MemorySystem
 from .pe import PE
 from .ppu import PPU
 from .transactions import LayerTask
 from .vector_mac_unit import PIPELINE_DEPTH
+
+# the actions this component counts (tlm.actions.ACTIONS declares them; a misspelling fails at import)
+ACCUMULATOR_ADD = action("accumulator.add")
+ACCUMULATOR_GATED = action("accumulator.gated")
+PPU_QUANTIZE = action("ppu.quantize")
+PPU_RECIPROCAL = action("ppu.reciprocal")
+
 
 if TYPE_CHECKING:
     from .hardware import HardwareSpec
@@ -123,13 +130,12 @@ class Accelerator:
     def _replay(self, task: LayerTask, timed: LayerRun) -> LayerRun:
         actions = ActionCounts().merge(timed.actions)
         if timed.gated:   # the cached counts are for the data it ran with: undo its gating split
-            actions.add("accumulator.add", timed.gated)
-            actions.add("accumulator.gated", -timed.gated)
+            actions.add(ACCUMULATOR_ADD, timed.gated)
+            actions.add(ACCUMULATOR_GATED, -timed.gated)
         output = output_q = gated = None
         if task.operands is not None:
             cfg = self.operand_config(task)
-            collector = AccumulationCollector("accumulation_collector", self.hw.pe.accumulation_collector_entries,
-                                              cfg, self.hw.pe.accumulator_headroom_bits, actions)
+            collector = AccumulationCollector("accumulation_collector", self.hw.pe, cfg, actions)
             ppu = PPU("ppu", self.hw.pe.ppu_elements_per_cycle, cfg, actions)
             ys, gated, layer_amax = [], 0, None
             for ops in task.operands:
@@ -190,9 +196,9 @@ class Accelerator:
             layer_amax = max((m for pe in pes for _, _, m in pe.blocks if m is not None), default=None)
             if pes and output is not None:
                 output_q = pes[0].ppu.quantize(self._output_layout(task, output), task.out_unsigned, layer_amax)
-            actions.add("ppu.quantize", elements, unit="element", out_bits=cfg.act_bits)
+            actions.add(PPU_QUANTIZE, elements, out_bits=cfg.act_bits)
             if cfg.act_scale.per_vector:
-                actions.add("ppu.reciprocal", _out_vectors(task, hw.vector_size), unit="vector")
+                actions.add(PPU_RECIPROCAL, _out_vectors(task, hw.vector_size))
         cycles = compute_end + requant
 
         comp = [pe.compute_cycles for pe in pes]

@@ -12,18 +12,30 @@ from typing import TYPE_CHECKING
 
 from vsquant import AccumulatorOverflow, QuantConfig
 
+from .actions import action
+
+# the actions this component counts (tlm.actions.ACTIONS declares them; a misspelling fails at import)
+ACCUMULATOR_ADD = action("accumulator.add")
+ACCUMULATOR_GATED = action("accumulator.gated")
+ACCUMULATOR_READ = action("accumulator.read")
+
+
 if TYPE_CHECKING:
     import numpy as np
 
     from .actions import ActionCounts
+    from .hardware import PESpec
 
 
 class AccumulationCollector:
-    def __init__(self, name: str, entries: int, cfg: QuantConfig, headroom_bits: int, actions: ActionCounts) -> None:
+    """``pe.accumulation_collector_entries`` partial sums of ``pe.accumulator_bits(cfg.partial_sum_bits)`` bits
+    (the one definition of the collector's width)."""
+
+    def __init__(self, name: str, pe: PESpec, cfg: QuantConfig, actions: ActionCounts) -> None:
         self.name = name
-        self.entries = int(entries)
+        self.entries = pe.accumulation_collector_entries
         self.cfg = cfg
-        self.width = cfg.partial_sum_bits + int(headroom_bits)
+        self.width = pe.accumulator_bits(cfg.partial_sum_bits)
         self.actions = actions
 
     def start(self, rows: int, cols: int) -> None:
@@ -34,12 +46,12 @@ class AccumulationCollector:
 
     def accumulate(self, n: int) -> None:
         """Count ``n`` accumulations (gating is counted when the numerics are evaluated)."""
-        self.actions.add("accumulator.add", n, unit="accumulation", width=self.width)
+        self.actions.add(ACCUMULATOR_ADD, n, width=self.width)
 
     def settle(self, acc: np.ndarray, gated: int) -> None:
         """Check evaluated partial sums against the collector width; move gated ones from add to gated."""
-        self.actions.add("accumulator.gated", gated, unit="accumulation", width=self.width)
-        self.actions.add("accumulator.add", -gated, unit="accumulation", width=self.width)
+        self.actions.add(ACCUMULATOR_GATED, gated, width=self.width)
+        self.actions.add(ACCUMULATOR_ADD, -gated, width=self.width)
         peak = max(float(acc.max()), -float(acc.min())) if acc.size else 0.0
         if peak > 2.0 ** (self.width - 1) - 1:
             raise AccumulatorOverflow(
@@ -48,4 +60,4 @@ class AccumulationCollector:
 
     def drain(self, rows: int, cols: int) -> None:
         """A finished block leaves for the PPU: its entries are read once."""
-        self.actions.add("accumulator.read", rows * cols, unit="entry", width=self.width)
+        self.actions.add(ACCUMULATOR_READ, rows * cols, width=self.width)

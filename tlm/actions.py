@@ -5,8 +5,77 @@ An action is ``"<component>.<verb>"`` (``weight_buffer.read``, ``vector_mac.dot`
 ``noc.transfer``, ``dram.read`` ...). Counts are numbers of events (vectors, elements or bits,
 as each action's unit says); ``widths[action]`` holds the bit widths the cost model prices it
 with (DESIGN.md, "Cost model conventions").
+
+Every action is declared once, in :data:`ACTIONS`, with its unit and the width keys it is counted
+with; components name their actions through :func:`action` at import (a misspelled name fails when the
+module is imported) and :meth:`ActionCounts.add` refuses an undeclared action or width key.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vsquant import ACTIVATIONS
+
+
+@dataclass(frozen=True)
+class Action:
+    """One action of one component: its unit and the bit-width keys it is counted (and priced) with."""
+
+    component: str
+    verb: str
+    unit: str
+    widths: frozenset[str] = frozenset()
+
+    @property
+    def name(self) -> str:
+        return f"{self.component}.{self.verb}"
+
+
+def _catalogue() -> dict[str, Action]:
+    buffer_widths = frozenset({"value_bits", "scale_bits", "vector_size"})
+    acc = frozenset({"width"})
+    declared = [
+        # the vector MAC unit (Sec. 5, Fig. 2b): V-wide dot product, scale product, scale multiply
+        Action("vector_mac", "dot", "dot product", frozenset({"weight_bits", "act_bits", "vector_size", "out_bits"})),
+        Action("vector_mac", "scale_product", "multiply",
+               frozenset({"weight_scale_bits", "act_scale_bits", "rounded_bits", "float_scales"})),
+        Action("vector_mac", "scale_multiply", "multiply", frozenset({"dot_bits", "scale_bits"})),
+        # the accumulation collector
+        Action("accumulator", "add", "accumulation", acc),
+        Action("accumulator", "gated", "accumulation", acc),
+        Action("accumulator", "read", "entry", acc),
+        # the PE buffers: a vector and its scale per entry
+        Action("weight_buffer", "read", "vector", buffer_widths),
+        Action("weight_buffer", "write", "vector", buffer_widths),
+        Action("activation_buffer", "read", "vector", buffer_widths),
+        Action("activation_buffer", "write", "vector", buffer_widths),
+        # the PPU (Fig. 2c): coarse scale, bias, activation, dynamic per-vector requantization
+        Action("ppu", "scale", "element"),
+        Action("ppu", "bias", "element"),
+        Action("ppu", "quantize", "element", frozenset({"out_bits"})),
+        Action("ppu", "vector_max", "vector", frozenset({"vector_size"})),
+        Action("ppu", "reciprocal", "vector"),
+        *(Action("ppu", name, "element") for name in ACTIVATIONS if name is not None),
+        # the memory system
+        Action("global_buffer", "read", "bit"),
+        Action("global_buffer", "write", "bit"),
+        Action("noc", "transfer", "bit"),
+        Action("noc", "deliver", "bit"),
+        Action("dram", "read", "bit"),
+    ]
+    return {a.name: a for a in declared}
+
+
+#: every action the TLM counts, by name
+ACTIONS: dict[str, Action] = _catalogue()
+
+
+def action(name: str) -> Action:
+    """The declared action ``name``; an undeclared name raises ``ValueError`` listing the declared ones."""
+    try:
+        return ACTIONS[name]
+    except KeyError:
+        raise ValueError(f"undeclared action {name!r}; declared actions: {', '.join(ACTIONS)}") from None
 
 
 class ActionCounts:
@@ -19,14 +88,21 @@ class ActionCounts:
         self.widths: dict[str, dict[str, int]] = {}
         self.units: dict[str, str] = {}
 
-    def add(self, action: str, n: float = 1, unit: str = "event", **widths: int) -> None:
+    def add(self, name: str | Action, n: float = 1, **widths: int) -> None:
+        """Count ``n`` events of a declared action with its bit widths (the keys :data:`ACTIONS` declares)."""
+        declared = name if isinstance(name, Action) else action(name)
+        action_name = declared.name
+        if not set(widths) <= declared.widths:
+            raise ValueError(f"action {action_name!r} counted with width key(s) "
+                             f"{', '.join(sorted(set(widths) - declared.widths))}; declared: "
+                             f"{', '.join(sorted(declared.widths)) or 'none'}")
         if n:
-            self.counts[action] = self.counts.get(action, 0) + n
-        self.units.setdefault(action, unit)
+            self.counts[action_name] = self.counts.get(action_name, 0) + n
+        self.units.setdefault(action_name, declared.unit)
         if widths:
-            old = self.widths.setdefault(action, dict(widths))
+            old = self.widths.setdefault(action_name, dict(widths))
             if old != widths:
-                raise ValueError(f"action {action!r} counted with widths {widths} after {old}")
+                raise ValueError(f"action {action_name!r} counted with widths {widths} after {old}")
 
     def merge(self, other: "ActionCounts") -> "ActionCounts":
         for a, n in other.counts.items():

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
-from .actions import ActionCounts
+from .actions import ActionCounts, action
 from .kernel.payload import Command, Payload, ResponseStatus
 from .kernel.sockets import TargetSocket
 
@@ -32,6 +32,7 @@ class VectorBuffer:
                  value_bits: int, scale_bits: int, actions: ActionCounts) -> None:
         self.env = env
         self.name = name
+        self.read_action, self.write_action = action(f"{name}.read"), action(f"{name}.write")  # declared ones
         self.capacity_bits = int(capacity_bits)
         self.ports = int(ports)
         self.vector_size = vector_size
@@ -72,7 +73,7 @@ class VectorBuffer:
                 self.used_vectors -= old
             self.tiles[key] = (p.data, vectors)
             self.used_vectors += vectors
-        self.actions.add(f"{self.name}.write", vectors, unit="vector", value_bits=self.value_bits,
+        self.actions.add(self.write_action, vectors, value_bits=self.value_bits,
                          scale_bits=self.scale_bits, vector_size=self.vector_size)
         p.response_status = ResponseStatus.OK
         return delay + -(-vectors // self.ports)
@@ -88,7 +89,7 @@ class VectorBuffer:
         return tile[0]
 
     def flush_reads(self) -> None:
-        self.actions.add(f"{self.name}.read", self.reads, unit="vector", value_bits=self.value_bits,
+        self.actions.add(self.read_action, self.reads, value_bits=self.value_bits,
                          scale_bits=self.scale_bits, vector_size=self.vector_size)
         self.reads = 0
 

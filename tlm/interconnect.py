@@ -14,9 +14,13 @@ from typing import TYPE_CHECKING
 
 import simpy
 
-from .actions import ActionCounts
+from .actions import ActionCounts, action
 from .kernel.payload import Command, Payload, ResponseStatus
 from .kernel.sockets import TargetSocket
+
+# the actions this component counts (tlm.actions.ACTIONS declares them; a misspelling fails at import)
+NOC_DELIVER = action("noc.deliver")
+
 
 if TYPE_CHECKING:
     from vsquant import GemmOperands, QuantizedTensor
@@ -37,6 +41,7 @@ class BandwidthPort:
                  verb: str) -> None:
         self.env = env
         self.name = name
+        self.action = action(f"{name}.{verb}")   # a declared action (tlm.actions.ACTIONS)
         self.bits_per_cycle = bits_per_cycle
         self.latency = latency
         self.actions = actions
@@ -54,7 +59,7 @@ class BandwidthPort:
         """
         occ = _cycles(bits, self.bits_per_cycle)
         self.busy += occ
-        self.actions.add(f"{self.name}.{self.verb}", bits, unit="bit")
+        self.actions.add(self.action, bits)
         env = self.env
         if delay:
             yield env.timeout(delay)          # sync: queue at the true simulated time
@@ -135,7 +140,7 @@ class MemorySystem:
                 total = sum(first_stages.values()) or 1
                 for name, c in first_stages.items():
                     stages[name] = stages.get(name, 0) + (self.env.now - t0) * c / total
-            self.actions.add("noc.deliver", bits, unit="bit")
+            self.actions.add(NOC_DELIVER, bits)
             return
         done = self.env.event()
         mine = {} if stages is None else stages
@@ -151,7 +156,7 @@ class MemorySystem:
         delay = yield from self.noc.transfer(bits, delay, mine)
         if delay:
             yield self.env.timeout(delay)
-        self.actions.add("noc.deliver", bits, unit="bit")
+        self.actions.add(NOC_DELIVER, bits)
         done.succeed()
 
     def write_output(self, bits: int) -> ProcessGen[int]:

@@ -66,8 +66,7 @@ class PE:
                                            pe.activation_buffer_ports, V, cfg.act_bits,
                                            cfg.act_scale.storage_bits, actions)
         self.macs = VectorMACUnits(env, "vector_mac", pe.lanes, V, cfg, actions, passes)
-        self.collector = AccumulationCollector("accumulation_collector", pe.accumulation_collector_entries, cfg,
-                                               pe.accumulator_headroom_bits, actions)
+        self.collector = AccumulationCollector("accumulation_collector", pe, cfg, actions)
         self.ppu = PPU("ppu", pe.ppu_elements_per_cycle, cfg, actions)
         self.noc = InitiatorSocket(f"pe{index}.noc")
         self.wbuf = InitiatorSocket(f"pe{index}.weights")

@@ -17,6 +17,14 @@ import numpy as np
 from vsquant import QuantConfig, post_process, quantize_activation
 from vsquant.quantize import qmax, vector_amax
 
+from .actions import action
+
+# the actions this component counts (tlm.actions.ACTIONS declares them; a misspelling fails at import)
+PPU_BIAS = action("ppu.bias")
+PPU_SCALE = action("ppu.scale")
+PPU_VECTOR_MAX = action("ppu.vector_max")
+
+
 if TYPE_CHECKING:
     from vsquant import QuantizedTensor
 
@@ -36,12 +44,12 @@ class PPU:
     def count_blocks(self, elements: int, vectors: int, has_bias: bool, activation: str | None) -> None:
         """Actions of post-processing output blocks of ``elements`` elements in ``vectors`` vectors:
         scale, bias, activation, vector max."""
-        self.actions.add("ppu.scale", elements, unit="element")
+        self.actions.add(PPU_SCALE, elements)
         if has_bias:
-            self.actions.add("ppu.bias", elements, unit="element")
+            self.actions.add(PPU_BIAS, elements)
         if activation:
-            self.actions.add(f"ppu.{activation}", elements, unit="element")
-        self.actions.add("ppu.vector_max", vectors, unit="vector", vector_size=self.cfg.vector_size)
+            self.actions.add(f"ppu.{activation}", elements)
+        self.actions.add(PPU_VECTOR_MAX, vectors, vector_size=self.cfg.vector_size)
 
     def post_process(self, acc: np.ndarray, a: QuantizedTensor, w: QuantizedTensor, n0: int, n1: int,
                      bias: np.ndarray | None, activation: str | None) -> np.ndarray:

@@ -20,6 +20,14 @@ from typing import TYPE_CHECKING
 
 from vsquant import QuantConfig, vector_mac
 
+from .actions import action
+
+# the actions this component counts (tlm.actions.ACTIONS declares them; a misspelling fails at import)
+VECTOR_MAC_DOT = action("vector_mac.dot")
+VECTOR_MAC_SCALE_MULTIPLY = action("vector_mac.scale_multiply")
+VECTOR_MAC_SCALE_PRODUCT = action("vector_mac.scale_product")
+
+
 if TYPE_CHECKING:
     import simpy
 
@@ -47,15 +55,15 @@ class VectorMACUnits:
     def count(self, n_dot: int) -> None:
         """Count ``n_dot`` V-wide dot products and, with per-vector scales, their scale products."""
         cfg = self.cfg
-        self.actions.add("vector_mac.dot", n_dot, unit="dot product", weight_bits=cfg.weight_bits,
+        self.actions.add(VECTOR_MAC_DOT, n_dot, weight_bits=cfg.weight_bits,
                          act_bits=cfg.act_bits, vector_size=self.vector_size,
                          out_bits=cfg.dot_product_bits)
         if not cfg.is_baseline:
-            self.actions.add("vector_mac.scale_product", n_dot, unit="multiply",
+            self.actions.add(VECTOR_MAC_SCALE_PRODUCT, n_dot,
                              weight_scale_bits=cfg.weight_scale.integer_bits or cfg.weight_scale.bits,
                              act_scale_bits=cfg.act_scale.integer_bits or cfg.act_scale.bits,
                              rounded_bits=cfg.rounded_scale_product_bits, float_scales=cfg.float_scales)
-            self.actions.add("vector_mac.scale_multiply", n_dot, unit="multiply",
+            self.actions.add(VECTOR_MAC_SCALE_MULTIPLY, n_dot,
                              dot_bits=cfg.dot_product_bits, scale_bits=cfg.rounded_scale_product_bits)
 
     def evaluate(self, a: QuantizedTensor, w: QuantizedTensor, j0: int, j1: int) -> MacResult:

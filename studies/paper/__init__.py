@@ -335,8 +335,7 @@ def _settled(timed, gated: int, cfg, hwc):
     from tlm.actions import ActionCounts
 
     actions = ActionCounts().merge(timed.actions)
-    AccumulationCollector("accumulation_collector", hwc.pe.accumulation_collector_entries, cfg,
-                          hwc.pe.accumulator_headroom_bits, actions).settle(np.zeros(0), gated)
+    AccumulationCollector("accumulation_collector", hwc.pe, cfg, actions).settle(np.zeros(0), gated)
     return dataclasses.replace(timed, actions=actions, gated=gated)
 
 
