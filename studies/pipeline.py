@@ -118,7 +118,8 @@ def run_design_point(workload: str, arch: str, *, hw: str = "magnet16", seq: int
     if timing_only and "tensors" in takes:
         opts["tensors"] = False         # shapes only: a timing run needs no operand data
     torch.manual_seed(seed)
-    model, inputs, info = get_workload(name, **opts)
+    wl = get_workload(name, **opts)
+    model, inputs, info = wl
     step = progress or (lambda *a: None)
 
     if timing_only:
@@ -135,7 +136,7 @@ def run_design_point(workload: str, arch: str, *, hw: str = "magnet16", seq: int
         y_float = main_output(float_run.forward())
         step("simulate")
         run = simulate_numerics(cap, cfg, hw_cfg, on_unknown=on_unknown, lowered=float_run.lowered)  # lowered once
-        accuracy = {**accuracy_metric(info, main_output(run.output), y_float),
+        accuracy = {**accuracy_metric(wl.metric, info, main_output(run.output), y_float),
                     "measured_on": measured_on(info, run.output)}
         low = run.lowered
     if graph_path:

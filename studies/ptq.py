@@ -77,11 +77,9 @@ __all__ = [
 CALIBRATIONS = {"max": ("max", None), "99.9%": ("percentile", 99.9), "99.99%": ("percentile", 99.99),
                 "entropy": ("entropy", None), "mse": ("mse", None)}
 MSE_SAMPLE = 1 << 18     # activation MSE calibration on a seeded subsample of at most this many values
-DIGITS_CALIB_IMAGES = 200
 # sentence-embedding models: name -> "module:loader" returning (model, tokenizer), offline
 SENTENCE_MODELS = {"minilm": "workloads.pretrained:load_minilm", "mpnet-base": "workloads.mpnet:load_mpnet"}
 PTQ_WORKLOADS = ("digits-cnn", *SENTENCE_MODELS, "mobilenetv2")
-MOBILENET_CALIB_IMAGES = 24   # of workloads.images' 96 views: the last two views of each of the 12 photographs
 WEIGHT_ENTROPY_BINS = 256   # per-channel weight entropy histograms (rows of <= a few thousand values; 2048 bins
                             # take 95 s per bit width on MiniLM's weights, 256 take 8 s)
 
@@ -133,24 +131,22 @@ def load_workload(name: str, size: int | None = None) -> PTQWorkload:
     from mapping.capture import capture
     from workloads.models import get_workload
     if name == "digits-cnn":
-        from workloads import digits
-        model, (x,), info = get_workload("digits-cnn")
-        xtr, _, _, _ = digits.load_digits_split()
+        wl = get_workload("digits-cnn")       # the held-out digits; calibration: the first training images
+        (x,), (xc,) = wl.inputs, wl.calibration_inputs()
         with torch.no_grad():
-            logits = model(x).double().numpy()                                           # the fp32 model
-        m64 = model.double()
-        return PTQWorkload(name, capture(m64, (x.double(),)),
-                           capture(m64, (torch.from_numpy(xtr[:DIGITS_CALIB_IMAGES]).double(),)),
-                           np.asarray(info["labels"]), "top1", "U", extra={"fp32_logits": logits})
+            logits = wl.model(x).double().numpy()                                        # the fp32 model
+        m64 = wl.model.double()
+        return PTQWorkload(name, capture(m64, (x.double(),)), capture(m64, (xc.double(),)),
+                           np.asarray(wl.info["labels"]), "top1", "U", extra={"fp32_logits": logits})
     if name in SENTENCE_MODELS:
         return _sentence_workload(name, size)
     if name == "mobilenetv2":
-        from workloads.images import MAX_IMAGES, natural_images
-        from workloads.mobilenet import load_mobilenetv2
-        model = load_mobilenetv2()
-        x, sources = natural_images(MAX_IMAGES)
+        from workloads.images import MAX_IMAGES
+        from workloads.models import MOBILENET_CALIB_IMAGES
         n_eval = MAX_IMAGES - MOBILENET_CALIB_IMAGES   # views are ordered view-major: the last views calibrate
-        evals, calib = x[:min(n_eval, size or n_eval)], x[n_eval:]
+        wl = get_workload("mobilenetv2", batch=min(n_eval, size or n_eval))
+        model, (evals,), sources = wl.model, wl.inputs, wl.info["sources"]
+        (calib,) = wl.calibration_inputs()
         n_eval = len(evals)
         with torch.no_grad():
             ref = model(evals).double().numpy()                                          # the fp32 model
@@ -185,9 +181,9 @@ def load_sentence_model(name: str):
 def sentence_batches(tokenizer, size: int | None = None) -> tuple[dict, dict, int]:
     """(calibration inputs: ``sentences.txt``; evaluation inputs: the first ``size`` paraphrase pairs as
     a0, b0, a1, b1, ...; the number of pairs), each tokenized and padded to its longest sentence."""
-    from workloads.models import load_paraphrases, load_sentences
+    from workloads.models import load_paraphrases, sentence_calibration
     pairs = load_paraphrases()[:size]
-    calib = dict(tokenizer(load_sentences(), padding=True, return_tensors="pt"))
+    calib = sentence_calibration(tokenizer)
     evals = dict(tokenizer([s for p in pairs for s in p], padding=True, return_tensors="pt"))
     return calib, evals, len(pairs)
 

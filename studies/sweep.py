@@ -73,7 +73,7 @@ def _cost(workload: str, seq: int | None, arch: str | None, hw_name: str, hw_has
 
 @functools.lru_cache(maxsize=4)
 def _float_model(workload: str, seq: int | None):
-    """The workload captured in float64, its float output and its info (for accuracy)."""
+    """The workload captured in float64, its float output and the :class:`~workloads.models.Workload`."""
     import torch
 
     from mapping.backends import float_backend
@@ -81,10 +81,10 @@ def _float_model(workload: str, seq: int | None):
     from mapping.interpret import QuantInterpreter
 
     from .pipeline import as_float64, main_output
-    model, inputs, info = _workload(workload, seq)
+    wl = _workload(workload, seq)
     with torch.no_grad():
-        cap = capture(model.double(), as_float64(inputs))
-    return cap, main_output(QuantInterpreter(cap, float_backend).forward()), info
+        cap = capture(wl.model.double(), as_float64(wl.inputs))
+    return cap, main_output(QuantInterpreter(cap, float_backend).forward()), wl
 
 
 def point_accuracy(workload: str, seq: int | None, arch: str) -> dict:
@@ -96,9 +96,9 @@ def point_accuracy(workload: str, seq: int | None, arch: str) -> dict:
     from workloads.metrics import accuracy_metric
 
     from .pipeline import main_output
-    cap, y_float, info = _float_model(workload, seq)
+    cap, y_float, wl = _float_model(workload, seq)
     y = main_output(QuantInterpreter(cap, fast_backend(arch)).forward())
-    return accuracy_metric(info, y, y_float)
+    return accuracy_metric(wl.metric, wl.info, y, y_float)
 
 
 def design_point(point: dict) -> dict:

@@ -55,3 +55,23 @@ def test_recipe_changes_the_cache_key(tmp_path, monkeypatch):
     a = digits._cache_path(digits.RECIPE)
     b = digits._cache_path({**digits.RECIPE, "epochs": 1})
     assert a != b and a.parent == tmp_path
+
+
+def test_the_workload_owns_its_metric_calibration_and_options():
+    """get_workload returns a Workload: model, inputs, info, metric key, calibration inputs and options; it
+    unpacks as (model, inputs, info)."""
+    from workloads.metrics import METRICS
+    from workloads.models import DIGITS_CALIB_IMAGES, Workload, get_workload
+    wl = get_workload("digits-cnn", batch=10)
+    assert isinstance(wl, Workload) and wl.metric == "top1" and wl.options == {"batch": 10}
+    model, (x,), info = wl
+    assert model is wl.model and x.shape[0] == 10 and len(info["labels"]) == 10
+    (xc,) = wl.calibration_inputs()
+    assert xc.shape == (DIGITS_CALIB_IMAGES,) + tuple(x.shape[1:])
+    assert not any((xc[:1] == x).all(dim=(1, 2, 3)))            # calibration images are not the held-out ones
+    layer = get_workload("gemm:4x16x8")
+    assert layer.metric == "cosine" and layer.options == {}
+    with pytest.raises(ValueError, match="has no calibration set; workloads with one: digits-cnn"):
+        layer.calibration_inputs()
+    with pytest.raises(ValueError, match="unknown metric 'accuracy'; metrics: " + ", ".join(METRICS)):
+        Workload("x", model, (x,), {}, "accuracy")

@@ -18,8 +18,8 @@ import torch
 
 from vsquant import sqnr_db
 
-__all__ = ["accuracy_metric", "classifier_agreement", "embedding_fidelity", "mean_pool", "paraphrase_retrieval_top1",
-           "top1"]
+__all__ = ["METRICS", "accuracy_metric", "classifier_agreement", "embedding_fidelity", "mean_pool",
+           "paraphrase_retrieval_top1", "top1"]
 
 
 def _np(x) -> np.ndarray:
@@ -95,12 +95,25 @@ def _finite(v):
     return v if v is None or np.isfinite(v) else None
 
 
-def accuracy_metric(info: dict, y: np.ndarray, y_float: np.ndarray) -> dict:
-    """The workload's metric on the quantized output ``y`` against the float output ``y_float``.
+#: the metrics a workload can name (:attr:`workloads.models.Workload.metric`)
+METRICS = {
+    "top1": "top-1 accuracy against the workload's labels",
+    "top1_agreement": "top-1 agreement with the float model (a classifier without labels)",
+    "cosine": "cosine similarity of the output to the float model",
+}
+
+
+def accuracy_metric(metric: str, info: dict, y: np.ndarray, y_float: np.ndarray) -> dict:
+    """The workload's ``metric`` (a key of :data:`METRICS`) on the quantized output ``y`` against the float
+    output ``y_float``; always with the output's cosine similarity and SQNR.
 
     A metric that is undefined on these outputs (the cosine or SQNR of an all-zero output) is ``None`` with a
     ``reason``, never NaN."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; metrics: {', '.join(METRICS)}")
     labels = info.get("labels")
+    if metric == "top1" and labels is None:
+        raise ValueError(f"workload {info.get('name')!r}: metric 'top1' needs labels (info['labels'])")
     flat, ref = y.reshape(-1), y_float.reshape(-1)
     norms = float(np.linalg.norm(flat) * np.linalg.norm(ref))
     cos = float(flat @ ref / norms) if norms > 0 else None
@@ -108,9 +121,9 @@ def accuracy_metric(info: dict, y: np.ndarray, y_float: np.ndarray) -> dict:
     if not np.any(ref) or not np.any(flat):
         which = "the float model's output" if not np.any(ref) else "the quantized output"
         out["reason"] = f"{which} is all zero ({ref.size} values): cosine similarity and SQNR are undefined"
-    if labels is not None:
+    if metric == "top1":
         out.update(metric="top-1 accuracy", kind="task", value=top1(y, labels), float_value=top1(y_float, labels))
-    elif info.get("family") == "cnn":
+    elif metric == "top1_agreement":
         agree = classifier_agreement(y.reshape(len(y), -1), y_float.reshape(len(y_float), -1))
         out.update(metric="top-1 agreement with the float model", kind="fidelity", value=agree["top1"],
                    top5_agreement=agree["top5"], kl=_finite(agree["kl"]))

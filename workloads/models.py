@@ -25,8 +25,11 @@ Tables 5-7) and ResNet50 (Tables 3-4, Fig. 3); here:
         example_inputs)`` or a model with an ``example_inputs`` attribute.
 ``checkpoint:DIR`` a local Hugging Face checkpoint directory on the shipped sentences.
 
-``info`` is a dict: ``name``, ``family``, ``metric`` (how accuracy is judged against the float
-model) and the options used.
+:func:`get_workload` returns a :class:`Workload`: the model, its evaluation inputs, its ``info`` (a dict:
+``name``, ``family``, ``metric`` in words, ``data`` it is measured on, the options used), the key of its
+accuracy metric in :mod:`workloads.metrics`, its calibration inputs where it has a calibration set
+(``digits-cnn``, ``mobilenetv2``, ``minilm``, ``mpnet-base``) and the options it was built with. It unpacks
+as ``model, inputs, info = get_workload(...)``.
 """
 from __future__ import annotations
 
@@ -36,7 +39,9 @@ import importlib.util
 import inspect
 import pathlib
 import sys
-from typing import Callable
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -44,7 +49,8 @@ from torch import nn
 from . import pretrained
 from .layers import LAYER_FORMS, check_numerics_memory, parse_layer
 
-__all__ = ["WORKLOADS", "get_workload", "bert", "minilm", "mpnet_base", "mobilenetv2", "resnet50", "resnet18", "ResNet",
+__all__ = ["WORKLOADS", "Workload", "get_workload", "bert", "minilm", "mpnet_base", "mobilenetv2", "resnet50",
+           "resnet18", "ResNet",
            "BasicBlock", "Bottleneck", "load_sentences", "load_local_checkpoint_model", "checkpoint", "single_layer",
            "user_module",
            "SENTENCES_PATH", "PARAPHRASES_PATH", "load_paraphrases", "UserCodeError",
@@ -59,6 +65,40 @@ BERT_SIZES = {
     "large": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
 }
 TRANSFORMER_METRIC = "cosine similarity of last_hidden_state to the float model"
+DIGITS_CALIB_IMAGES = 200      # digits-cnn calibrates on the first 200 training images (Table 2)
+MOBILENET_CALIB_IMAGES = 24    # of workloads.images' 96 views: the last two views of each of the 12 photographs
+
+
+@dataclass(eq=False)
+class Workload:
+    """A workload: its model, evaluation inputs, info, accuracy metric, calibration inputs and options.
+
+    ``metric`` is a key of :data:`workloads.metrics.METRICS` (``top1``, ``top1_agreement``, ``cosine``);
+    ``calibration`` builds the calibration inputs (same structure as ``inputs``) on demand, or is None
+    where the workload has no calibration set. Unpacks as ``(model, inputs, info)``."""
+
+    name: str
+    model: nn.Module
+    inputs: Any
+    info: dict
+    metric: str
+    calibration: Callable[[], Any] | None = None
+    options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from .metrics import METRICS
+        if self.metric not in METRICS:
+            raise ValueError(f"workload {self.name!r}: unknown metric {self.metric!r}; metrics: {', '.join(METRICS)}")
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.model, self.inputs, self.info))
+
+    def calibration_inputs(self) -> Any:
+        """The calibration inputs; a workload without a calibration set raises naming those that have one."""
+        if self.calibration is None:
+            raise ValueError(f"workload {self.name!r} has no calibration set; workloads with one: digits-cnn, "
+                             "mobilenetv2, minilm, mpnet-base")
+        return self.calibration()
 
 
 def load_sentences(path=SENTENCES_PATH) -> list[str]:
@@ -113,7 +153,7 @@ def bert(size: str = "base", *, seq: int = 128, batch: int = 1, seed: int = 0, a
                 seed=seed, attention=attention, hidden=cfg.hidden_size, layers=cfg.num_hidden_layers,
                 heads=cfg.num_attention_heads, intermediate=cfg.intermediate_size,
                 data=f"{batch} random token sequence{'s' if batch > 1 else ''} of {seq}")
-    return model, inputs, info
+    return Workload(info["name"], model, inputs, info, "cosine")
 
 
 def _sentence_inputs(tokenizer, batch: int, seq: int | None):
@@ -138,7 +178,13 @@ def _sentence_model(name: str, loader, model_dir, batch: int, seq: int | None, a
     info = dict(name=name, family="transformer", metric=TRANSFORMER_METRIC, batch=batch,
                 seq=int(inputs["input_ids"].shape[1]), attention=attention, sentences=sentences,
                 weights=str(model_dir()), data=_sentences_data(inputs))
-    return model, inputs, info
+    return Workload(name, model, inputs, info, "cosine", calibration=lambda: sentence_calibration(tokenizer))
+
+
+def sentence_calibration(tokenizer) -> dict:
+    """The calibration inputs of a sentence model: every shipped sentence (``sentences.txt``), tokenized and
+    padded to the longest."""
+    return dict(tokenizer(load_sentences(), padding=True, return_tensors="pt"))
 
 
 def minilm(*, batch: int = 8, seq: int | None = None, attention: str = "eager"):
@@ -169,7 +215,15 @@ def mobilenetv2(*, batch: int = 16):
                        "natural images (no labels)",
                 batch=batch, image=224, sources=sources, weights=str(mobilenet.mobilenet_weights_path()),
                 data=f"the first {batch} of the shipped natural images (224x224)")
-    return model, (x,), info
+    return Workload("mobilenetv2", model, (x,), info, "top1_agreement", calibration=_mobilenet_calibration)
+
+
+def _mobilenet_calibration() -> tuple:
+    """The last :data:`MOBILENET_CALIB_IMAGES` views of the natural images (views are ordered view-major, so
+    these are the last two views of each photograph; evaluation uses the first ones)."""
+    from .images import MAX_IMAGES, natural_images
+    x, _ = natural_images(MAX_IMAGES)
+    return (x[MAX_IMAGES - MOBILENET_CALIB_IMAGES:],)
 
 
 def load_local_checkpoint_model(path):
@@ -185,7 +239,7 @@ def checkpoint(path, *, batch: int = 8, seq: int | None = None, attention: str =
     info = dict(name=f"checkpoint:{path}", family="transformer", metric=TRANSFORMER_METRIC, batch=batch,
                 seq=int(inputs["input_ids"].shape[1]), attention=attention, sentences=sentences,
                 data=_sentences_data(inputs))
-    return model, inputs, info
+    return Workload(info["name"], model, inputs, info, "cosine", calibration=lambda: sentence_calibration(tokenizer))
 
 
 # --- ResNet v1.5 (He et al. 2016; torchvision.models.resnet's definition, without torchvision) ---
@@ -287,7 +341,7 @@ def _resnet(name, block, layers, *, batch: int = 1, image: int = 224, seed: int 
     info = dict(name=name, family="cnn", metric="top-1 agreement with the float model (random weights)",
                 batch=batch, image=image, seed=seed,
                 data=f"{batch} random image{'s' if batch > 1 else ''} ({image}x{image}, seed {seed})")
-    return model, (x,), info
+    return Workload(name, model, (x,), info, "top1_agreement")
 
 
 resnet50 = functools.partial(_resnet, "resnet50", Bottleneck, [3, 4, 6, 3])
@@ -308,14 +362,15 @@ def single_layer(name: str, *, seed: int = 0, tensors: bool = True):
                 data=f"seeded random input {'x'.join(map(str, lw.x_shape))}")
     if not tensors:
         with torch.device("meta"):
-            return _layer_module(lw).double().eval(), (torch.empty(lw.x_shape, dtype=torch.float64),), info
+            return Workload(name, _layer_module(lw).double().eval(), (torch.empty(lw.x_shape, dtype=torch.float64),),
+                            info, "cosine")
     check_numerics_memory(lw)
     x, w, b = lw.tensors(seed)
     model = _layer_module(lw).double().eval()
     with torch.no_grad():
         model.weight.copy_(torch.from_numpy(w))
         model.bias.copy_(torch.from_numpy(b))
-    return model, (torch.from_numpy(x),), info
+    return Workload(name, model, (torch.from_numpy(x),), info, "cosine")
 
 
 def _layer_module(lw) -> nn.Module:
@@ -382,7 +437,7 @@ def user_module(spec: str, **opts):
                         f"nn.Module with an example_inputs attribute; got {type(result).__name__}")
     info = dict(name=f"module:{spec}", family="user", metric="cosine similarity of the output to the float model",
                 path=str(path), factory=factory, data=f"the example inputs of {factory}()")
-    return model.eval(), inputs, info
+    return Workload(info["name"], model.eval(), inputs, info, "cosine")
 
 
 def digits_cnn(*, batch: int | None = None):
@@ -396,7 +451,14 @@ def digits_cnn(*, batch: int | None = None):
         raise ValueError(f"digits-cnn batch must be in [1, {len(xte)}], got {batch}")
     info = dict(name="digits-cnn", family="cnn", metric="top-1 accuracy on the held-out digits (sklearn)",
                 batch=n, labels=yte[:n], data=f"{n} held-out sklearn digits (8x8)")
-    return model, (torch.from_numpy(xte[:n]),), info
+    return Workload("digits-cnn", model, (torch.from_numpy(xte[:n]),), info, "top1", calibration=_digits_calibration)
+
+
+def _digits_calibration() -> tuple:
+    """The first :data:`DIGITS_CALIB_IMAGES` training images (Table 2's static calibration)."""
+    from . import digits
+    xtr, _, _, _ = digits.load_digits_split()
+    return (torch.from_numpy(xtr[:DIGITS_CALIB_IMAGES]),)
 
 
 WORKLOADS: dict[str, Callable] = {
@@ -436,8 +498,8 @@ def workload_options(name: str) -> frozenset[str] | None:
     return frozenset(p.name for p in inspect.signature(fn).parameters.values() if p.kind == p.KEYWORD_ONLY)
 
 
-def get_workload(name: str, **opts):
-    """``(model, example_inputs, info)`` for a workload name (see the module docstring for the forms).
+def get_workload(name: str, **opts: Any) -> Workload:
+    """The :class:`Workload` of a name (see the module docstring for the forms), built with ``opts``.
 
     Unknown names raise ValueError listing the known ones; unknown options of a named workload
     raise ValueError listing its options.
@@ -448,14 +510,19 @@ def get_workload(name: str, **opts):
         if bad:
             raise ValueError(f"workload {name!r} has no option {', '.join(map(repr, bad))}; options: "
                              f"{', '.join(sorted(allowed))}")
-        return WORKLOADS[name](**opts)
+        return _with_options(WORKLOADS[name](**opts), opts)
     for prefix, fn in PREFIXED.items():
         if name.startswith(prefix):
-            return fn(name[len(prefix):], **opts)
+            return _with_options(fn(name[len(prefix):], **opts), opts)
     if name.startswith(("gemm:", "conv:")):
         bad = sorted(set(opts) - LAYER_OPTIONS)
         if bad:
             raise ValueError(f"workload {name!r} takes no option {', '.join(map(repr, bad))} (only seed, tensors): "
                              "a single layer's shape, batch and sequence included, is in its name")
-        return single_layer(name, **opts)
+        return _with_options(single_layer(name, **opts), opts)
     raise ValueError(f"unknown workload {name!r}; known: {', '.join(WORKLOADS)}, or {FORMS}")
+
+
+def _with_options(w: Workload, opts: dict) -> Workload:
+    w.options = dict(opts)
+    return w
