@@ -70,12 +70,12 @@ def _validate(ap, args):
     except ValueError as e:
         ap.error(f"--arch: {e}")
     try:
-        hw = load_hardware(args.hw)
+        args.hw_spec = load_hardware(args.hw)   # loaded once: the pipeline gets the spec
     except (ValueError, FileNotFoundError, OSError) as e:
         msg = str(e).splitlines()[0]
         ap.error(f"--hw: {msg}" + ("" if "magnet16" in msg else f" (presets: {', '.join(list_presets())})"))
     try:
-        datapath_config(args.arch, hw, scale_product=args.scale_product)
+        datapath_config(args.arch, args.hw_spec, scale_product=args.scale_product)
     except ValueError as e:
         ap.error(f"--arch: {e}")
     for flag, path, suffixes in (("--json", args.json, (".json",)), ("--csv", args.csv, None),
@@ -144,7 +144,7 @@ def main(argv=None) -> int:
 
     from costmodels import plot_breakdown
     from studies.cli import one_line, user_errors
-    from studies.pipeline import run_design_point, write_json
+    from studies.pipeline import datapath, run_design_point, write_json
     stages = ["capture"] + ([] if args.timing_only else ["float reference"]) + ["simulate", "cost"]
     bar = tqdm(total=len(stages), desc="vsqsim", unit="stage", file=sys.stderr, leave=False,
                disable=None, mininterval=0.5)
@@ -163,7 +163,8 @@ def main(argv=None) -> int:
         report, cost, base = run_design_point(
             args.workload, args.arch, hw=args.hw, seq=args.seq, batch=args.batch, scale_product=args.scale_product,
             timing_only=args.timing_only, checkpoint=args.checkpoint, seed=args.seed, on_unknown=args.on_unknown,
-            progress=progress, return_costs=True, graph_path=args.graph)
+            progress=progress, return_costs=True, graph_path=args.graph,
+            dp=datapath(args.arch, args.hw_spec, scale_product=args.scale_product, preset=args.hw))
     except user_errors() as e:
         bar.close()
         print(f"run.py: error: {one_line(e)}", file=sys.stderr)

@@ -1,8 +1,11 @@
 """The whole pipeline of one design point (DESIGN.md, "How data flows"), as ``run.py`` runs it.
 
-workload -> capture -> lower -> TLM (timing only, or real numerics) -> cost model (absolute and
-normalized to the same hardware at 8/8/-/-) -> accuracy metric -> a report dict with a stable
-schema (see :data:`SCHEMA_KEYS`): same workload, arch, options and seed give the same report.
+Named stages with typed results, each run once: :func:`datapath` (arch and hardware: :class:`Datapath`),
+:func:`load_workload` (a :class:`workloads.models.Workload`), :func:`simulate` (capture, lower once, TLM,
+accuracy: :class:`Simulation`), :func:`price` (cost model, absolute and normalized to the same hardware at
+8/8/-/-: :class:`Costs`) and :func:`report`, the one owner of the report's schema (see
+:data:`SCHEMA_KEYS`): same workload, arch, options and seed give the same report.
+:func:`run_design_point` chains them.
 
 Hardware: the preset's buffers are sized per datapath to hold as many vectors as at 8/8/-/-
 (:func:`costmodels.iso_depth_hardware`), so lower precision and scale storage show up as area,
@@ -14,18 +17,22 @@ float model (cosine similarity and SQNR of the output; top-1 agreement for class
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
-from costmodels import evaluate, iso_depth_hardware, normalized
+from costmodels import CostReport, evaluate, iso_depth_hardware, normalized
 from mapping.backends import float_backend
 from mapping.capture import capture, export_graph
 from mapping.interpret import QuantInterpreter
-from mapping.lower import lower
+from mapping.lower import LoweredModel, lower
 from mapping.network import NetworkRun, simulate_numerics, simulate_timing
 from tlm import baseline_config, datapath_config, load_hardware
+from tlm.hardware import HardwareSpec
+from vsquant import QuantConfig
 from workloads.metrics import accuracy_metric
-from workloads.models import get_workload, workload_options
+from workloads.models import Workload, get_workload, workload_options
 
 SCHEMA_KEYS = ("workload", "arch", "hardware", "options", "totals", "accuracy", "layers", "ops")
 
@@ -99,34 +106,78 @@ def _layers(run: NetworkRun, report) -> list[dict]:
     return rows
 
 
-def run_design_point(workload: str, arch: str, *, hw: str = "magnet16", seq: int | None = None,
-                     batch: int | None = None, scale_product=None, timing_only: bool = False,
-                     checkpoint: str | None = None, seed: int = 0, on_unknown: str = "error",
-                     progress=None, return_costs: bool = False, graph_path: str | None = None):
-    """Run one workload at one datapath; returns the report dict (JSON-serializable), and with
-    ``return_costs`` also the two :class:`costmodels.CostReport` (design point, 8/8/-/- baseline)."""
+@dataclass(frozen=True)
+class Datapath:
+    """Stage 1, the design point's hardware: the datapath ``cfg`` and its 8/8/-/- ``baseline`` on the preset
+    ``preset`` (``base``), each on hardware whose buffers hold as many vectors as at 8/8/-/-."""
+
+    preset: str
+    base: HardwareSpec
+    cfg: QuantConfig
+    baseline: QuantConfig
+    hw: HardwareSpec          # the iso-depth hardware of cfg (the TLM runs on it)
+    hw_ref: HardwareSpec      # the iso-depth hardware of the baseline
+
+
+@dataclass(eq=False)
+class Simulation:
+    """Stage 2, what the hardware did: the lowering (once), the TLM run of the design point, and the accuracy
+    measured on its real outputs (or why not)."""
+
+    lowered: LoweredModel
+    run: NetworkRun
+    accuracy: dict
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Stage 3, the price: cost reports of the design point and of its 8/8/-/- baseline (simulated for timing on
+    the same lowering), and their ratios."""
+
+    base_run: NetworkRun
+    cost: CostReport
+    base: CostReport
+    norm: dict
+
+
+def datapath(arch: str, hw: str | HardwareSpec = "magnet16", *, scale_product=None,
+             preset: str | None = None) -> Datapath:
+    """Stage 1: ``arch`` on the hardware ``hw`` (a preset name, a YAML path or a loaded spec; ``preset``: the
+    name reports give it, by default ``hw`` itself or the spec's name)."""
     base_hw = load_hardware(hw)
     cfg = datapath_config(arch, base_hw, scale_product=scale_product)
     baseline = baseline_config(base_hw)
-    hw_cfg = iso_depth_hardware(base_hw, cfg)
-    hw_ref = iso_depth_hardware(base_hw, baseline)
-    opts = {k: v for k, v in dict(seq=seq, batch=batch).items() if v is not None}
+    preset = preset or (hw if isinstance(hw, str) else base_hw.name)
+    return Datapath(preset, base_hw, cfg, baseline, iso_depth_hardware(base_hw, cfg),
+                    iso_depth_hardware(base_hw, baseline))
+
+
+def load_workload(workload: str, *, seq: int | None = None, batch: int | None = None, seed: int = 0,
+                  timing_only: bool = False, checkpoint: str | None = None) -> Workload:
+    """The workload with the options it takes (the seed where it has random weights or inputs; shapes only,
+    no operand data, for a timing run of a single layer)."""
+    opts: dict = {k: v for k, v in dict(seq=seq, batch=batch).items() if v is not None}
     name = f"checkpoint:{checkpoint}" if checkpoint else workload
     takes = workload_options(name) or frozenset()
     if "seed" in takes:
-        opts.setdefault("seed", seed)   # the workloads with random weights or inputs take the seed
+        opts.setdefault("seed", seed)
     if timing_only and "tensors" in takes:
-        opts["tensors"] = False         # shapes only: a timing run needs no operand data
+        opts["tensors"] = False
     torch.manual_seed(seed)
-    wl = get_workload(name, **opts)
-    model, inputs, info = wl
-    step = progress or (lambda *a: None)
+    return get_workload(name, **opts)
 
+
+def simulate(wl: Workload, dp: Datapath, *, timing_only: bool = False, on_unknown: str = "error",
+             progress=None) -> Simulation:
+    """Stage 2: capture and lower the workload once, run it on the TLM (timing only, or with real tensors and
+    the float64 model beside it for the accuracy)."""
+    step = progress or (lambda *a: None)
+    model, inputs, info = wl
     if timing_only:
         step("capture")
         low = lower(capture(model, inputs), on_unknown=on_unknown)
         step("simulate")
-        run = simulate_timing(low, cfg, hw_cfg)
+        run = simulate_timing(low, dp.cfg, dp.hw)
         accuracy = {"metric": info.get("metric"), "kind": "not measured (timing only)", "value": None}
     else:
         step("capture")
@@ -135,26 +186,36 @@ def run_design_point(workload: str, arch: str, *, hw: str = "magnet16", seq: int
         float_run = QuantInterpreter(cap, float_backend, on_unknown=on_unknown)
         y_float = main_output(float_run.forward())
         step("simulate")
-        run = simulate_numerics(cap, cfg, hw_cfg, on_unknown=on_unknown, lowered=float_run.lowered)  # lowered once
+        run = simulate_numerics(cap, dp.cfg, dp.hw, on_unknown=on_unknown, lowered=float_run.lowered)
         accuracy = {**accuracy_metric(wl.metric, info, main_output(run.output), y_float),
                     "measured_on": measured_on(info, run.output)}
         low = run.lowered
-    if graph_path:
-        export_graph(low.captured, graph_path, extra={r["node"]: {"where": r["where"]} for r in
-                                                       low.table.to_dict("records")})
-    step("cost")
-    if not run.layers:
-        raise ValueError(f"workload {info.get('name', workload)!r} has no MAC layer (linear, conv2d or matmul) for "
-                         "the accelerator to run; nothing to simulate or price")
-    base_run = simulate_timing(low, baseline, hw_ref)
-    report = evaluate([r for _, r in run.layers], hw_cfg, cfg)
-    base = evaluate([r for _, r in base_run.layers], hw_ref, baseline)
-    norm = normalized(report, base)
+    return Simulation(low, run, accuracy)
+
+
+def price(wl: Workload, dp: Datapath, sim: Simulation) -> Costs:
+    """Stage 3: energy and area of the design point and of its 8/8/-/- baseline (costmodels.evaluate; the
+    baseline simulated for timing on the same lowering), normalized."""
+    if not sim.run.layers:
+        raise ValueError(f"workload {wl.info.get('name', wl.name)!r} has no MAC layer (linear, conv2d or matmul) "
+                         "for the accelerator to run; nothing to simulate or price")
+    base_run = simulate_timing(sim.lowered, dp.baseline, dp.hw_ref)
+    cost = evaluate([r for _, r in sim.run.layers], dp.hw, dp.cfg)
+    base = evaluate([r for _, r in base_run.layers], dp.hw_ref, dp.baseline)
+    return Costs(base_run, cost, base, normalized(cost, base))
+
+
+def report(wl: Workload, dp: Datapath, sim: Simulation, costs: Costs, *, seq: int | None = None,
+           batch: int | None = None, seed: int = 0, timing_only: bool = False,
+           checkpoint: str | None = None) -> dict:
+    """The report of one design point: the one owner of the JSON schema (:data:`SCHEMA_KEYS`)."""
+    run, low, hw_cfg, cfg = sim.run, sim.lowered, dp.hw, dp.cfg
+    cost, norm = costs.cost, costs.norm
     where = low.table["where"].value_counts().to_dict() if "where" in low.table else {}
-    out = {
-        "workload": info.get("name", workload),
+    return {
+        "workload": wl.info.get("name", wl.name),
         "arch": str(cfg),
-        "hardware": {"preset": hw, "name": hw_cfg.name, "num_pes": hw_cfg.num_pes, "lanes": hw_cfg.pe.lanes,
+        "hardware": {"preset": dp.preset, "name": hw_cfg.name, "num_pes": hw_cfg.num_pes, "lanes": hw_cfg.pe.lanes,
                      "vector_size": hw_cfg.vector_size, "clock_hz": hw_cfg.clock_hz,
                      "technology_nm": hw_cfg.technology_nm, "weight_buffer_bits": hw_cfg.pe.weight_buffer_bits,
                      "activation_buffer_bits": hw_cfg.pe.activation_buffer_bits},
@@ -163,15 +224,36 @@ def run_design_point(workload: str, arch: str, *, hw: str = "magnet16", seq: int
         "totals": {
             "macs": int(run.macs), "cycles": int(run.cycles), "ideal_cycles": int(run.ideal_cycles),
             "latency_s": run.latency_s, "utilization": run.utilization,
-            "energy_fj_per_op": report.fj_per_op, "energy_fj_per_op_total": report.fj_per_op_total,
+            "energy_fj_per_op": cost.fj_per_op, "energy_fj_per_op_total": cost.fj_per_op_total,
             "energy_norm": norm["energy"], "energy_norm_total": norm["energy_total"],
-            "tops_per_w": report.tops_per_w, "area_mm2": report.area_mm2, "area_norm": norm["area"],
-            "tops_per_mm2": report.tops_per_mm2, "perf_per_area_norm": norm["perf_per_area"],
+            "tops_per_w": cost.tops_per_w, "area_mm2": cost.area_mm2, "area_norm": norm["area"],
+            "tops_per_mm2": cost.tops_per_mm2, "perf_per_area_norm": norm["perf_per_area"],
             "mac_layers": len(run.layers), "ops_by_unit": {k: int(v) for k, v in sorted(where.items())},
         },
-        "accuracy": accuracy,
-        "layers": _layers(run, report),
+        "accuracy": sim.accuracy,
+        "layers": _layers(run, cost),
         "ops": [{"node": r["node"], "op": r["op"], "where": r["where"]} for r in low.table.to_dict("records")
                 if r["where"] in ("ppu", "host")],
     }
-    return (out, report, base) if return_costs else out
+
+
+def run_design_point(workload: str, arch: str, *, hw: str = "magnet16", seq: int | None = None,
+                     batch: int | None = None, scale_product=None, timing_only: bool = False,
+                     checkpoint: str | None = None, seed: int = 0, on_unknown: str = "error",
+                     progress=None, return_costs: bool = False, graph_path: str | None = None,
+                     dp: Datapath | None = None):
+    """Run one workload at one datapath through the stages (:func:`datapath`, :func:`load_workload`,
+    :func:`simulate`, :func:`price`, :func:`report`); returns the report dict (JSON-serializable), and with
+    ``return_costs`` also the two :class:`costmodels.CostReport` (design point, 8/8/-/- baseline). ``dp``: the
+    stage-1 result when the caller has it already (run.py validates the arch with it)."""
+    dp = dp or datapath(arch, hw, scale_product=scale_product)
+    wl = load_workload(workload, seq=seq, batch=batch, seed=seed, timing_only=timing_only, checkpoint=checkpoint)
+    sim = simulate(wl, dp, timing_only=timing_only, on_unknown=on_unknown, progress=progress)
+    if graph_path:
+        low = sim.lowered
+        export_graph(low.captured, graph_path, extra={r["node"]: {"where": r["where"]} for r in
+                                                       low.table.to_dict("records")})
+    (progress or (lambda *a: None))("cost")
+    costs = price(wl, dp, sim)
+    out = report(wl, dp, sim, costs, seq=seq, batch=batch, seed=seed, timing_only=timing_only, checkpoint=checkpoint)
+    return (out, costs.cost, costs.base) if return_costs else out
