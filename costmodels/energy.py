@@ -1,6 +1,8 @@
 """Energy per action, as functions of the bit widths the TLM counted (DESIGN.md, cost model conventions).
 
-Each action the TLM counts (``tlm.actions``) is priced from the primitives of
+Each action the TLM counts (``tlm.actions.ACTIONS``) is priced by the model class of its component, a method
+per action (:data:`COMPONENT_MODELS`, Accelergy's hwcomponents style; :data:`PRICED_ACTIONS` is built from them
+at import), from the primitives of
 :mod:`costmodels.technology`: a multiplier costs in proportion to the product of its operand
 widths, an adder and a register in proportion to their width, an SRAM access in proportion to
 the bits accessed times a per-bit energy that grows with the bank's number of entries.
@@ -53,7 +55,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:   # the hardware type, for annotations only: costmodels imports vsquant alone
     from tlm.hardware import HardwareSpec
 
+import inspect
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from .technology import DESIGN, Technology
 
@@ -73,6 +78,9 @@ __all__ = [
     "noc_bit_pj",
     "global_buffer_bit_pj",
     "action_energy_pj",
+    "COMPONENT_MODELS",
+    "PRICED_ACTIONS",
+    "Pricing",
     "collector_bank_words",
     "weight_bank_words",
     "activation_buffer_words",
@@ -81,28 +89,6 @@ __all__ = [
 COMPONENTS = ("datapath", "scale_multiplier", "accumulation", "pe_buffers", "ppu",
               "global_buffer", "noc", "dram")
 PE_COMPONENTS = COMPONENTS[:5]
-
-_PREFIX = {
-    "vector_mac.dot": "datapath",
-    "vector_mac.scale_product": "scale_multiplier",
-    "vector_mac.scale_multiply": "scale_multiplier",
-    "accumulator.": "accumulation",
-    "weight_buffer.": "pe_buffers",
-    "activation_buffer.": "pe_buffers",
-    "ppu.": "ppu",
-    "global_buffer.": "global_buffer",
-    "noc.": "noc",
-    "dram.": "dram",
-}
-
-
-def component_of(action: str) -> str | None:
-    """The breakdown component an action belongs to (None: not priced)."""
-    for p, c in _PREFIX.items():
-        if action == p or (p.endswith(".") and action.startswith(p)):
-            return c
-    return None
-
 
 def _log2v(V: int) -> int:
     return max(0, math.ceil(math.log2(max(V, 1))))
@@ -283,7 +269,197 @@ def noc_bit_pj(tech: Technology, hw: HardwareSpec, action: str) -> float:
     return math.sqrt(hw.num_pes) * noc_hop_bit_pj(tech)
 
 
-# -- dispatch -------------------------------------------------------------------------------
+# -- the component models: one class per component, a method per action (Accelergy's hwcomponents) --------
+
+@dataclass(frozen=True)
+class Pricing:
+    """What an action's energy depends on besides its counted widths: the hardware, the technology, whether
+    the datapath has fp per-vector scales, and the layer's counts (for a one-sided scale product)."""
+
+    hw: HardwareSpec
+    tech: Technology
+    float_scales: bool = False
+    counts: dict | None = None
+
+
+def breakdown(component: str) -> Callable[[Callable[..., float]], Callable[..., float]]:
+    """Mark a component model's method as the price of the action of its name, in ``component`` of the
+    report's breakdown (:data:`COMPONENTS`)."""
+    if component not in COMPONENTS:
+        raise ValueError(f"breakdown component {component!r} is not one of {', '.join(COMPONENTS)}")
+
+    def mark(fn: Callable[..., float]) -> Callable[..., float]:
+        fn._breakdown = component   # type: ignore[attr-defined]
+        return fn
+    return mark
+
+
+class VectorMac:
+    """The vector MAC unit (Sec. 5, Fig. 2b): V-wide dot product, scale product, scale multiply."""
+
+    name = "vector_mac"
+
+    @staticmethod
+    @breakdown("datapath")
+    def dot(p: Pricing, *, weight_bits: int, act_bits: int, vector_size: int | None = None,
+            out_bits: int | None = None) -> float:
+        return dot_product_pj(p.tech, weight_bits, act_bits, vector_size or p.hw.vector_size, out_bits)
+
+    @staticmethod
+    @breakdown("scale_multiplier")
+    def scale_product(p: Pricing, *, weight_scale_bits: int, act_scale_bits: int, rounded_bits: int,
+                      float_scales: bool = False) -> float:
+        updates = 1.0
+        counts = p.counts
+        if counts is not None and counts.get("vector_mac.dot", 0) and not (weight_scale_bits and act_scale_bits):
+            loads = counts.get("weight_buffer.read" if weight_scale_bits else "activation_buffer.read", 0)
+            updates = min(1.0, loads / counts["vector_mac.dot"])
+        return scale_product_pj(p.tech, weight_scale_bits, act_scale_bits, rounded_bits, bool(float_scales), updates)
+
+    @staticmethod
+    @breakdown("scale_multiplier")
+    def scale_multiply(p: Pricing, *, dot_bits: int, scale_bits: int) -> float:
+        return scale_multiply_pj(p.tech, dot_bits, scale_bits, p.float_scales)
+
+
+class Accumulator:
+    """The accumulation collector: a lane's bank of entries/lanes words of the collector's width."""
+
+    name = "accumulator"
+
+    @staticmethod
+    @breakdown("accumulation")
+    def add(p: Pricing, *, width: int) -> float:
+        return accumulate_pj(p.tech, width, collector_bank_words(p.hw), p.float_scales)
+
+    @staticmethod
+    @breakdown("accumulation")
+    def gated(p: Pricing, *, width: int) -> float:
+        return gated_accumulation_pj(p.tech)
+
+    @staticmethod
+    @breakdown("accumulation")
+    def read(p: Pricing, *, width: int) -> float:
+        return collector_read_pj(p.tech, FP_ACCUMULATOR_BITS if p.float_scales else width, collector_bank_words(p.hw))
+
+
+class WeightBuffer:
+    """The weight buffer: one SRAM bank per lane, V*N + M bits an entry; a read fills the weight collector."""
+
+    name = "weight_buffer"
+
+    @staticmethod
+    def _access(p: Pricing, value_bits: int, scale_bits: int, vector_size: int | None, write: bool) -> float:
+        V = vector_size or p.hw.vector_size
+        words = weight_bank_words(p.hw, V * value_bits + scale_bits)
+        return buffer_access_pj(p.tech, value_bits, scale_bits, V, words, write=write, collector_register=not write)
+
+    @staticmethod
+    @breakdown("pe_buffers")
+    def read(p: Pricing, *, value_bits: int, scale_bits: int, vector_size: int | None = None) -> float:
+        return WeightBuffer._access(p, value_bits, scale_bits, vector_size, False)
+
+    @staticmethod
+    @breakdown("pe_buffers")
+    def write(p: Pricing, *, value_bits: int, scale_bits: int, vector_size: int | None = None) -> float:
+        return WeightBuffer._access(p, value_bits, scale_bits, vector_size, True)
+
+
+class ActivationBuffer:
+    """The activation buffer: one SRAM bank, V*N + M bits an entry; a read is broadcast to the lanes."""
+
+    name = "activation_buffer"
+
+    @staticmethod
+    def _access(p: Pricing, value_bits: int, scale_bits: int, vector_size: int | None, write: bool) -> float:
+        V = vector_size or p.hw.vector_size
+        words = activation_buffer_words(p.hw, V * value_bits + scale_bits)
+        return buffer_access_pj(p.tech, value_bits, scale_bits, V, words, write=write, broadcast=not write)
+
+    @staticmethod
+    @breakdown("pe_buffers")
+    def read(p: Pricing, *, value_bits: int, scale_bits: int, vector_size: int | None = None) -> float:
+        return ActivationBuffer._access(p, value_bits, scale_bits, vector_size, False)
+
+    @staticmethod
+    @breakdown("pe_buffers")
+    def write(p: Pricing, *, value_bits: int, scale_bits: int, vector_size: int | None = None) -> float:
+        return ActivationBuffer._access(p, value_bits, scale_bits, vector_size, True)
+
+
+class PPU:
+    """The post-processing unit (Fig. 2c), per element or per vector (:func:`ppu_action_pj`)."""
+
+    name = "ppu"
+    scale = staticmethod(breakdown("ppu")(lambda p: ppu_action_pj(p.tech, "ppu.scale", {})))
+    bias = staticmethod(breakdown("ppu")(lambda p: ppu_action_pj(p.tech, "ppu.bias", {})))
+    relu = staticmethod(breakdown("ppu")(lambda p: ppu_action_pj(p.tech, "ppu.relu", {})))
+    relu6 = staticmethod(breakdown("ppu")(lambda p: ppu_action_pj(p.tech, "ppu.relu6", {})))
+    gelu = staticmethod(breakdown("ppu")(lambda p: ppu_action_pj(p.tech, "ppu.gelu", {})))
+    gelu_tanh = staticmethod(breakdown("ppu")(lambda p: ppu_action_pj(p.tech, "ppu.gelu_tanh", {})))
+    none = staticmethod(breakdown("ppu")(lambda p: ppu_action_pj(p.tech, "ppu.none", {})))
+    reciprocal = staticmethod(breakdown("ppu")(lambda p: ppu_action_pj(p.tech, "ppu.reciprocal", {})))
+
+    @staticmethod
+    @breakdown("ppu")
+    def quantize(p: Pricing, *, out_bits: int = 8) -> float:
+        return ppu_action_pj(p.tech, "ppu.quantize", {"out_bits": out_bits})
+
+    @staticmethod
+    @breakdown("ppu")
+    def vector_max(p: Pricing, *, vector_size: int = 16) -> float:
+        return ppu_action_pj(p.tech, "ppu.vector_max", {"vector_size": vector_size})
+
+
+class GlobalBuffer:
+    """The global buffer: per bit, SRAM banks of 64-bit rows."""
+
+    name = "global_buffer"
+    read = staticmethod(breakdown("global_buffer")(lambda p: global_buffer_bit_pj(p.tech, p.hw)))
+    write = staticmethod(breakdown("global_buffer")(lambda p: global_buffer_bit_pj(p.tech, p.hw, write=True)))
+
+
+class NoC:
+    """The NoC: per bit, sqrt(P) hops for a transfer, one hop per multicast delivery."""
+
+    name = "noc"
+    transfer = staticmethod(breakdown("noc")(lambda p: noc_bit_pj(p.tech, p.hw, "noc.transfer")))
+    deliver = staticmethod(breakdown("noc")(lambda p: noc_bit_pj(p.tech, p.hw, "noc.deliver")))
+
+
+class DRAM:
+    """DRAM: per bit read (not scaled with the logic node)."""
+
+    name = "dram"
+    read = staticmethod(breakdown("dram")(lambda p: p.tech.dram_pj_per_bit()))
+
+
+COMPONENT_MODELS = (VectorMac, Accumulator, WeightBuffer, ActivationBuffer, PPU, GlobalBuffer, NoC, DRAM)
+
+
+def _priced_actions() -> dict[str, tuple[str, Callable[..., float], frozenset[str]]]:
+    """``{action: (breakdown component, price function, width keys)}`` from the component models' marked
+    methods (built at import: a model method without a breakdown component fails here)."""
+    out = {}
+    for model in COMPONENT_MODELS:
+        for verb, fn in vars(model).items():
+            fn = getattr(model, verb)
+            if callable(fn) and hasattr(fn, "_breakdown"):
+                params = inspect.signature(fn).parameters
+                keys = frozenset(k for k, v in params.items() if v.kind == v.KEYWORD_ONLY)
+                out[f"{model.name}.{verb}"] = (fn._breakdown, fn, keys)
+    return out
+
+
+#: every priced action: (breakdown component, price function, the width keys it takes)
+PRICED_ACTIONS = _priced_actions()
+
+
+def component_of(action: str) -> str | None:
+    """The breakdown component an action belongs to (None: not priced)."""
+    entry = PRICED_ACTIONS.get(action)
+    return None if entry is None else entry[0]
+
 
 def action_energy_pj(action: str, widths: dict, hw: HardwareSpec, tech: Technology, float_scales: bool = False,
                      counts: dict | None = None) -> float | None:
@@ -292,43 +468,14 @@ def action_energy_pj(action: str, widths: dict, hw: HardwareSpec, tech: Technolo
     ``float_scales``: the datapath has fp per-vector scales (fp scale multiply and fp32 accumulation).
     ``counts``: the layer's action counts, for a one-sided scale product (it switches once per
     weight-vector load or activation broadcast, not once per dot product; without: per dot product).
+    A width key the action's model does not take raises ``ValueError`` naming the ones it takes.
     """
-    w = widths or {}
-    V = w.get("vector_size", hw.vector_size)
-    if action == "vector_mac.dot":
-        return dot_product_pj(tech, w["weight_bits"], w["act_bits"], V, w.get("out_bits"))
-    if action == "vector_mac.scale_product":
-        ws, as_ = w["weight_scale_bits"], w["act_scale_bits"]
-        updates = 1.0
-        if counts is not None and counts.get("vector_mac.dot", 0) and not (ws and as_):
-            loads = counts.get("weight_buffer.read" if ws else "activation_buffer.read", 0)
-            updates = min(1.0, loads / counts["vector_mac.dot"])
-        return scale_product_pj(tech, ws, as_, w["rounded_bits"], bool(w.get("float_scales", False)), updates)
-    if action == "vector_mac.scale_multiply":
-        return scale_multiply_pj(tech, w["dot_bits"], w["scale_bits"], float_scales)
-    if action == "accumulator.add":
-        return accumulate_pj(tech, w["width"], collector_bank_words(hw), float_scales)
-    if action == "accumulator.gated":
-        return gated_accumulation_pj(tech)
-    if action == "accumulator.read":
-        width = FP_ACCUMULATOR_BITS if float_scales else w["width"]
-        return collector_read_pj(tech, width, collector_bank_words(hw))
-    if action in ("weight_buffer.read", "weight_buffer.write"):
-        write = action.endswith("write")
-        vbits = V * w["value_bits"] + w["scale_bits"]
-        return buffer_access_pj(tech, w["value_bits"], w["scale_bits"], V, weight_bank_words(hw, vbits),
-                                write=write, collector_register=not write)
-    if action in ("activation_buffer.read", "activation_buffer.write"):
-        write = action.endswith("write")
-        vbits = V * w["value_bits"] + w["scale_bits"]
-        return buffer_access_pj(tech, w["value_bits"], w["scale_bits"], V, activation_buffer_words(hw, vbits),
-                                write=write, broadcast=not write)
-    if action.startswith("ppu."):
-        return ppu_action_pj(tech, action, w)
-    if action in ("noc.transfer", "noc.deliver"):
-        return noc_bit_pj(tech, hw, action)
-    if action in ("global_buffer.read", "global_buffer.write"):
-        return global_buffer_bit_pj(tech, hw, write=action.endswith("write"))
-    if action == "dram.read":
-        return tech.dram_pj_per_bit()
-    return None
+    entry = PRICED_ACTIONS.get(action)
+    if entry is None:
+        return None
+    _, fn, keys = entry
+    w = dict(widths or {})
+    if not set(w) <= keys:
+        raise ValueError(f"action {action!r} priced with width key(s) {', '.join(sorted(set(w) - keys))}; "
+                         f"its model takes {', '.join(sorted(keys)) or 'none'}")
+    return float(fn(Pricing(hw, tech, float_scales, counts), **w))

@@ -484,20 +484,23 @@ def test_scale_product_operands_and_one_sided_scales(hw):
 
 
 def test_every_declared_action_is_priced(hw):
-    """tlm.actions.ACTIONS (what the TLM may count) and the cost model agree: every declared action has a
-    component and a price, with its declared width keys; a component counts only declared actions."""
-    from costmodels.energy import action_energy_pj, component_of
+    """tlm.actions.ACTIONS (what the TLM may count) and the cost model's component models
+    (costmodels.energy.PRICED_ACTIONS, a method per action) name the same actions with the same width keys;
+    every one has a breakdown component and a price; a misspelled action or width key is refused."""
+    from costmodels.energy import PRICED_ACTIONS, action_energy_pj, component_of
     from costmodels.technology import technology
     from tlm.actions import ACTIONS, action
+    assert set(PRICED_ACTIONS) == set(ACTIONS)
+    for name, declared in ACTIONS.items():
+        assert PRICED_ACTIONS[name][2] == declared.widths, name
     tech = technology(16)
     sample = dict(weight_bits=4, act_bits=8, vector_size=16, out_bits=16, weight_scale_bits=6, act_scale_bits=10,
-                  rounded_bits=16, float_scales=False, dot_bits=16, scale_bits=16, width=40, value_bits=4)
+                  rounded_bits=16, float_scales=False, dot_bits=16, scale_bits=6, width=40, value_bits=4)
     for name, declared in ACTIONS.items():
-        widths = {k: sample[k] for k in declared.widths}
-        if "scale_bits" in declared.widths and "value_bits" in declared.widths:
-            widths["scale_bits"] = 6
         assert component_of(name) is not None, name
-        e = action_energy_pj(name, widths, hw, tech)
+        e = action_energy_pj(name, {k: sample[k] for k in declared.widths}, hw, tech)
         assert e is not None and e >= 0, name
     with pytest.raises(ValueError, match="undeclared action 'vector_mac.dott'"):
         action("vector_mac.dott")
+    with pytest.raises(ValueError, match="priced with width key.*widht; its model takes width"):
+        action_energy_pj("accumulator.add", {"widht": 40}, hw, tech)
