@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from mapping.layers import linear_task, linear_timing_task
+from mapping.tasks import linear_task, linear_timing_task
 from tlm import Accelerator, load_hardware
 from vsquant import QuantConfig, linear, quantize_weight
 

@@ -260,14 +260,14 @@ class TLMBackend(Backend):
         return torch.from_numpy(np.asarray(run.output, np.float64))
 
     def linear(self, layer: MacLayer, args: Args) -> torch.Tensor:
-        from .layers import linear_task
+        from .tasks import linear_task
         x, cfg = args["input"], self.cfg
         w = self.weights.get(args, lambda: vsq.quantize_weight(args["weight"], cfg))
         return self._run(layer, linear_task(x, w, args.get("bias"), cfg, self.hw, name=layer.name,
                                             unsigned_input=unsigned_policy(cfg, x)))
 
     def conv2d(self, layer: MacLayer, args: Args) -> torch.Tensor:
-        from .layers import conv2d_task
+        from .tasks import conv2d_task
         x, cfg = args["input"], self.cfg
         w = self.weights.get(args, lambda: vsq.quantize_conv_weight(args["weight"], cfg))
         return self._run(layer, conv2d_task(x, args["weight"], args.get("bias"), cfg, self.hw, args["stride"],
@@ -275,7 +275,7 @@ class TLMBackend(Backend):
                                             unsigned_input=unsigned_policy(cfg, x), weight_q=w))
 
     def matmul(self, layer: MacLayer, args: Args) -> torch.Tensor:
-        from .layers import matmul_task
+        from .tasks import matmul_task
         a, b, cfg = args["a"], args["b"], self.cfg
         return self._run(layer, matmul_task(a, b, cfg, self.hw, a_unsigned=unsigned_policy(cfg, a),
                                             b_unsigned=unsigned_policy(cfg, b), name=layer.name))

@@ -25,7 +25,7 @@ The second step of DESIGN.md's "How data flows" (``op graph --mapping.lower--> M
 An op kind not in the table raises :class:`UnsupportedOpError` naming the node and the op;
 ``on_unknown="host"`` runs such ops on the host instead.
 
-GEMM view of each MAC layer (:class:`MacLayer`), the one :mod:`mapping.layers` and the
+GEMM view of each MAC layer (:class:`MacLayer`), the one :mod:`mapping.tasks` and the
 ``vsquant`` reference layers use: activations (M, K) times weights (K, N), K the reduction
 axis that the hardware cuts into vectors of V.
 

@@ -26,8 +26,8 @@ from vsquant import QuantConfig
 from .backends import tlm_backend
 from .capture import CapturedGraph
 from .interpret import QuantInterpreter
-from .layers import layer_task
 from .lower import LoweredModel, MacLayer
+from .tasks import layer_task
 
 
 @dataclass(eq=False)

@@ -74,7 +74,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from vsquant.quantize import ScaleRangeError
     from vsquant.vector_mac import AccumulatorOverflow
     from workloads.digits import DigitsWeightsError
-    from workloads.layers import LayerTooLarge
+    from workloads.layer_specs import LayerTooLarge
     from workloads.pretrained import CheckpointError, ModelNotAvailable
     return (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
             NotImplementedError, ImportError, ModelNotAvailable, CheckpointError, DigitsWeightsError,

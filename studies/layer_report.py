@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from vsquant import QuantConfig, conv2d, linear, quantize_weight, sqnr_db
-from workloads.layers import LayerWorkload
+from workloads.layer_specs import LayerWorkload
 
 
 def _float_layer(wl: LayerWorkload, x, w, b):
@@ -73,5 +73,5 @@ def format_report(r: dict) -> str:
 
 def layer_point(point: dict) -> dict:
     """A sweep point ``{"workload": "gemm:...", "arch": "...", "seed": 0}`` -> its report (picklable)."""
-    from workloads.layers import parse_layer
+    from workloads.layer_specs import parse_layer
     return layer_report(parse_layer(point["workload"]), QuantConfig.parse(point["arch"]), point.get("seed", 0))

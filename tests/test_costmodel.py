@@ -27,7 +27,7 @@ from costmodels import (
 from costmodels.area import area_breakdown_um2, lane_datapath_um2, lane_scale_um2
 from costmodels.energy import accumulate_pj, dot_product_pj, scale_multiply_pj
 from costmodels.technology import ALL_TABLES, HOROWITZ_45NM
-from mapping.layers import linear_task, linear_timing_task
+from mapping.tasks import linear_task, linear_timing_task
 from studies import paper
 from tlm import Accelerator, load_hardware
 from tlm.actions import ActionCounts
@@ -335,7 +335,7 @@ def test_gated_runs_equal_tlm_numerics():
     """Fig. 3's runs (a timing-only TLM run settled with gated_count of the real operands) count exactly
     what the TLM counts with the real tensors in its transactions: convs (padded channels, stride,
     padding) and linears, rounded, full-width and per-channel datapaths."""
-    from mapping.layers import conv2d_task
+    from mapping.tasks import conv2d_task
     from vsquant import unsigned_policy
 
     rng = np.random.default_rng(1)
@@ -402,7 +402,7 @@ def test_gated_runs_equal_tlm_numerics_on_real_layers(mobilenet_data, fig3):
 
 
 def _numeric_mobilenet(arch, data):
-    from mapping.layers import conv2d_task
+    from mapping.tasks import conv2d_task
     from vsquant import unsigned_policy
 
     cfg = QuantConfig.parse(arch)

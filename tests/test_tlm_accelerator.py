@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from mapping.layers import conv2d_task, linear_task, linear_timing_task, matmul_task
+from mapping.tasks import conv2d_task, linear_task, linear_timing_task, matmul_task
 from tlm.accelerator import Accelerator
 from tlm.hardware import load_hardware
 from tlm.vector_mac_unit import PIPELINE_DEPTH

@@ -12,6 +12,7 @@ the NoC, then every PE quantizes its blocks (one more pass over its outputs).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -62,8 +63,11 @@ def baseline_config(hw: HardwareSpec) -> QuantConfig:
     return datapath_config(BASELINE, hw)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, kw_only=True)
 class LayerRun:
+    """What one MAC layer did on the accelerator (keyword fields): cycles and their parts, the bottleneck,
+    busy cycles per resource, action counts, and with tensors the output and its gating count."""
+
     name: str
     cycles: int
     ideal_cycles: int
@@ -149,9 +153,8 @@ class Accelerator:
             output = self._assemble(task, ys)
             if task.requantize_output:
                 output_q = ppu.quantize(self._output_layout(task, output), task.out_unsigned, layer_amax)
-        return LayerRun(task.name, timed.cycles, timed.ideal_cycles, timed.compute_cycles, timed.stall_cycles,
-                        timed.requant_cycles, timed.fill_cycles, timed.bottleneck, timed.busy, actions, task.macs,
-                        output, output_q, gated, extra={**timed.extra, "replayed_from": timed.name})
+        return dataclasses.replace(timed, name=task.name, actions=actions, macs=task.macs, output=output,
+                                   output_q=output_q, gated=gated, extra={**timed.extra, "replayed_from": timed.name})
 
     def _simulate(self, task: LayerTask) -> LayerRun:
         hw, cfg = self.hw, self.operand_config(task)
@@ -216,9 +219,9 @@ class Accelerator:
         if pes:
             crit = max(pes, key=lambda pe: pe.finish)
             fill = crit.start_wait + PIPELINE_DEPTH + (crit.finish - crit.last_compute_end) + requant
-        return LayerRun(task.name, int(cycles), int(ideal), comp, stall, int(requant), int(fill), bottleneck,
-                        busy, actions,
-                        task.macs, output, output_q, gated,
+        return LayerRun(name=task.name, cycles=int(cycles), ideal_cycles=int(ideal), compute_cycles=comp,
+                        stall_cycles=stall, requant_cycles=int(requant), fill_cycles=int(fill), bottleneck=bottleneck,
+                        busy=busy, actions=actions, macs=task.macs, output=output, output_q=output_q, gated=gated,
                         extra={"tilings": [t.describe() for t in task.tilings],
                                "stall_by": {k: round(v) for k, v in stall_by.items()},
                                "time_by": {k: round(v) for k, v in time_by.items()}})

@@ -9,7 +9,7 @@ the per-PE tile lists.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -94,12 +94,14 @@ class Tiling:
 
 @dataclass(eq=False)
 class LayerTask:
-    """One MAC layer for the accelerator: GEMMs, PPU work and the per-PE schedule."""
+    """One MAC layer for the accelerator: GEMMs, PPU work and the per-PE schedule. Fields after the
+    first four are keyword-only."""
 
     name: str
     shapes: list[GemmShape]
     tilings: list[Tiling]
     schedule: list[list[GemmTile]]          # per PE, in execution order
+    _: KW_ONLY
     operands: list[GemmOperands] | None = None  # vsquant.layers.GemmOperands per GEMM (None: timing only)
     activation: str | None = None
     out_unsigned: bool = False

@@ -20,7 +20,7 @@ Tables 5-7) and ResNet50 (Tables 3-4, Fig. 3); here:
         (stride on the 3x3 conv of a Bottleneck), 224x224 input, seeded random init (Kaiming
         normal convs, BN weight 1 / bias 0), BatchNorm kept (a PPU op in eval mode).
 ``gemm:MxKxN``, ``conv:...`` a single nn.Linear / nn.Conv2d (float64) with the seeded tensors of
-        workloads.layers.
+        workloads.layer_specs.
 ``module:path/to/file.py:factory`` a user's own model: ``factory(**opts)`` returns ``(model,
         example_inputs)`` or a model with an ``example_inputs`` attribute.
 ``checkpoint:DIR`` a local Hugging Face checkpoint directory on the shipped sentences.
@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 from . import pretrained
-from .layers import LAYER_FORMS, check_numerics_memory, parse_layer
+from .layer_specs import LAYER_FORMS, check_numerics_memory, parse_layer
 
 __all__ = ["WORKLOADS", "Workload", "get_workload", "bert", "minilm", "mpnet_base", "mobilenetv2", "resnet50",
            "resnet18", "ResNet",
@@ -353,7 +353,7 @@ resnet18.__doc__ = "ResNet18 (BasicBlock, [2, 2, 2, 2]): 1.82 GMACs at 224x224."
 # --- a single layer and a user's own module -------------------------------------------------------
 
 def single_layer(name: str, *, seed: int = 0, tensors: bool = True):
-    """``gemm:MxKxN`` / ``conv:...`` (workloads.layers) as a float64 nn.Linear / nn.Conv2d and its input.
+    """``gemm:MxKxN`` / ``conv:...`` (workloads.layer_specs) as a float64 nn.Linear / nn.Conv2d and its input.
 
     ``tensors=False`` builds both on the ``meta`` device: shapes without data, for timing-only runs (a
     40000^3 GEMM's operands would be 25 GB); with data, a layer that cannot fit in memory is refused first."""

@@ -182,7 +182,7 @@ def _hardware(hw):
 def resnet50_runs(cfg, hw="magnet16", layers=RESNET50_LAYERS):
     """Timing-only TLM runs of ResNet50's layers at ``cfg`` on iso-depth ``hw``: (runs, hw)."""
     import tlm
-    from mapping.layers import linear_timing_task
+    from mapping.tasks import linear_timing_task
 
     cfg = QuantConfig.parse(cfg)
     hwc = iso_depth_hardware(_hardware(hw), cfg)
@@ -238,7 +238,7 @@ def minilm_runs(cfg, data, hw="magnet16", *, numerics: bool = False):
     operands (:func:`gated_runs`; the same counts as the TLM with real numerics). ``numerics=True``
     runs the TLM with the real tensors in every transaction (slower; the tests compare the two)."""
     import tlm
-    from mapping.layers import linear_task
+    from mapping.tasks import linear_task
 
     if not numerics:
         return gated_runs(cfg, [(name, "linear", x, w, b, None, act, None) for name, x, w, b, act in data], hw)
@@ -301,7 +301,7 @@ def mobilenet_layer_data(batch: int = MOBILENET_BATCH):
 
 def _gemm_operands(kind, x, w, b, conv, cfg, u):
     """The quantized GEMM operands of one layer, lowered exactly as the TLM's tasks lower them
-    (:func:`mapping.layers.conv2d_task` / :func:`~mapping.layers.linear_task` with ``unsigned_input=u``)."""
+    (:func:`mapping.tasks.conv2d_task` / :func:`~mapping.tasks.linear_task` with ``unsigned_input=u``)."""
     from vsquant.layers import conv2d_operands, linear_operands
 
     if kind == "conv2d":
@@ -353,7 +353,7 @@ def gated_runs(cfg, layers, hw="magnet16"):
     without evaluating the per-vector dot products.
     """
     import tlm
-    from mapping.layers import layer_task
+    from mapping.tasks import layer_task
     from vsquant.vector_mac import _per_vector_scales, gated_count
 
     cfg = QuantConfig.parse(cfg)

@@ -21,8 +21,8 @@ def layer_task(name, kind, shapes, cfg, hw: HardwareSpec, operands, activation, 
     """A :class:`~tlm.transactions.LayerTask` with its tilings and per-PE schedule."""
     # a matmul of two activations stores A-bit vectors with activation scales on both sides
     tilings, schedule = schedule_layer(shapes, cfg.for_activation_operands() if kind == "matmul" else cfg, hw)
-    return LayerTask(name, shapes, tilings, schedule, operands, activation, out_unsigned, True, kind,
-                     has_bias, extra)
+    return LayerTask(name, shapes, tilings, schedule, operands=operands, activation=activation,
+                     out_unsigned=out_unsigned, kind=kind, has_bias=has_bias, extra=extra)
 
 
 def linear_task(x, weight, bias, cfg, hw: HardwareSpec, *, activation=None, name="linear", unsigned_input=None,
