@@ -20,7 +20,7 @@ def layer_task(name, kind, shapes, cfg, hw: HardwareSpec, operands, activation, 
                extra) -> LayerTask:
     """A :class:`~tlm.transactions.LayerTask` with its tilings and per-PE schedule."""
     # a matmul of two activations stores A-bit vectors with activation scales on both sides
-    tilings, schedule = schedule_layer(shapes, cfg.for_activation_operands() if kind == "matmul" else cfg, hw)
+    tilings, schedule = schedule_layer(shapes, cfg.for_layer(kind), hw)
     return LayerTask(name, shapes, tilings, schedule, operands=operands, activation=activation,
                      out_unsigned=out_unsigned, kind=kind, has_bias=has_bias, extra=extra)
 

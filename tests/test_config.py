@@ -100,3 +100,12 @@ def test_round_trip_property(w, a, u, ws, as_, r, v):
         return
     assert str(cfg) == text
     assert QuantConfig.parse(str(cfg)) == cfg
+
+
+def test_for_layer_is_the_one_operand_rule():
+    cfg = QuantConfig.parse("4/8/6/10,R=8")
+    assert cfg.for_layer("linear") is cfg and cfg.for_layer("conv2d") is cfg
+    m = cfg.for_layer("matmul")
+    assert (m.weight_bits, str(m.weight_scale), m.scale_product_bits) == (8, "10", 8)
+    with pytest.raises(ValueError, match="'relu' is not a MAC layer kind; kinds: linear, conv2d, matmul"):
+        cfg.for_layer("relu")

@@ -105,7 +105,7 @@ class Accelerator:
     def operand_config(self, task: LayerTask) -> QuantConfig:
         """The arithmetic a layer's operands need: the datapath's config, or for a matmul of two
         activations (attention) :meth:`QuantConfig.for_activation_operands`."""
-        return self.cfg.for_activation_operands() if task.kind == "matmul" else self.cfg
+        return self.cfg.for_layer(task.kind)
 
     def weight_port_passes(self, cfg: QuantConfig) -> int:
         """Passes of the W-bit weight port needed for an operand of ``cfg.weight_bits`` (bit slices)."""

@@ -220,6 +220,15 @@ class QuantConfig:
         r = self.scale_product_bits if self.act_scale.kind == "int" else None
         return replace(self, weight_bits=self.act_bits, weight_scale=self.act_scale, scale_product_bits=r)
 
+    def for_layer(self, kind: str) -> "QuantConfig":
+        """The arithmetic of a MAC layer of ``kind`` (``linear``, ``conv2d``: this config; ``matmul``, a product
+        of two activations: :meth:`for_activation_operands`). The one rule the mapper and the TLM share."""
+        if kind == "matmul":
+            return self.for_activation_operands()
+        if kind in ("linear", "conv2d"):
+            return self
+        raise ValueError(f"layer kind {kind!r} is not a MAC layer kind; kinds: linear, conv2d, matmul")
+
     # ---- derived quantities of Sec. 4.4 and Sec. 5 ---------------------------------------
     @property
     def is_baseline(self) -> bool:

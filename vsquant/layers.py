@@ -301,7 +301,7 @@ def matmul(a: npt.ArrayLike, b: npt.ArrayLike, cfg: QuantConfig | str = "8/8/-/-
     cfg = QuantConfig.parse(cfg)
     gemms, batch, (M, K, N) = matmul_operands(a, b, cfg, a_unsigned=a_unsigned, b_unsigned=b_unsigned,
                                               a_gamma=a_gamma, b_gamma=b_gamma)
-    mcfg = cfg.for_activation_operands()   # A x A bits, as + as scale product
+    mcfg = cfg.for_layer("matmul")   # A x A bits, as + as scale product
     macs, ys = [], []
     for g in gemms:
         mac, y = run_gemm(g, mcfg, None, accumulator_bits)
