@@ -132,9 +132,13 @@ def sweep(workloads, archs, *, hw: str = "magnet16", seq: int | None = None, sto
     (default) shows it on stderr (a bar on a terminal, else a line per stage and every 10 s), False shows
     nothing, a callable is called with ``(done, total)``."""
     from tlm import datapath_config
+    from workloads.models import workload_options
 
     from .cli import Progress
     workloads = [workloads] if isinstance(workloads, str) else list(workloads)
+    if seq is not None and not any("seq" in (workload_options(w) or ("seq",)) for w in workloads):
+        raise ValueError(f"seq={seq}: none of the workloads {', '.join(workloads)} takes a sequence length (it "
+                         "applies to the transformer workloads of a sweep)")
     spec = _hardware(hw)
     archs = [str(datapath_config(a, spec)) for a in archs]   # every arch checked against the hardware up front
     hw_hash = spec.content_hash()    # the store keys a point by the hardware's content, not by its file name

@@ -94,3 +94,9 @@ def test_sweep_command_on_a_dask_cluster(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["--workload", "digits-cnn", "--archs", "4/8/x/1", "--store", str(tmp_path / "e.sqlite")])
     assert e.value.code == 2
+
+
+def test_a_sequence_length_no_workload_takes_is_refused(tmp_path):
+    from studies.sweep import sweep
+    with pytest.raises(ValueError, match="seq=64: none of the workloads resnet18 takes a sequence length"):
+        sweep(["resnet18"], ["8/8/-/-"], seq=64, store=str(tmp_path / "s.sqlite"), progress=False)
