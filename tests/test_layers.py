@@ -173,3 +173,9 @@ def test_matmul_of_activations_uses_activation_widths():
     p = np.minimum((p + (1 << 11)) >> 12, 255)
     np.testing.assert_array_equal(res.macs[0].acc, (dots * p).sum(-1))
     assert QuantConfig.parse("6/8/6/-,R=4").for_activation_operands().scale_product_bits is None
+
+
+def test_conv_stride_that_is_no_int_nor_pair_is_a_clear_error():
+    x, w = np.zeros((1, 2, 4, 4)), np.zeros((2, 2, 3, 3))
+    with pytest.raises(ValueError, match="conv2d stride must be an int or a pair of ints, got None"):
+        conv2d(x, w, None, "8/8/-/-", stride=None)

@@ -54,7 +54,8 @@ class PPU:
     def post_process(self, acc: np.ndarray, a: QuantizedTensor, w: QuantizedTensor, n0: int, n1: int,
                      bias: np.ndarray | None, activation: str | None) -> np.ndarray:
         """Coarse scales, bias and activation on output rows of ``a`` x channels [n0, n1) of ``w``
-        (their gammas line up with ``acc``); returns the float block and its largest vector max."""
+        (their gammas line up with ``acc``); returns the float block (its vector maxima are
+        :meth:`vector_max`'s)."""
         b = None if bias is None else bias[n0:n1]
         y = post_process(acc, a.gamma, w.gamma, self.cfg.scale_product_shift, b, activation)
         return y

@@ -136,7 +136,10 @@ def linear(x: npt.ArrayLike | QuantizedTensor, weight: npt.ArrayLike | Quantized
 
 def _pair(v: Any, name: str, minimum: int) -> tuple[int, ...]:
     """A conv2d stride/padding/dilation as a pair of ints >= ``minimum`` (PyTorch's rules)."""
-    t = (v, v) if np.isscalar(v) else tuple(v)
+    try:
+        t = (v, v) if np.isscalar(v) else tuple(v)
+    except TypeError:   # neither a scalar nor iterable (None, an object): the same message as a bad pair
+        raise ValueError(f"conv2d {name} must be an int or a pair of ints, got {v!r}") from None
     if len(t) != 2 or any(isinstance(e, (bool, np.bool_)) or not isinstance(e, (int, np.integer)) for e in t):
         raise ValueError(f"conv2d {name} must be an int or a pair of ints, got {v!r}")
     if any(e < minimum for e in t):
