@@ -60,6 +60,13 @@ def test_nvfp4_rules_by_hand():
     assert np.abs(q.dequantize() - x).max() <= 1.0   # half the step (2) of E2M1's largest binade [4, 6]
 
 
+def test_stored_bits():
+    assert {n: f.bits_per_element for n, f in BLOCK_FORMATS.items()} == {
+        "mxfp8_e4m3": 8.25, "mxfp8_e5m2": 8.25, "mxfp6_e2m3": 6.25, "mxfp6_e3m2": 6.25, "mxfp4": 4.25,
+        "mxint8": 8.25, "nvfp4": 4.5}
+    assert BLOCK_FORMATS["nvfp4"].block_bits == 16 * 4 + 8 and ELEMENT_FORMATS["int8"].bits == 8
+
+
 def test_bad_formats_and_tensors_are_refused():
     with pytest.raises(ValueError, match="unknown block format 'mxfp3'; formats: mxfp8_e4m3, mxfp8_e5m2"):
         block_format("mxfp3")

@@ -103,6 +103,17 @@ class BlockFormat:
         return 8
 
     @property
+    def block_bits(self) -> int:
+        """Bits stored per block: its elements and its scale (the buffers' entry, as V*N + M is VS-Quant's)."""
+        return self.block_size * self.element.bits + self.scale_bits
+
+    @property
+    def bits_per_element(self) -> float:
+        """Average stored bits per element, N + 8/k (MXFP4: 4.25, NVFP4: 4.5, plus NVFP4's one fp32 per
+        tensor, not counted here)."""
+        return self.block_bits / self.block_size
+
+    @property
     def emax_elem(self) -> int:
         """MX's emax_elem: 0 for INT8 (its elements are below 2), else the element's emax."""
         return 0 if self.element.kind == "int" else self.element.emax
