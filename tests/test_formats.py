@@ -74,6 +74,11 @@ def test_bad_formats_and_tensors_are_refused():
         quantize_block(np.array([1.0, np.nan]), "nvfp4")
     with pytest.raises(ValueError, match="non-empty last axis"):
         quantize_block(np.zeros((2, 0)), "mxfp4")
+    from vsquant.formats import BlockFormat, ElementFormat
+    with pytest.raises(ValueError, match="kind 'posit'; kinds: fp, int"):
+        ElementFormat("p8", "posit", 2, 5, 0, 1.0)
+    with pytest.raises(ValueError, match="scale kind 'ue5m3'; kinds: e8m0, e4m3"):
+        BlockFormat("x", ELEMENT_FORMATS["e2m1"], 16, "ue5m3")
     assert set(BLOCK_FORMATS) == {"mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e2m3", "mxfp6_e3m2", "mxfp4", "mxint8", "nvfp4"}
 
 

@@ -47,6 +47,10 @@ class ElementFormat:
     max_normal: float    # the largest finite magnitude (the saturation value)
     int_bits: int = 0    # integer bits of a fixed-point element (MX INT8: 1, a 1.6 fixed point)
 
+    def __post_init__(self) -> None:
+        if self.kind not in ("fp", "int"):
+            raise ValueError(f"element format {self.name!r}: kind {self.kind!r}; kinds: fp, int")
+
     @property
     def bits(self) -> int:
         return 1 + self.exp_bits + self.int_bits + self.man_bits
@@ -68,7 +72,7 @@ class ElementFormat:
             q = 2.0 ** -self.man_bits
             return np.clip(np.round(v / q), -(2 ** (self.bits - 1) - 1), 2 ** (self.bits - 1) - 1) * q
         a = np.abs(v)
-        _, p = np.frexp(np.where(a > 0, a, 1.0))      # exact floor(log2 a) = p - 1 (log2 may round up)
+        _, p = np.frexp(np.where(a > 0, a, 1.0))      # exact floor(log2 a) = p - 1, a = m 2^p, m in [0.5, 1)
         e = np.maximum(p.astype(np.float64) - 1, self.emin)
         quantum = np.ldexp(1.0, (e - self.man_bits).astype(np.int64))
         r = np.round(a / quantum) * quantum           # a / quantum is exact: quantum is a power of two
@@ -96,6 +100,12 @@ class BlockFormat:
     element: ElementFormat
     block_size: int
     scale: str
+
+    def __post_init__(self) -> None:
+        if self.scale not in ("e8m0", "e4m3"):
+            raise ValueError(f"block format {self.name!r}: scale kind {self.scale!r}; kinds: e8m0, e4m3")
+        if self.block_size < 1:
+            raise ValueError(f"block format {self.name!r}: block size must be >= 1, got {self.block_size}")
 
     @property
     def scale_bits(self) -> int:
@@ -203,7 +213,7 @@ def quantize_block(x: npt.ArrayLike, fmt: str | BlockFormat) -> BlockQuantized:
         denom = scales * tensor_scale
         safe = np.where(denom > 0, denom, 1.0)
         elems = np.where(denom[..., None] > 0, f.element.quantize(b / safe[..., None]), 0.0)
-    else:   # pragma: no cover - BlockFormat values come from BLOCK_FORMATS
+    else:   # pragma: no cover - BlockFormat.__post_init__ admits only the two kinds
         raise ValueError(f"block format {f.name}: unknown scale kind {f.scale!r}; kinds: e8m0, e4m3")
     values = elems.reshape(elems.shape[:-2] + (-1,))[..., :L]
     return BlockQuantized(values, scales, tensor_scale, f)
