@@ -50,7 +50,7 @@ and ``global_buffer``, ``noc``, ``dram`` (reported separately).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:   # the hardware type, for annotations only: costmodels imports vsquant alone
     from tlm.hardware import HardwareSpec
@@ -343,62 +343,68 @@ class Accumulator:
         return collector_read_pj(p.tech, FP_ACCUMULATOR_BITS if p.float_scales else width, collector_bank_words(p.hw))
 
 
-class WeightBuffer:
-    """The weight buffer: one SRAM bank per lane, V*N + M bits an entry; a read fills the weight collector."""
+class _PEBuffer:
+    """A PE buffer of V*N + M-bit entries: :meth:`read` and :meth:`write` price one entry's access in a bank of
+    ``_words(hw, entry bits)`` entries; ``read_path`` names what a read feeds (a keyword of
+    :func:`buffer_access_pj`)."""
+
+    name: str
+    read_path: str
+
+    @staticmethod
+    def _words(hw: HardwareSpec, vector_bits: int) -> float:
+        raise NotImplementedError
+
+    @classmethod
+    def _access(cls, p: Pricing, value_bits: int, scale_bits: int, vector_size: int | None, write: bool) -> float:
+        V = vector_size or p.hw.vector_size
+        words = cls._words(p.hw, V * value_bits + scale_bits)
+        return buffer_access_pj(p.tech, value_bits, scale_bits, V, words, write=write, **{cls.read_path: not write})
+
+    @classmethod
+    @breakdown("pe_buffers")
+    def read(cls, p: Pricing, *, value_bits: int, scale_bits: int, vector_size: int | None = None) -> float:
+        return cls._access(p, value_bits, scale_bits, vector_size, False)
+
+    @classmethod
+    @breakdown("pe_buffers")
+    def write(cls, p: Pricing, *, value_bits: int, scale_bits: int, vector_size: int | None = None) -> float:
+        return cls._access(p, value_bits, scale_bits, vector_size, True)
+
+
+class WeightBuffer(_PEBuffer):
+    """The weight buffer: one SRAM bank per lane; a read fills the lane's weight collector register."""
 
     name = "weight_buffer"
-
-    @staticmethod
-    def _access(p: Pricing, value_bits: int, scale_bits: int, vector_size: int | None, write: bool) -> float:
-        V = vector_size or p.hw.vector_size
-        words = weight_bank_words(p.hw, V * value_bits + scale_bits)
-        return buffer_access_pj(p.tech, value_bits, scale_bits, V, words, write=write, collector_register=not write)
-
-    @staticmethod
-    @breakdown("pe_buffers")
-    def read(p: Pricing, *, value_bits: int, scale_bits: int, vector_size: int | None = None) -> float:
-        return WeightBuffer._access(p, value_bits, scale_bits, vector_size, False)
-
-    @staticmethod
-    @breakdown("pe_buffers")
-    def write(p: Pricing, *, value_bits: int, scale_bits: int, vector_size: int | None = None) -> float:
-        return WeightBuffer._access(p, value_bits, scale_bits, vector_size, True)
+    read_path = "collector_register"
+    _words = staticmethod(weight_bank_words)
 
 
-class ActivationBuffer:
-    """The activation buffer: one SRAM bank, V*N + M bits an entry; a read is broadcast to the lanes."""
+class ActivationBuffer(_PEBuffer):
+    """The activation buffer: one SRAM bank; a read is latched once and broadcast to the lanes."""
 
     name = "activation_buffer"
+    read_path = "broadcast"
+    _words = staticmethod(activation_buffer_words)
 
-    @staticmethod
-    def _access(p: Pricing, value_bits: int, scale_bits: int, vector_size: int | None, write: bool) -> float:
-        V = vector_size or p.hw.vector_size
-        words = activation_buffer_words(p.hw, V * value_bits + scale_bits)
-        return buffer_access_pj(p.tech, value_bits, scale_bits, V, words, write=write, broadcast=not write)
 
-    @staticmethod
-    @breakdown("pe_buffers")
-    def read(p: Pricing, *, value_bits: int, scale_bits: int, vector_size: int | None = None) -> float:
-        return ActivationBuffer._access(p, value_bits, scale_bits, vector_size, False)
-
-    @staticmethod
-    @breakdown("pe_buffers")
-    def write(p: Pricing, *, value_bits: int, scale_bits: int, vector_size: int | None = None) -> float:
-        return ActivationBuffer._access(p, value_bits, scale_bits, vector_size, True)
+def _ppu_op(verb: str) -> Any:
+    """The price of a PPU action that takes no widths (:func:`ppu_action_pj` of ``ppu.<verb>``)."""
+    return staticmethod(breakdown("ppu")(lambda p: ppu_action_pj(p.tech, f"ppu.{verb}", {})))
 
 
 class PPU:
     """The post-processing unit (Fig. 2c), per element or per vector (:func:`ppu_action_pj`)."""
 
     name = "ppu"
-    scale = staticmethod(breakdown("ppu")(lambda p: ppu_action_pj(p.tech, "ppu.scale", {})))
-    bias = staticmethod(breakdown("ppu")(lambda p: ppu_action_pj(p.tech, "ppu.bias", {})))
-    relu = staticmethod(breakdown("ppu")(lambda p: ppu_action_pj(p.tech, "ppu.relu", {})))
-    relu6 = staticmethod(breakdown("ppu")(lambda p: ppu_action_pj(p.tech, "ppu.relu6", {})))
-    gelu = staticmethod(breakdown("ppu")(lambda p: ppu_action_pj(p.tech, "ppu.gelu", {})))
-    gelu_tanh = staticmethod(breakdown("ppu")(lambda p: ppu_action_pj(p.tech, "ppu.gelu_tanh", {})))
-    none = staticmethod(breakdown("ppu")(lambda p: ppu_action_pj(p.tech, "ppu.none", {})))
-    reciprocal = staticmethod(breakdown("ppu")(lambda p: ppu_action_pj(p.tech, "ppu.reciprocal", {})))
+    scale = _ppu_op("scale")
+    bias = _ppu_op("bias")
+    relu = _ppu_op("relu")
+    relu6 = _ppu_op("relu6")
+    gelu = _ppu_op("gelu")
+    gelu_tanh = _ppu_op("gelu_tanh")
+    none = _ppu_op("none")
+    reciprocal = _ppu_op("reciprocal")
 
     @staticmethod
     @breakdown("ppu")
@@ -438,11 +444,11 @@ COMPONENT_MODELS = (VectorMac, Accumulator, WeightBuffer, ActivationBuffer, PPU,
 
 
 def _priced_actions() -> dict[str, tuple[str, Callable[..., float], frozenset[str]]]:
-    """``{action: (breakdown component, price function, width keys)}`` from the component models' marked
-    methods (built at import: a model method without a breakdown component fails here)."""
+    """``{action: (breakdown component, price function, width keys)}`` from the component models' methods
+    marked with :func:`breakdown` (inherited ones included); unmarked methods are helpers, not actions."""
     out = {}
     for model in COMPONENT_MODELS:
-        for verb, fn in vars(model).items():
+        for verb in dir(model):
             fn = getattr(model, verb)
             if callable(fn) and hasattr(fn, "_breakdown"):
                 params = inspect.signature(fn).parameters
