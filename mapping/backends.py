@@ -39,11 +39,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tlm.accelerator import Accelerator
 from tlm.hardware import HardwareSpec
-from vsquant import QuantConfig, unsigned_policy
+from vsquant import QuantConfig, fakequant, unsigned_policy
 from vsquant import layers as vsq
 
 from .lower import MacLayer
+from .tasks import conv2d_task, linear_task, matmul_task
 
 __all__ = ["MAC_KINDS", "Backend", "FakeQuantBackend", "FloatBackend", "RecordingBackend", "ReferenceBackend",
            "TLMBackend", "WeightCache", "fakequant_backend", "fast_backend", "float_backend", "reference_backend",
@@ -189,8 +191,6 @@ class FakeQuantBackend(Backend):
 
     def __init__(self, cfg: QuantConfig | str, *, weight_amax: WeightCalibration | None = None,
                  act_calibration: ActCalibration | None = None, name: str | None = None):
-        from vsquant import fakequant
-        self.fq = fakequant
         self.cfg = QuantConfig.parse(cfg)
         fakequant.check_supported(self.cfg)
         self.name = name or f"fakequant_backend({self.cfg})"
@@ -202,8 +202,8 @@ class FakeQuantBackend(Backend):
             amax = self.weight_amax(layer, args) if self.weight_amax is not None else None
             w = torch.from_numpy(args["weight"])
             if layer.kind == "conv2d":
-                return self.fq.quantized_conv_weight(w, self.cfg, amax)
-            return self.fq.quantized_weight(w, self.cfg, amax)
+                return fakequant.quantized_conv_weight(w, self.cfg, amax)
+            return fakequant.quantized_weight(w, self.cfg, amax)
         return self.weights.get(args, quantize)
 
     def _act(self, layer: MacLayer, operand: str, x: np.ndarray) -> tuple[bool | None, float | None]:
@@ -213,18 +213,18 @@ class FakeQuantBackend(Backend):
 
     def linear(self, layer: MacLayer, args: Args) -> torch.Tensor:
         u, amax = self._act(layer, "input", args["input"])
-        return self.fq.fake_linear(_t(args["input"]), None, _t(args.get("bias")), self.cfg, self._weight(layer, args),
+        return fakequant.fake_linear(_t(args["input"]), None, _t(args.get("bias")), self.cfg, self._weight(layer, args),
                                    unsigned=u, act_amax=amax)
 
     def conv2d(self, layer: MacLayer, args: Args) -> torch.Tensor:
         u, amax = self._act(layer, "input", args["input"])
-        return self.fq.fake_conv2d(_t(args["input"]), None, _t(args.get("bias")), self.cfg, args["stride"],
+        return fakequant.fake_conv2d(_t(args["input"]), None, _t(args.get("bias")), self.cfg, args["stride"],
                                    args["padding"], args["dilation"], args["groups"], self._weight(layer, args),
                                    unsigned=u, act_amax=amax)
 
     def matmul(self, layer: MacLayer, args: Args) -> torch.Tensor:
         (ua, aa), (ub, ab) = self._act(layer, "a", args["a"]), self._act(layer, "b", args["b"])
-        return self.fq.fake_matmul(_t(args["a"]), _t(args["b"]), self.cfg, a_unsigned=ua, b_unsigned=ub,
+        return fakequant.fake_matmul(_t(args["a"]), _t(args["b"]), self.cfg, a_unsigned=ua, b_unsigned=ub,
                                    a_amax=aa, b_amax=ab)
 
 
@@ -237,8 +237,7 @@ def fast_backend(cfg: QuantConfig | str) -> Backend:
     """The fastest bit-exact backend for ``cfg``: :func:`fakequant_backend` where it applies (every
     integer-scale and per-channel config at full-width scale products), else the ``vsquant`` reference
     (fp scales, rounded scale products, the Eq. 7 variants)."""
-    from vsquant.fakequant import supports
-    return fakequant_backend(cfg) if supports(cfg) else reference_backend(cfg)
+    return fakequant_backend(cfg) if fakequant.supports(cfg) else reference_backend(cfg)
 
 
 class TLMBackend(Backend):
@@ -246,7 +245,6 @@ class TLMBackend(Backend):
     real tensors; ``record`` collects ``(MacLayer, LayerRun)`` pairs in execution order."""
 
     def __init__(self, cfg: QuantConfig | str, hw: HardwareSpec, record: list | None = None):
-        from tlm.accelerator import Accelerator
         self.cfg = QuantConfig.parse(cfg)
         self.hw, self.record = hw, record
         self.name = f"tlm_backend({self.cfg})"
@@ -260,14 +258,12 @@ class TLMBackend(Backend):
         return torch.from_numpy(np.asarray(run.output, np.float64))
 
     def linear(self, layer: MacLayer, args: Args) -> torch.Tensor:
-        from .tasks import linear_task
         x, cfg = args["input"], self.cfg
         w = self.weights.get(args, lambda: vsq.quantize_weight(args["weight"], cfg))
         return self._run(layer, linear_task(x, w, args.get("bias"), cfg, self.hw, name=layer.name,
                                             unsigned_input=unsigned_policy(cfg, x)))
 
     def conv2d(self, layer: MacLayer, args: Args) -> torch.Tensor:
-        from .tasks import conv2d_task
         x, cfg = args["input"], self.cfg
         w = self.weights.get(args, lambda: vsq.quantize_conv_weight(args["weight"], cfg))
         return self._run(layer, conv2d_task(x, args["weight"], args.get("bias"), cfg, self.hw, args["stride"],
@@ -275,7 +271,6 @@ class TLMBackend(Backend):
                                             unsigned_input=unsigned_policy(cfg, x), weight_q=w))
 
     def matmul(self, layer: MacLayer, args: Args) -> torch.Tensor:
-        from .tasks import matmul_task
         a, b, cfg = args["a"], args["b"], self.cfg
         return self._run(layer, matmul_task(a, b, cfg, self.hw, a_unsigned=unsigned_policy(cfg, a),
                                             b_unsigned=unsigned_policy(cfg, b), name=layer.name))
