@@ -32,6 +32,13 @@ __all__ = ["BLOCK_FORMATS", "ELEMENT_FORMATS", "BlockFormat", "BlockQuantized", 
            "quantize_block"]
 
 
+def _floor_log2(a: np.ndarray) -> np.ndarray:
+    """floor(log2 a) exactly, as int64, for a > 0 (a = m 2^p with m in [0.5, 1): p - 1); 0 where a == 0."""
+    _, p = np.frexp(np.where(a > 0, a, 1.0))
+    out: np.ndarray = p.astype(np.int64) - 1
+    return out
+
+
 @dataclass(frozen=True)
 class ElementFormat:
     """An element format: a sign-magnitude float with ``exp_bits``/``man_bits`` and ``bias`` (subnormals
@@ -72,11 +79,11 @@ class ElementFormat:
             q = 2.0 ** -self.man_bits
             return np.clip(np.round(v / q), -(2 ** (self.bits - 1) - 1), 2 ** (self.bits - 1) - 1) * q
         a = np.abs(v)
-        _, p = np.frexp(np.where(a > 0, a, 1.0))      # exact floor(log2 a) = p - 1, a = m 2^p, m in [0.5, 1)
-        e = np.maximum(p.astype(np.float64) - 1, self.emin)
-        quantum = np.ldexp(1.0, (e - self.man_bits).astype(np.int64))
+        e = np.maximum(_floor_log2(a), self.emin)
+        quantum = np.ldexp(1.0, e - self.man_bits)
         r = np.round(a / quantum) * quantum           # a / quantum is exact: quantum is a power of two
-        return np.copysign(np.minimum(r, self.max_normal), v)
+        out: np.ndarray = np.copysign(np.minimum(r, self.max_normal), v)
+        return out
 
 
 #: the element formats (OCP MX v1.0 Sec. 5.3, Table 1-2; E4M3 is the OCP "FN" variant, largest normal 448)
@@ -200,8 +207,7 @@ def quantize_block(x: npt.ArrayLike, fmt: str | BlockFormat) -> BlockQuantized:
     b = _blocks(v, f.block_size)
     amax = np.abs(b).max(axis=-1)
     if f.scale == "e8m0":
-        _, p = np.frexp(np.where(amax > 0, amax, 1.0))
-        exp = np.where(amax > 0, p.astype(np.int64) - 1 - f.emax_elem, -127)
+        exp = np.where(amax > 0, _floor_log2(amax) - f.emax_elem, -127)
         scales = np.ldexp(1.0, np.clip(exp, -127, 127))
         elems = f.element.quantize(b / scales[..., None])
         tensor_scale = 1.0
