@@ -9,6 +9,8 @@ Deviations of torchao 0.18 from the rules (asserted below, so a change in torcha
 - torchao has no MXINT8; its MX scale mode FLOOR (the default, the spec's rule) is what we compare with.
 """
 import os
+import pathlib
+import sys
 
 import numpy as np
 import pytest
@@ -96,8 +98,14 @@ def _minilm_tensors():
     return [(name, w[name][:64, :384].astype(np.float32)) for name in list(w)[:3]]
 
 
+TORCHAO_DIR = pathlib.Path(__file__).resolve().parent.parent / ".torchao"   # where .ci/run installs it
+
+
 def _torchao(module: str):
-    """torchao's module; skipped where torchao is not installed, but in CI (VSQSIM_REQUIRE_MODELS) it must be."""
+    """torchao's module, from ``.torchao/`` (installed apart: beside transformers, transformers would import it
+    for every model); skipped where it is not installed, but in CI (VSQSIM_REQUIRE_MODELS) it must be."""
+    if TORCHAO_DIR.is_dir() and str(TORCHAO_DIR) not in sys.path:
+        sys.path.append(str(TORCHAO_DIR))
     if os.environ.get("VSQSIM_REQUIRE_MODELS"):
         import importlib
         return importlib.import_module(module)
@@ -136,12 +144,12 @@ def test_nvfp4_equals_torchao_codes_given_the_tensor_scale():
     (E2M1) equal ours; without one, torchao is one-level (a named deviation)."""
     torch = pytest.importorskip("torch")
     nv = _torchao("torchao.prototype.mx_formats.nvfp4_tensor")
-    from torchao.prototype.mx_formats.kernels import f4_unpacked_to_f32, unpack_uint4
+    kernels = _torchao("torchao.prototype.mx_formats.kernels")
     for label, x in [*_tensors(), *_minilm_tensors()]:
         q = quantize_block(x, "nvfp4")
         ts = torch.tensor(float(np.abs(x).max()) / (6 * 448), dtype=torch.float32)
         scales, packed = nv.nvfp4_quantize(torch.from_numpy(x), 16, ts)
-        elements = f4_unpacked_to_f32(unpack_uint4(packed)).reshape(x.shape).numpy()
+        elements = kernels.f4_unpacked_to_f32(kernels.unpack_uint4(packed)).reshape(x.shape).numpy()
         theirs = scales.float().numpy()
         # deviation: torchao clamps a block scale to at least E4M3's smallest normal 2^-6 (the rules let it
         # round down, to a subnormal or 0); everywhere else scales and element codes are equal
