@@ -134,12 +134,12 @@ def iso_depth_hardware(hw: HardwareSpec, cfg: QuantConfig | str, reference: Quan
                              "double buffering needs room for 2")
         return int(depth * (V * n + m))
 
-    w = resize(hw.pe.weight_buffer_bits, ref.weight_bits, ref.weight_scale.storage_bits,
-               cfg.weight_bits, cfg.weight_scale.storage_bits, "weight")
-    a = resize(hw.pe.activation_buffer_bits, ref.act_bits, ref.act_scale.storage_bits,
-               cfg.act_bits, cfg.act_scale.storage_bits, "activation")
-    g_ref = max(ref.weight_bits + ref.weight_scale.storage_bits / V, ref.act_bits + ref.act_scale.storage_bits / V)
-    g_new = max(cfg.weight_bits + cfg.weight_scale.storage_bits / V, cfg.act_bits + cfg.act_scale.storage_bits / V)
+    w = resize(hw.pe.weight_buffer_bits, ref.weight_bits, ref.weight_scale_vector_bits,
+               cfg.weight_bits, cfg.weight_scale_vector_bits, "weight")
+    a = resize(hw.pe.activation_buffer_bits, ref.act_bits, ref.act_scale_vector_bits,
+               cfg.act_bits, cfg.act_scale_vector_bits, "activation")
+    g_ref = max(ref.weight_storage_bits, ref.act_storage_bits)
+    g_new = max(cfg.weight_storage_bits, cfg.act_storage_bits)
     gb = int(math.floor(hw.global_buffer_bits * g_new / g_ref))
     return hw.with_(weight_buffer_bits=w, activation_buffer_bits=a, global_buffer_bits=gb,
                     name=f"{hw.name}@{cfg}")

@@ -54,8 +54,8 @@ def _pe_tiling(shape: GemmShape, cfg: QuantConfig, hw: HardwareSpec, pm: int, pn
     n0, n1 = _splits(shape.N, pn, V)[0]
     cols = n1 - n0
     J = shape.vectors(V)
-    w_cap = hw.weight_buffer_vectors(cfg.weight_bits, cfg.weight_scale.storage_bits) // 2
-    a_cap = hw.activation_buffer_vectors(cfg.act_bits, cfg.act_scale.storage_bits) // 2
+    w_cap = hw.weight_buffer_vectors(cfg.weight_bits, cfg.weight_scale_vector_bits) // 2
+    a_cap = hw.activation_buffer_vectors(cfg.act_bits, cfg.act_scale_vector_bits) // 2
     acc_cap = hw.pe.accumulation_collector_entries
     wv_bits, av_bits = cfg.weight_vector_bits, cfg.act_vector_bits
     if w_cap < 1 or a_cap < 1:
@@ -115,7 +115,7 @@ def _estimate(shape: GemmShape, cfg: QuantConfig, hw: HardwareSpec, tiling: Tili
     rows, cols = _ceil(shape.M, pm), _splits(shape.N, pn, V)[0][1]
     w_loads, a_loads = pe_bits[0] // max(fw, 1), pe_bits[1] // max(fa, 1)
     stream = max(compute, (w_loads - 1) * w_path // 2, (a_loads - 1) * a_path // 2)
-    out_bits = cfg.act_bits + cfg.act_scale.storage_bits / V
+    out_bits = cfg.act_storage_bits
     block = tiling.m_tile * min(tiling.n_tile, cols)
     tail = (_ceil(block, pe.ppu_elements_per_cycle) + _ceil(int(block * out_bits), noc)
             + _ceil(rows * cols, pe.ppu_elements_per_cycle))
@@ -164,8 +164,8 @@ def _lower_bound(shape: GemmShape, cfg: QuantConfig, hw: HardwareSpec, tiling: T
     w_runs = n_tiles if j_tiles == 1 else n_tiles * m_tiles * j_tiles
     stream = max(_ceil(a_runs, 2) * first(na, na * av, pe.activation_buffer_ports, acts_in_dram),
                  _ceil(w_runs, 2) * first(nw, nw * wv, pe.weight_buffer_ports, False))
-    requant = _ceil(rows * cols, pe.ppu_elements_per_cycle) if cfg.act_scale.kind in ("int", "coarse") else 0
-    out_bits = int(shape.M * shape.N * (cfg.act_bits + cfg.act_scale.storage_bits / V))
+    requant = _ceil(rows * cols, pe.ppu_elements_per_cycle) if cfg.act_scale.needs_layer_max else 0
+    out_bits = int(shape.M * shape.N * cfg.act_storage_bits)
     from_dram = w_bits + (a_bits if acts_in_dram else 0)
     return max(fill + compute + PIPELINE_DEPTH + 1 + requant, stream + 1 + requant, _ceil(from_dram, dram),
                _ceil(w_bits + a_bits + out_bits, noc), _ceil(w_bits + a_bits, gb), _ceil(from_dram + out_bits, gb))

@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 
 from _models import need_model
-from vsquant.formats import BLOCK_FORMATS, ELEMENT_FORMATS, block_format, quantize_block
+from vsquant import QuantConfig, linear, quantize_activation
+from vsquant.formats import BLOCK_FORMATS, ELEMENT_FORMATS, block_format, int_element, quantize_block
+from vsquant.quantize import quantize_block_operand
 
 
 def test_element_grids_round_to_nearest_even_and_saturate():
@@ -76,12 +78,97 @@ def test_bad_formats_and_tensors_are_refused():
         quantize_block(np.array([1.0, np.nan]), "nvfp4")
     with pytest.raises(ValueError, match="non-empty last axis"):
         quantize_block(np.zeros((2, 0)), "mxfp4")
-    from vsquant.formats import BlockFormat, ElementFormat
+    from vsquant.formats import ElementFormat, ScaleFormat
     with pytest.raises(ValueError, match="kind 'posit'; kinds: fp, int"):
         ElementFormat("p8", "posit", 2, 5, 0, 1.0)
-    with pytest.raises(ValueError, match="scale kind 'ue5m3'; kinds: e8m0, e4m3"):
-        BlockFormat("x", ELEMENT_FORMATS["e2m1"], 16, "ue5m3")
+    with pytest.raises(ValueError, match="scale kind 'ue5m3' is not one of 'coarse', 'int', 'fp', 'e8m0', 'e4m3'"):
+        ScaleFormat("ue5m3", 8, 16)
+    with pytest.raises(ValueError, match="only with, the block kinds"):
+        ScaleFormat("int", 6, 16)
+    with pytest.raises(ValueError, match="only with, the block kinds"):
+        ScaleFormat("e8m0", 8)
+    with pytest.raises(ValueError, match="has no block scale"):
+        block_format(QuantConfig.parse("4/8/6/10").weight_format)
     assert set(BLOCK_FORMATS) == {"mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e2m3", "mxfp6_e3m2", "mxfp4", "mxint8", "nvfp4"}
+
+
+def test_one_number_format_type_with_derived_widths():
+    """VS-Quant's integers and the block formats are one NumberFormat (element + scale); the widths the TLM,
+    the cost model and the fake-quant path read are derived from it once."""
+    c = QuantConfig.parse("4/8/6/10")
+    assert c.weight_format.element == int_element(4) and c.weight_format.scale.kind == "int"
+    assert (c.weight_format.element.code_bits, c.act_format.element.code_bits) == (4, 8)
+    assert c.product_bits == 12 and c.dot_product_bits == 16 and c.weight_vector_bits == 16 * 4 + 6
+    u = QuantConfig.parse("4/4U/4/6").act_format.element
+    assert u.unsigned and u.max_code == 15 and u.code_bits == 4
+    # E2M1 codes: 0..12 in units of 0.5 (5 bits signed); E4M3: 448 / 2^-9 = 229376 (19 bits)
+    assert (ELEMENT_FORMATS["e2m1"].ulp, ELEMENT_FORMATS["e2m1"].max_code, ELEMENT_FORMATS["e2m1"].code_bits) == \
+        (0.5, 12, 5)
+    assert (ELEMENT_FORMATS["e4m3"].ulp, ELEMENT_FORMATS["e4m3"].code_bits, ELEMENT_FORMATS["int8"].code_bits) == \
+        (2.0 ** -9, 19, 8)
+    nv = QuantConfig.parse("nvfp4")
+    assert nv.weight_format == BLOCK_FORMATS["nvfp4"] and nv.dot_product_bits == 5 + 5 + 4
+    assert nv.weight_vector_bits == 16 * 4 + 8 and nv.weight_storage_bits == 4.5
+    mx = QuantConfig.parse("mxfp4/mxfp8_e4m3")
+    assert (mx.weight_vector_bits, mx.act_vector_bits) == (16 * 4 + 4, 16 * 8 + 4)   # 8 bits per 32 elements
+    assert mx.float_scales and not mx.integer_scales and mx.block_formats and not mx.is_baseline
+    assert mx.act_scale.needs_layer_max is False and nv.act_scale.needs_layer_max is True   # NVFP4's tensor scale
+    assert QuantConfig.parse("mxfp4,V=32").weight_vector_bits == 32 * 4 + 8
+
+
+@pytest.mark.parametrize("text", ["nvfp4", "mxfp4", "mxfp8_e4m3", "mxint8", "mxfp6_e2m3", "mxfp6_e3m2",
+                                  "mxfp4/mxfp8_e4m3", "nvfp4/mxfp8_e4m3", "mxfp4/8", "mxfp4/8U", "8/mxint8",
+                                  "mxfp4,V=32"])
+def test_block_config_strings_round_trip(text):
+    cfg = QuantConfig.parse(text)
+    assert str(cfg) == text and QuantConfig.parse(str(cfg)) == cfg
+
+
+@pytest.mark.parametrize("text, words", [
+    ("mxfp3", ["four fields", "block formats", "nvfp4"]),
+    ("mxfp4/6/-/10", ["carries its own scales", "mxfp4/8"]),
+    ("mxfp4/4/6/10", ["carries its own scales"]),
+    ("mxfp4/fp16", ["activation (A)", "block format"]),
+    ("mxfp4,R=4", ["needs an integer per-vector scale"]),
+    ("mxfp4,V=64", ["block of 32", "V=64", "[4, 8, 16, 32]"]),
+    ("nvfp4,V=1", ["block of 16", "V >= 2"]),
+    ("mxfp8_e5m2", ["70 bits", "float64", "narrower"]),
+])
+def test_bad_block_config_strings_say_what_is_wrong(text, words):
+    with pytest.raises(ValueError) as e:
+        QuantConfig.parse(text)
+    for w in words:
+        assert w in str(e.value)
+
+
+@pytest.mark.parametrize("fmt", ["mxfp4", "nvfp4", "mxfp8_e4m3", "mxint8", "mxfp6_e2m3", "mxfp6_e3m2"])
+def test_block_operand_is_the_block_quantizer_in_codes(fmt):
+    """The datapath's view (integer codes, each vector's block scale, gamma = ulp x tensor scale) dequantizes
+    to quantize_block's values, short last blocks included."""
+    x = np.random.default_rng(3).standard_t(3, (6, 72)) * 0.1
+    q = quantize_block(x, fmt)
+    op = quantize_block_operand(x, fmt, 16)
+    assert op.scheme == "block" and op.values.dtype.kind == "i"
+    if fmt == "nvfp4":   # values * (block scale * gamma) rounds once more than values * block * tensor scale
+        np.testing.assert_allclose(op.dequantize(), q.dequantize(), rtol=2.0 ** -52, atol=0)
+    else:                # MX: every factor but the element a power of two, so exact
+        assert np.array_equal(op.dequantize(), q.dequantize())
+    assert op.scales.shape == (6, 5)                         # ceil(72 / 16) vectors, each with its block's scale
+    assert np.array_equal(quantize_activation(x, QuantConfig.parse(fmt)).values, op.values)
+    with pytest.raises(ValueError, match="block format: its scales come from each block"):
+        quantize_activation(x, QuantConfig.parse(fmt), amax=1.0)
+
+
+def test_block_formats_on_the_reference_datapath_equal_dequantized_products():
+    """A linear layer in a block format is the product of the dequantized operands (the datapath's fixed-point
+    block dot products and exponent-add scales are exact), to float64 rounding of the final scale."""
+    rng = np.random.default_rng(5)
+    x, w = rng.standard_normal((9, 80)), rng.standard_normal((11, 80))
+    for text in ("mxfp4", "nvfp4", "mxfp8_e4m3", "mxfp4/mxfp8_e4m3", "mxfp4/8"):
+        cfg = QuantConfig.parse(text)
+        r = linear(x, w, None, cfg, requantize_output=False)
+        a, b = r.gemms[0].a.dequantize(), r.gemms[0].w.dequantize()
+        np.testing.assert_allclose(r.output, a @ b.T, rtol=1e-13, atol=1e-13)
 
 
 def _tensors():

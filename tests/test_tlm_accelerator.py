@@ -8,7 +8,8 @@ from tlm.hardware import load_hardware
 from tlm.vector_mac_unit import PIPELINE_DEPTH
 from vsquant import QuantConfig, conv2d, linear, matmul
 
-ARCHS = ["8/8/-/-", "4/8/6/10", "4/4U/4/6", "6/6/4/4,R=4"]
+ARCHS = ["8/8/-/-", "4/8/6/10", "4/4U/4/6", "6/6/4/4,R=4",
+         "nvfp4", "mxfp4/mxfp8_e4m3", "mxfp8_e4m3", "mxint8", "mxfp4/8"]   # block formats: MX and NVFP4
 
 
 @pytest.fixture(scope="module")

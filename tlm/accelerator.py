@@ -186,7 +186,7 @@ class Accelerator:
         if task.requantize_output:
             per_pe = [pe.out_elements for pe in pes]
             reduce_cycles = math.ceil(math.log2(max(len(pes), 1))) * hw.noc_hop_latency * 2 if len(pes) > 1 else 0
-            needs_pass = cfg.act_scale.kind in ("int", "coarse")
+            needs_pass = cfg.act_scale.needs_layer_max
             rate = hw.pe.ppu_elements_per_cycle
             requant = reduce_cycles + (max(-(-n // rate) for n in per_pe) if (needs_pass and per_pe) else 0)
         if task.operands is not None:

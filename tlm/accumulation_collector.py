@@ -4,7 +4,9 @@ Holds the partial sums of the output block a PE is working on and accumulates, i
 the scaled partial sums of successive vectors ("temporally accumulates them across multiple
 cycles in an integer format"). Its width is the partial-sum width of Sec. 5 (W+A+log2 V plus
 the scale-product width) plus the hardware's headroom bits; a value that does not fit is an
-overflow, reported with the layer, never wrapped silently. Capacity is in entries (outputs).
+overflow, reported with the layer, never wrapped silently. With fp per-vector scales or a block
+format (MX, NVFP4) the scaled partial sums are floats and the collector accumulates in floating
+point (the cost model prices an fp32 adder), so there is no integer width to check. Capacity is in entries (outputs).
 """
 from __future__ import annotations
 
@@ -52,6 +54,8 @@ class AccumulationCollector:
         """Check evaluated partial sums against the collector width; move gated ones from add to gated."""
         self.actions.add(ACCUMULATOR_GATED, gated, width=self.width)
         self.actions.add(ACCUMULATOR_ADD, -gated, width=self.width)
+        if self.cfg.float_scales:   # fp per-vector or block scales: the partial sums accumulate in floating point
+            return
         peak = max(float(acc.max()), -float(acc.min())) if acc.size else 0.0
         if peak > 2.0 ** (self.width - 1) - 1:
             raise AccumulatorOverflow(

@@ -61,10 +61,10 @@ class PE:
         pe = hw.pe
         V = hw.vector_size
         self.weight_buffer = WeightBuffer(env, "weight_buffer", pe.weight_buffer_bits, pe.weight_buffer_ports, V,
-                                          cfg.weight_bits, cfg.weight_scale.storage_bits, actions)
+                                          cfg.weight_bits, cfg.weight_scale_vector_bits, actions)
         self.act_buffer = ActivationBuffer(env, "activation_buffer", pe.activation_buffer_bits,
                                            pe.activation_buffer_ports, V, cfg.act_bits,
-                                           cfg.act_scale.storage_bits, actions)
+                                           cfg.act_scale_vector_bits, actions)
         self.macs = VectorMACUnits(env, "vector_mac", pe.lanes, V, cfg, actions, passes)
         self.collector = AccumulationCollector("accumulation_collector", pe, cfg, actions)
         self.ppu = PPU("ppu", pe.ppu_elements_per_cycle, cfg, actions)
@@ -255,7 +255,7 @@ class PE:
         self._staged = 0.0
         self._writes: list[simpy.Process] = []
         self._has_bias = (task.operands[0].bias is not None) if task.operands is not None else task.has_bias
-        self._out_bits = self.cfg.act_bits + self.cfg.act_scale.storage_bits / self.hw.vector_size
+        self._out_bits = self.cfg.act_storage_bits
 
     def _ppu_block(self, task: LayerTask, t: GemmTile) -> None:
         """The PPU post-processes finished blocks in order, one at a time: a FIFO server with known

@@ -78,4 +78,6 @@ class PPU:
             return quantize_activation(y, cfg, unsigned=unsigned, gamma=gamma)
         if fmt.kind == "coarse":  # per-layer scale from the layer max (dynamic per-tensor)
             return quantize_activation(y, cfg, unsigned=unsigned, amax=layer_amax)
-        return quantize_activation(y, cfg, unsigned=unsigned)
+        if fmt.kind == "fp" or fmt.is_block:   # per vector / per block (NVFP4's tensor scale: the layer max)
+            return quantize_activation(y, cfg, unsigned=unsigned)
+        raise ValueError(f"activation scale kind {fmt.kind!r} has no quantizer")   # pragma: no cover

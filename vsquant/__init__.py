@@ -10,7 +10,7 @@ Imports nothing of the rest of the project.
 """
 from .calibration import CALIBRATION_METHODS, calibrate_amax
 from .config import BASELINE, COARSE, QuantConfig, ScaleFormat, parse_config
-from .formats import BLOCK_FORMATS, BlockFormat, BlockQuantized, quantize_block
+from .formats import BLOCK_FORMATS, ELEMENT_FORMATS, BlockQuantized, ElementFormat, NumberFormat, quantize_block
 from .layers import GemmOperands, LayerResult, conv2d, linear, matmul, quantize_conv_weight, unsigned_policy
 from .ppu import ACTIVATIONS, apply_activation, post_process, quantize_activation, quantize_weight
 from .quantize import (
@@ -26,7 +26,7 @@ from .quantize import (
 from .vector_mac import AccumulatorOverflow, MacResult, gated_count, round_scale_product, vector_mac
 
 __all__ = [
-    "BLOCK_FORMATS", "BlockFormat", "BlockQuantized", "quantize_block",
+    "BLOCK_FORMATS", "ELEMENT_FORMATS", "BlockQuantized", "ElementFormat", "NumberFormat", "quantize_block",
     "BASELINE", "CALIBRATION_METHODS", "calibrate_amax", "COARSE", "QuantConfig", "ScaleFormat", "parse_config",
     "GemmOperands", "LayerResult", "conv2d", "linear", "matmul", "quantize_conv_weight", "unsigned_policy",
     "ACTIVATIONS",

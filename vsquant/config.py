@@ -16,6 +16,12 @@ Two variants of Eq. 7 are flags (see ``vsquant.quantize``): ``,requantize`` and 
 
 Examples: ``8/8/-/-``, ``6/8/6/-``, ``6/3/-/4``, ``4/4U/4/6``, ``4/8/fp16/fp16``,
 ``4/4/4/4,R=4``, ``6/8/6/-,V=32``.
+
+The block-scaled formats of :mod:`vsquant.formats` (OCP MX, NVFP4) are configs too: one name for both operands
+(``nvfp4``, ``mxfp8_e4m3``), or ``weights/activations`` where each side is a block format name or a VS-Quant bit
+width with per-channel/per-layer scaling (``mxfp4/mxfp8_e4m3``, ``mxfp4/8``, ``8/mxint8``). Each operand's number
+format is :attr:`QuantConfig.weight_format` / :attr:`QuantConfig.act_format`; the widths the TLM, the cost model
+and the fake-quant path need are derived from them here, once.
 """
 from __future__ import annotations
 
@@ -24,8 +30,22 @@ import numbers
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .formats import (
+    BLOCK_FORMATS,
+    COARSE,
+    FLOAT_SCALE_FORMATS,
+    MAX_SCALE_BITS,
+    MIN_SCALE_BITS,
+    ElementFormat,
+    NumberFormat,
+    ScaleFormat,
+    int_element,
+)
+
+__all__ = ["BASELINE", "COARSE", "FLOAT_SCALE_FORMATS", "MAX_BITS", "MAX_SCALE_BITS", "MIN_BITS", "MIN_SCALE_BITS",
+           "QuantConfig", "ScaleFormat", "VECTOR_SIZES", "check_vector_size", "parse_config", "qmax"]
+
 MIN_BITS, MAX_BITS = 2, 16
-MIN_SCALE_BITS, MAX_SCALE_BITS = 1, 16
 #: Vector sizes a datapath can have: V multipliers feed a binary adder tree of log2 V levels (Sec. 5), so V is a
 #: power of two; Table 4 of the paper spans 1..64, larger V up to 256 are allowed for studies.
 VECTOR_SIZES = tuple(1 << k for k in range(9))
@@ -39,7 +59,6 @@ def check_vector_size(v: object) -> int:
         raise ValueError(f"vector size V={v!r} is not one the datapath can have: V must be a power of two in "
                          f"[1, {VECTOR_SIZES[-1]}] ({', '.join(map(str, VECTOR_SIZES))})")
     return v
-FLOAT_SCALE_FORMATS = ("fp16", "fp32")
 
 
 def qmax(bits: int, unsigned: bool = False) -> int:
@@ -50,55 +69,6 @@ def qmax(bits: int, unsigned: bool = False) -> int:
     return (1 << bits) - 1 if unsigned else (1 << (bits - 1)) - 1
 
 
-@dataclass(frozen=True)
-class ScaleFormat:
-    """How one operand's per-vector scale is stored: ``coarse`` (none: '-'), ``int`` (M bits) or ``fp``."""
-
-    kind: str  # "coarse" | "int" | "fp"
-    bits: int = 0  # M for "int", 16 or 32 for "fp", 0 for "coarse"
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("coarse", "int", "fp"):
-            raise ValueError(f"scale kind {self.kind!r} is not one of 'coarse', 'int', 'fp'")
-
-    @property
-    def per_vector(self) -> bool:
-        return self.kind != "coarse"
-
-    @property
-    def integer_bits(self) -> int:
-        """Bits this scale contributes to the integer scale product (0 unless ``int``)."""
-        return self.bits if self.kind == "int" else 0
-
-    @property
-    def storage_bits(self) -> int:
-        """Bits stored beside every vector in a buffer (Sec. 4.4: overhead M/(V*N))."""
-        return 0 if self.kind == "coarse" else self.bits
-
-    def __str__(self) -> str:
-        return {"coarse": "-", "int": str(self.bits), "fp": f"fp{self.bits}"}[self.kind]
-
-    @classmethod
-    def parse(cls, text: str, field: str) -> "ScaleFormat":
-        t = text.strip().lower()
-        if t == "-":
-            return cls("coarse")
-        if t in FLOAT_SCALE_FORMATS:
-            return cls("fp", int(t[2:]))
-        if t.isdigit():
-            m = int(t)
-            if MIN_SCALE_BITS <= m <= MAX_SCALE_BITS:
-                return cls("int", m)
-            raise ValueError(
-                f"{field} scale {text!r}: integer scale bits must be in "
-                f"[{MIN_SCALE_BITS}, {MAX_SCALE_BITS}]")
-        raise ValueError(
-            f"{field} scale {text!r} is not allowed: use '-' (per-channel/per-layer), an integer "
-            f"bit width M in [{MIN_SCALE_BITS}, {MAX_SCALE_BITS}] (two-level), or one of "
-            f"{', '.join(FLOAT_SCALE_FORMATS)} (single-level float)")
-
-
-COARSE = ScaleFormat("coarse")
 _FLAGS = {"requantize": "requantize", "nonzero": "nonzero_scales"}
 
 
@@ -114,9 +84,58 @@ def _parse_bits(text: str, field: str, allow_unsigned: bool) -> tuple[int, bool]
     return int(t), unsigned
 
 
+#: the widest fixed-point dot product the datapath forms exactly: float64's significand
+EXACT_DOT_BITS = 53
+
+
+def _parse_operand(text: str, field: str, allow_unsigned: bool) -> dict[str, Any] | None:
+    """A block format name as one operand's fields, or None when ``text`` is not one."""
+    f = BLOCK_FORMATS.get(text.strip().lower())
+    if f is None:
+        return None
+    return {"bits": f.element.bits, "scale": f.scale, "element": f.element}
+
+
+def _parse_head(head: str, text: str) -> dict[str, Any]:
+    """The fields of a config string without its options: ``W/A/ws/as``, ``FMT`` or ``W_or_FMT/A_or_FMT``."""
+    fields = head.split("/")
+    names = ", ".join(BLOCK_FORMATS)
+    if len(fields) in (1, 2) and any(f.strip().lower() in BLOCK_FORMATS for f in fields):
+        if len(fields) == 1:
+            fields = fields * 2
+        out: dict[str, Any] = {}
+        for side, f in zip(("weight", "act"), fields, strict=True):
+            op = _parse_operand(f, side, side == "act")
+            if op is None:   # a VS-Quant side: bits with per-channel / per-layer scaling
+                what = "weight (W)" if side == "weight" else "activation (A)"
+                try:
+                    bits, unsigned = _parse_bits(f, what, allow_unsigned=side == "act")
+                except ValueError as e:
+                    raise ValueError(f"{e}; or a block format: {names}") from None
+                op = {"bits": bits, "scale": COARSE, "element": None}
+                if unsigned:
+                    out["act_unsigned"] = True
+            out[f"{side}_bits"], out[f"{side}_scale"], out[f"{side}_element"] = op["bits"], op["scale"], op["element"]
+        return out
+    if len(fields) != 4:
+        raise ValueError(
+            f"arch {text!r} must have four fields W/A/ws/as (e.g. 8/8/-/-, 4/8/6/10, "
+            f"4/4U/4/6, 4/8/fp16/fp16), or name block formats: FMT or W/A with FMT in {names} "
+            f"(e.g. nvfp4, mxfp4/mxfp8_e4m3, mxfp4/8); got {len(fields)} field{'s' if len(fields) != 1 else ''}")
+    for f in fields:
+        if f.strip().lower() in BLOCK_FORMATS:
+            raise ValueError(f"arch {text!r}: a block format ({f.strip()}) carries its own scales; write it as "
+                             f"FMT or W/A (e.g. {f.strip()}/8), not in a four-field W/A/ws/as string")
+    w, _ = _parse_bits(fields[0], "weight (W)", allow_unsigned=False)
+    a, a_unsigned = _parse_bits(fields[1], "activation (A)", allow_unsigned=True)
+    return {"weight_bits": w, "act_bits": a, "weight_scale": ScaleFormat.parse(fields[2], "weight (ws)"),
+            "act_scale": ScaleFormat.parse(fields[3], "activation (as)"), "act_unsigned": a_unsigned}
+
+
 @dataclass(frozen=True)
 class QuantConfig:
-    """One datapath design point, ``W/A/ws/as`` plus vector size and scale-product rounding."""
+    """One datapath design point, ``W/A/ws/as`` plus vector size and scale-product rounding; with
+    ``weight_element``/``act_element`` set (a block format's elements) ``W``/``A`` are those elements' bits."""
 
     weight_bits: int = 8
     act_bits: int = 8
@@ -127,17 +146,33 @@ class QuantConfig:
     scale_product_bits: int | None = None  # None: full width (no rounding)
     requantize: bool = False       # Eq. 7 variant: values from the two-level scale, not Eq. 7c
     nonzero_scales: bool = False   # Eq. 7g variant: a non-zero vector's scale never rounds to 0
+    weight_element: ElementFormat | None = None   # None: VS-Quant's W-bit integer
+    act_element: ElementFormat | None = None      # None: VS-Quant's A-bit integer (unsigned with act_unsigned)
 
     def __post_init__(self) -> None:
         for name, b in (("weight", self.weight_bits), ("activation", self.act_bits)):
             if isinstance(b, bool) or not isinstance(b, int) or not MIN_BITS <= b <= MAX_BITS:
                 raise ValueError(f"{name} bits {b!r} must be an integer in [{MIN_BITS}, {MAX_BITS}]")
         check_vector_size(self.vector_size)
-        kinds = {self.weight_scale.kind, self.act_scale.kind}
-        if kinds == {"int", "fp"}:
+        for side, el, bits, sc in (("weight", self.weight_element, self.weight_bits, self.weight_scale),
+                                   ("activation", self.act_element, self.act_bits, self.act_scale)):
+            if el is not None and el.bits != bits:
+                raise ValueError(f"{side} element {el.name} has {el.bits} bits, not the config's {bits}")
+            if sc.is_block != (el is not None):
+                raise ValueError(f"{side}: block scales ({sc}) go with a block format's elements, and those elements "
+                                 "with block scales; name a block format instead: " + ", ".join(BLOCK_FORMATS))
+            sc.check_vector_size(self.vector_size, f"{side} format {self._format_name(el, bits, sc)}")
+        if self.act_unsigned and self.act_element is not None:
+            raise ValueError(f"activations {self.act_element.name} of a block format are signed; 'U' applies to "
+                             "VS-Quant integer activations only")
+        fams = {s.family for s in (self.weight_scale, self.act_scale) if s.per_vector}
+        if len(fams) > 1:
+            words = {"int": "an integer", "fp": "a float", "block": "a block-format"}
+            one, other = (words[f] for f in sorted(fams, key=lambda f: "int fp block".index(f)))
             raise ValueError(
-                f"scales {self.weight_scale}/{self.act_scale} mix an integer and a float per-vector "
-                "scale; use both integer, both float, or '-' on one side")
+                f"scales {self.weight_scale}/{self.act_scale} mix {one} and {other} per-vector scale; use one kind on "
+                "both sides (both integer, both float, both block formats), or '-' on one side")
+        kinds = {self.weight_scale.kind, self.act_scale.kind}
         r = self.scale_product_bits
         if r is not None:
             if isinstance(r, bool) or not isinstance(r, int) or r < 1:
@@ -151,12 +186,48 @@ class QuantConfig:
                 raise ValueError(
                     f"scale-product rounding R={r} is wider than the {full}-bit scale product of "
                     f"{self.weight_scale}/{self.act_scale} (ws + as); use R in [1, {full}] or 'full'")
+        if self.dot_product_bits > EXACT_DOT_BITS:
+            raise ValueError(
+                f"{self}: a {self.vector_size}-element dot product of {self.weight_format.element.name} x "
+                f"{self.act_format.element.name} codes needs {self.dot_product_bits} bits in fixed point; the "
+                f"simulated datapath forms dot products exactly in float64 ({EXACT_DOT_BITS} bits), so this pair is "
+                "not supported (quantize_block still quantizes it); use narrower elements on one side")
+
+    # ---- number formats ------------------------------------------------------------------
+    @staticmethod
+    def _format_name(element: ElementFormat | None, bits: int, scale: ScaleFormat, unsigned: bool = False) -> str:
+        if element is not None:
+            for name, f in BLOCK_FORMATS.items():
+                if f.element == element and f.scale == scale:
+                    return name
+            return f"{element.name}/{scale}"
+        return f"{bits}{'U' if unsigned else ''}"
+
+    @property
+    def weight_format(self) -> NumberFormat:
+        """The weights' number format: elements and scale (a block format, or W-bit integers with ``ws``)."""
+        el = self.weight_element or int_element(self.weight_bits)
+        return NumberFormat(self._format_name(self.weight_element, self.weight_bits, self.weight_scale), el,
+                            self.weight_scale)
+
+    @property
+    def act_format(self) -> NumberFormat:
+        """The activations' number format (a block format, or A-bit integers, unsigned with 'U', with ``as``)."""
+        el = self.act_element or int_element(self.act_bits, self.act_unsigned)
+        return NumberFormat(self._format_name(self.act_element, self.act_bits, self.act_scale, self.act_unsigned),
+                            el, self.act_scale)
+
+    @property
+    def block_formats(self) -> bool:
+        """An operand is in a block format (MX, NVFP4)."""
+        return self.weight_scale.is_block or self.act_scale.is_block
 
     # ---- parsing -----------------------------------------------------------------------
     @classmethod
     def parse(cls, text: "str | QuantConfig", *, scale_product: int | str | None = None,
               vector_size: int | None = None) -> "QuantConfig":
-        """Parse ``W/A/ws/as[,R=r][,V=v]``; keyword arguments override the suffixes."""
+        """Parse ``W/A/ws/as[,R=r][,V=v]`` or a block-format form (module docstring); keyword arguments
+        override the suffixes."""
         cfg: QuantConfig
         if isinstance(text, QuantConfig):
             cfg = text
@@ -164,16 +235,7 @@ class QuantConfig:
             if not isinstance(text, str):
                 raise ValueError(f"arch must be a string like '4/8/6/10', got {type(text).__name__}")
             head, *opts = [p.strip() for p in text.split(",")]
-            fields = head.split("/")
-            if len(fields) != 4:
-                raise ValueError(
-                    f"arch {text!r} must have four fields W/A/ws/as (e.g. 8/8/-/-, 4/8/6/10, "
-                    f"4/4U/4/6, 4/8/fp16/fp16); got {len(fields)}")
-            w, w_unsigned = _parse_bits(fields[0], "weight (W)", allow_unsigned=False)
-            a, a_unsigned = _parse_bits(fields[1], "activation (A)", allow_unsigned=True)
-            ws = ScaleFormat.parse(fields[2], "weight (ws)")
-            as_ = ScaleFormat.parse(fields[3], "activation (as)")
-            kw: dict[str, Any] = {}
+            kw = _parse_head(head, text)
             for opt in opts:
                 key, eq, val = opt.partition("=")
                 key = key.strip().upper()
@@ -190,7 +252,7 @@ class QuantConfig:
                     if not val.strip().isdigit():
                         raise ValueError(f"vector size {opt!r} must be V=<power of two in [1, {VECTOR_SIZES[-1]}]>")
                     kw["vector_size"] = check_vector_size(int(val))
-            cfg = cls(w, a, ws, as_, a_unsigned, **kw)
+            cfg = cls(**kw)
         over: dict[str, Any] = {}
         if scale_product is not None:
             over["scale_product_bits"] = _parse_rounding(scale_product)
@@ -199,8 +261,12 @@ class QuantConfig:
         return replace(cfg, **over) if over else cfg
 
     def __str__(self) -> str:
-        a = f"{self.act_bits}{'U' if self.act_unsigned else ''}"
-        s = f"{self.weight_bits}/{a}/{self.weight_scale}/{self.act_scale}"
+        if self.block_formats:
+            w, a = self.weight_format.name, self.act_format.name
+            s = w if w == a else f"{w}/{a}"
+        else:
+            a = f"{self.act_bits}{'U' if self.act_unsigned else ''}"
+            s = f"{self.weight_bits}/{a}/{self.weight_scale}/{self.act_scale}"
         if self.scale_product_bits is not None:
             s += f",R={self.scale_product_bits}"
         if self.vector_size != 16:
@@ -218,7 +284,8 @@ class QuantConfig:
         both take the activation bits and scale format, so the dot product is A x A bits and the
         scale product as + as bits (R rounding applies only with integer scales)."""
         r = self.scale_product_bits if self.act_scale.kind == "int" else None
-        return replace(self, weight_bits=self.act_bits, weight_scale=self.act_scale, scale_product_bits=r)
+        return replace(self, weight_bits=self.act_bits, weight_scale=self.act_scale, scale_product_bits=r,
+                       weight_element=self.act_element)
 
     def for_layer(self, kind: str) -> "QuantConfig":
         """The arithmetic of a MAC layer of ``kind`` (``linear``, ``conv2d``: this config; ``matmul``, a product
@@ -241,17 +308,28 @@ class QuantConfig:
 
     @property
     def float_scales(self) -> bool:
-        return "fp" in (self.weight_scale.kind, self.act_scale.kind)
+        """A per-vector or block scale is floating point (fp16/fp32, E8M0, E4M3): the partial sums are fp."""
+        return self.weight_scale.is_float or self.act_scale.is_float
+
+    @property
+    def weight_scale_vector_bits(self) -> int:
+        """Weight-scale bits stored beside each V-element weight vector: M, or 8 V / k for a block scale."""
+        return self.weight_scale.bits_per_vector(self.vector_size)
+
+    @property
+    def act_scale_vector_bits(self) -> int:
+        """Activation-scale bits stored beside each V-element activation vector."""
+        return self.act_scale.bits_per_vector(self.vector_size)
 
     @property
     def weight_vector_bits(self) -> int:
         """Bits a stored weight vector takes with its per-vector scale: V*N + M (Sec. 4, overhead M/(V*N))."""
-        return self.vector_size * self.weight_bits + self.weight_scale.storage_bits
+        return self.vector_size * self.weight_bits + self.weight_scale_vector_bits
 
     @property
     def act_vector_bits(self) -> int:
         """Bits a stored activation vector takes with its per-vector scale: V*A + M."""
-        return self.vector_size * self.act_bits + self.act_scale.storage_bits
+        return self.vector_size * self.act_bits + self.act_scale_vector_bits
 
     @property
     def act_qmax(self) -> int:
@@ -279,9 +357,15 @@ class QuantConfig:
         return self.full_scale_product_bits - self.rounded_scale_product_bits
 
     @property
+    def product_bits(self) -> int:
+        """Signed width of one element product in fixed point: W + A for integers (Sec. 5: 2N), the two codes'
+        widths for fp elements (E2M1 x E2M1: 5 + 5; the codes are the elements in units of their ulp)."""
+        return self.weight_format.element.code_bits + self.act_format.element.code_bits
+
+    @property
     def dot_product_bits(self) -> int:
-        """Signed width of a V-element integer dot product: W + A + ceil(log2 V) (Sec. 5: 2N+log2 V)."""
-        return self.weight_bits + self.act_bits + math.ceil(math.log2(self.vector_size))
+        """Signed width of a V-element fixed-point dot product: product width + ceil(log2 V) (Sec. 5: 2N+log2 V)."""
+        return self.product_bits + math.ceil(math.log2(self.vector_size))
 
     @property
     def partial_sum_bits(self) -> int:
@@ -295,11 +379,12 @@ class QuantConfig:
     @property
     def weight_storage_bits(self) -> float:
         """Effective bits per weight including the per-vector scale: N + M/V (Sec. 4.4)."""
-        return self.weight_bits + self.weight_scale.storage_bits / self.vector_size
+        return self.weight_bits + self.weight_scale_vector_bits / self.vector_size
 
     @property
     def act_storage_bits(self) -> float:
-        return self.act_bits + self.act_scale.storage_bits / self.vector_size
+        """Effective bits per activation including its per-vector scale: A + M/V."""
+        return self.act_bits + self.act_scale_vector_bits / self.vector_size
 
 
 def _parse_rounding(val: int | str | None) -> int | None:

@@ -8,7 +8,8 @@ the integer per-vector scales (Eq. 7e-7g). The baseline PPU (``-`` scales) does 
 per-layer scaling instead.
 
 ``quantize_weight`` and ``quantize_activation`` map a :class:`~vsquant.config.QuantConfig`
-onto the quantizers: weights per output channel (row), activations per layer (tensor).
+onto the quantizers: weights per output channel (row), activations per layer (tensor); a block
+format (MX, NVFP4) quantizes dynamically per block, like the PPU of such hardware.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from .quantize import (
     QuantizedTensor,
     check_finite,
     qmax,
+    quantize_block_operand,
     quantize_per_channel,
     quantize_per_tensor,
     quantize_per_vector,
@@ -82,14 +84,27 @@ def post_process_mac(mac: MacResult, a: QuantizedTensor, w: QuantizedTensor, bia
 
 
 def quantize_weight(w: npt.ArrayLike, cfg: QuantConfig, *, method: str = "max", **calib: Any) -> QuantizedTensor:
-    """Weights per the config: per-channel ('-'), two-level per output channel, or fp per vector."""
+    """Weights per the config: per-channel ('-'), two-level per output channel, fp per vector, or a block
+    format (its per-tensor level, NVFP4's, over the whole weight)."""
     fmt = cfg.weight_scale
     if fmt.kind == "coarse":
         return quantize_per_channel(w, cfg.weight_bits, method=method, vector_size=cfg.vector_size, **calib)
     if fmt.kind == "int":
         return quantize_two_level(w, cfg.weight_bits, fmt.bits, cfg.vector_size, per="row",
                                   requantize=cfg.requantize, nonzero_scales=cfg.nonzero_scales)
-    return quantize_per_vector(w, cfg.weight_bits, cfg.vector_size, scale_format=f"fp{fmt.bits}", what="weight")
+    if fmt.kind == "fp":
+        return quantize_per_vector(w, cfg.weight_bits, cfg.vector_size, scale_format=f"fp{fmt.bits}",
+                                   what="weight")
+    if fmt.is_block:
+        _dynamic_only(cfg.weight_format.name, method != "max" or bool(calib))
+        return quantize_block_operand(w, cfg.weight_format, cfg.vector_size)
+    raise ValueError(f"weight scale kind {fmt.kind!r} has no quantizer")   # pragma: no cover - SCALE_KINDS
+
+
+def _dynamic_only(name: str, static: bool) -> None:
+    if static:
+        raise ValueError(f"{name} is a block format: its scales come from each block's max (and NVFP4's tensor "
+                         "scale from the tensor's), so it takes no calibrated scale or method")
 
 
 def quantize_activation(x: npt.ArrayLike, cfg: QuantConfig, *, unsigned: bool | None = None,
@@ -117,5 +132,10 @@ def quantize_activation(x: npt.ArrayLike, cfg: QuantConfig, *, unsigned: bool | 
     if fmt.kind == "int":
         return quantize_two_level(x, cfg.act_bits, fmt.bits, cfg.vector_size, unsigned, per="tensor",
                                   gamma=gamma, requantize=cfg.requantize, nonzero_scales=cfg.nonzero_scales)
-    return quantize_per_vector(x, cfg.act_bits, cfg.vector_size, unsigned, scale_format=f"fp{fmt.bits}",
-                               what="activation")
+    if fmt.kind == "fp":
+        return quantize_per_vector(x, cfg.act_bits, cfg.vector_size, unsigned, scale_format=f"fp{fmt.bits}",
+                                   what="activation")
+    if fmt.is_block:
+        _dynamic_only(cfg.act_format.name, gamma is not None or amax is not None or method != "max" or bool(calib))
+        return quantize_block_operand(x, cfg.act_format, cfg.vector_size)
+    raise ValueError(f"activation scale kind {fmt.kind!r} has no quantizer")   # pragma: no cover - SCALE_KINDS

@@ -5,7 +5,9 @@
 - per-vector quantization with a floating-point scale per vector, Eq. 7a-7d (Sec. 4.1);
 - two-level quantization with an M-bit unsigned integer scale per vector and an fp coarse
   scale gamma per row (weights: per output channel) or per tensor (activations), Eq. 7a-7j
-  (Sec. 4.4).
+  (Sec. 4.4);
+- the block formats of :mod:`vsquant.formats` (OCP MX, NVFP4) as the datapath stores them
+  (:func:`quantize_block_operand`): element codes, the block scale of each vector, gamma = ulp.
 
 All return a :class:`QuantizedTensor`: ``x ~= values * scales (per vector) * gamma (per row)``.
 Rounding is to nearest, ties to even (``np.rint``, as ``torch.round``), so a PyTorch
@@ -36,6 +38,7 @@ import numpy.typing as npt
 from .calibration import _check_bits, calibrate_amax
 from .config import MAX_SCALE_BITS, MIN_SCALE_BITS
 from .config import qmax as qmax  # re-exported: callers import it from here
+from .formats import NumberFormat, block_format, quantize_block
 
 
 class ScaleRangeError(ValueError):
@@ -173,8 +176,8 @@ class QuantizedTensor:
     bits: int
     unsigned: bool
     vector_size: int
-    scheme: str  # "tensor" | "channel" | "vector" | "two_level"
-    scale_bits: int = 0  # M for two-level, 16/32 for fp per-vector
+    scheme: str  # "tensor" | "channel" | "vector" | "two_level" | "block"
+    scale_bits: int = 0  # M for two-level, 16/32 for fp per-vector, a block scale's bits per vector for "block"
     # derived arrays the vector MAC reuses (e.g. a resident weight tile's scaled integers); not data
     cache: dict[Hashable, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
@@ -357,6 +360,28 @@ def quantize_two_level(x: npt.ArrayLike, bits: int, scale_bits: int, vector_size
         values = _quantize_vectors(xv, s, x.shape[-1], bits, unsigned)                  # Eq. 7c
     return QuantizedTensor(values, sq.astype(np.int32), np.ascontiguousarray(g, np.float64),
                            bits, unsigned, vector_size, "two_level", scale_bits)
+
+
+def quantize_block_operand(x: npt.ArrayLike, fmt: str | NumberFormat, vector_size: int = 16) -> QuantizedTensor:
+    """A block format (:func:`vsquant.formats.quantize_block`'s rules, blocks along the last axis) as the
+    datapath stores it: ``values`` the element codes (each element in units of its format's ulp, an integer:
+    E2M1's 0.5 steps as 0..12), ``scales`` the block scale of each V-element vector (a block of k elements spans
+    k / V vectors; a short last block its own), ``gamma`` the ulp times the per-tensor scale (NVFP4; 1 for MX).
+    So ``values * scales * gamma`` is :meth:`BlockQuantized.dequantize` exactly (every factor a power of two
+    but the block and tensor scales)."""
+    f = block_format(fmt)
+    x = check_finite(x)
+    vector_size = check_vector_size(vector_size)
+    f.scale.check_vector_size(vector_size, f.name)
+    q = quantize_block(x, f)
+    el = f.element
+    codes = q.values / el.ulp                                   # exact: the ulp is a power of two
+    values = codes.astype(np.int32 if el.max_code < 2 ** 31 else np.int64)
+    nv = num_vectors(x.shape[-1], vector_size)
+    scales = np.ascontiguousarray(np.repeat(q.block_scales, f.block_size // vector_size, axis=-1)[..., :nv])
+    gamma = np.full(x.shape[:-1], el.ulp * q.tensor_scale)
+    return QuantizedTensor(values, scales, gamma, el.bits, False, vector_size, "block",
+                           f.scale.bits_per_vector(vector_size))
 
 
 def sqnr_db(x: npt.ArrayLike, xq: npt.ArrayLike) -> float:

@@ -16,10 +16,17 @@ scale product is separable, so the whole layer is one GEMM ``(aq*sa) @ (wq*sw).T
 rounding, or with floating-point scales, per-vector dot products are formed in chunks of
 vectors and accumulated in ascending vector order: that order is part of the contract, so a
 tiled hardware model that accumulates K-tiles in ascending order reproduces float results bit
-for bit.
+for bit. Where the float sums are provably exact (:func:`float_sum_exact`: the scales of a row
+span few binades), every order gives that result and the layer is one GEMM again.
+
+Block formats (OCP MX, NVFP4) run on the same datapath: their elements are integer codes in
+units of the element ulp (``vsquant.quantize.quantize_block_operand``), so the element products
+and the block dot product are exact fixed-point sums, and the block scale is a float per-vector
+scale (E8M0: a power of two, the hardware's exponent add; E4M3: an FP8 multiply).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import cast
 
@@ -28,7 +35,8 @@ import numpy as np
 from .config import QuantConfig
 from .quantize import QuantizedTensor, expand_vector_scales, qmax, to_vectors
 
-EXACT_LIMIT = 2.0 ** 53
+EXACT_BITS = 53
+EXACT_LIMIT = 2.0 ** EXACT_BITS
 _CHUNK_ELEMS = 1 << 23  # float64 elements per chunk of per-vector dot products (64 MiB)
 
 
@@ -108,6 +116,34 @@ def gated_count(sa: np.ndarray, sw: np.ndarray, cfg: QuantConfig, j0: int = 0, j
     return int(np.einsum("ja,ab,jb->", ca, zero, cw))
 
 
+def exponent_span(s: np.ndarray) -> int:
+    """The largest spread of binades, max - min of floor(log2 s), among one row's non-zero scales (rows: all
+    axes but the last; 0 when no row has two)."""
+    if s.size == 0:
+        return 0
+    nz = s > 0
+    _, p = np.frexp(np.where(nz, s, 1.0))
+    hi = np.where(nz, p, np.iinfo(np.int32).min).max(axis=-1)
+    lo = np.where(nz, p, np.iinfo(np.int32).max).min(axis=-1)
+    spans = np.where(nz.any(axis=-1), hi - lo, 0)
+    return int(spans.max())
+
+
+def float_sum_exact(sa: np.ndarray, sw: np.ndarray, cfg: QuantConfig, nvec: int) -> bool:
+    """Whether every partial sum of sum_j dot_j * sa_j * sw_j over ``nvec`` vectors is exact in float64, so any
+    order of the additions (one GEMM of the scaled operands, a tiled one) gives the ascending-order result.
+
+    Each term is a multiple of 2^(ea + ew - pa - pw) (p: the scales' fraction bits) below
+    2^(D + 1 + ea + ew) (D: the dot product's signed width); so the sums are exact when
+    D + 1 + ceil(log2 nvec) + span_a + span_w + pa + pw <= 53, with span the largest spread of binades of one
+    row's scales. Integer scales at full width are exact anyway (checked by the caller)."""
+    if not cfg.float_scales:
+        return False
+    bits = (cfg.dot_product_bits + 1 + math.ceil(math.log2(max(nvec, 1))) + exponent_span(sa) + exponent_span(sw)
+            + cfg.weight_scale.significand_bits + cfg.act_scale.significand_bits)
+    return bits <= EXACT_BITS
+
+
 def scaled_operand(t: QuantizedTensor, j0: int, j1: int) -> np.ndarray:
     """Integer values times their integer per-vector scale, float64, for vectors [j0, j1).
 
@@ -169,8 +205,9 @@ def vector_mac(a: QuantizedTensor, w: QuantizedTensor, cfg: QuantConfig, *, j0: 
         prior = float(np.abs(acc).max()) if acc is not None and acc.size else 0.0
         _check_exact(dot_bound * smax * max(nvec, 1) + prior, "the accumulated partial sums")
 
-    if cfg.is_baseline or (shift == 0 and not cfg.float_scales):
-        out = scaled_operand(a, j0, j1) @ scaled_operand(w, j0, j1).T   # full width: one exact GEMM
+    if cfg.is_baseline or (shift == 0 and not cfg.float_scales) or \
+            (acc is None and float_sum_exact(sa[:, j0:j1], sw[:, j0:j1], cfg, nvec)):
+        out = scaled_operand(a, j0, j1) @ scaled_operand(w, j0, j1).T   # exact: one GEMM (any order)
         if acc is not None:
             out += acc
     else:
