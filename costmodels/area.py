@@ -34,7 +34,7 @@ import math
 
 from vsquant import BASELINE, QuantConfig
 
-from .energy import COMPONENTS, FP_ACCUMULATOR_BITS, PE_COMPONENTS, adder_tree_levels
+from .energy import COMPONENTS, FP_ACCUMULATOR_BITS, PE_COMPONENTS, _log2v, adder_tree_levels, element_product_parts
 from .technology import DESIGN, Technology
 
 __all__ = ["area_breakdown_um2", "lane_datapath_um2", "lane_scale_um2", "iso_depth_hardware",
@@ -48,12 +48,32 @@ def _adder_tree_um2(tech: Technology, in_bits: int, V: int) -> float:
 
 
 def lane_datapath_um2(tech: Technology, cfg: QuantConfig) -> float:
-    """One vector MAC unit without its scale hardware (the baseline datapath of Sec. 5)."""
+    """One vector MAC unit without its scale hardware (the baseline datapath of Sec. 5): V element
+    multipliers (for fp elements with their exponent adders and alignment shifters,
+    :func:`costmodels.energy.element_product_parts`), the adder tree over the product width, registers."""
     V = cfg.vector_size
     reg = tech.register_um2_per_bit()
-    return (V * tech.int_mult_um2(cfg.weight_bits, cfg.act_bits)
-            + _adder_tree_um2(tech, cfg.weight_bits + cfg.act_bits, V)
+    prod = cfg.product_bits
+    sw, sa, exp_add, stages = element_product_parts(cfg.weight_bits, cfg.act_bits, cfg.weight_format.element.exp_bits,
+                                                    cfg.act_format.element.exp_bits)
+    element = tech.int_mult_um2(sw, sa) + tech.int_add_um2(exp_add) + tech.shifter_um2(prod, stages)
+    return (V * element + _adder_tree_um2(tech, prod, V)
             + (V * cfg.weight_bits + cfg.dot_product_bits) * reg)
+
+
+def _block_scale_um2(tech: Technology, cfg: QuantConfig) -> float:
+    """A lane's block-scale hardware (MX E8M0, NVFP4 E4M3): the scale product (an exponent adder, and for E4M3
+    a 4 x 4 significand multiplier), the multiply of the dot product by its significand, the normalizer to fp32
+    and the registers (as :func:`costmodels.energy.block_scale_product_pj` and ``block_scale_multiply_pj``)."""
+    reg = tech.register_um2_per_bit()
+    sides = [f.scale.significand_bits for f in (cfg.weight_format, cfg.act_format) if f.scale.is_block]
+    exp = max(8 if m == 0 else 4 for m in sides) + (1 if len(sides) == 2 else 0)
+    sig = sum(m + 1 for m in sides if m)
+    a = (exp + sig) * reg
+    if len(sides) == 2:
+        a += tech.int_add_um2(exp) + (tech.int_mult_um2(sides[0] + 1, sides[1] + 1) if all(sides) else 0.0)
+    width = cfg.dot_product_bits + sig
+    return a + tech.int_mult_um2(cfg.dot_product_bits, sig) + tech.shifter_um2(width, _log2v(width)) + 32 * reg
 
 
 def lane_scale_um2(tech: Technology, cfg: QuantConfig) -> float:
@@ -62,6 +82,8 @@ def lane_scale_um2(tech: Technology, cfg: QuantConfig) -> float:
         return 0.0
     reg = tech.register_um2_per_bit()
     ws, as_ = cfg.weight_scale.bits, cfg.act_scale.bits
+    if cfg.block_formats:
+        return _block_scale_um2(tech, cfg)
     if cfg.float_scales:
         bits = max(ws, as_)
         prod = tech.fp_mult_um2(bits) + (ws + as_ + bits) * reg

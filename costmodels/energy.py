@@ -20,6 +20,12 @@ The hardware behind each action (VS-Quant Sec. 5, Fig. 2):
                               scale, rounded and latched only when it changes (per weight-vector load
                               or per activation broadcast); fp scales use an fp16/fp32 multiplier.
 ``vector_mac.scale_multiply`` the (W+A+log2 V) x R multiplier and its partial-sum register.
+
+Block formats (OCP MX, NVFP4) on the same unit: fp element products are significand multipliers,
+an exponent adder and an alignment shifter into a fixed-point adder tree as wide as the two
+codes (exact, as the numerics are); the block-scale product is an exponent add (E8M0) or a
+4 x 4 significand multiply (E4M3); the scaled partial sum is normalized to fp32 and accumulated
+in fp32 like fp per-vector scales.
 ``accumulator.add``           an adder of the collector's width plus a read-modify-write of one
                               entry of the lane's collector bank (entries / lanes words of the
                               collector's width).
@@ -68,6 +74,9 @@ __all__ = [
     "component_of",
     "adder_tree_pj",
     "dot_product_pj",
+    "element_product_parts",
+    "block_scale_product_pj",
+    "block_scale_multiply_pj",
     "scale_product_pj",
     "scale_multiply_pj",
     "accumulate_pj",
@@ -112,14 +121,58 @@ def adder_tree_pj(tech: Technology, in_bits: int, V: int) -> float:
     return sum(k * tech.int_add_pj(w) for k, w in adder_tree_levels(in_bits, V))
 
 
+def element_product_parts(weight_bits: int, act_bits: int, weight_exp_bits: int = 0,
+                          act_exp_bits: int = 0) -> tuple[int, int, int, int]:
+    """The hardware of one element product of a fixed-point dot product: (significand multiplier widths
+    a x b, exponent-adder width, alignment-shifter stages). Integers (VS-Quant, MX INT8): an N x A multiplier,
+    nothing else. Floats (FP8/FP6/FP4, sign-magnitude): the (bits - exp) x (bits - exp) significand
+    multiplier (implicit one included, the sign an XOR), an adder of the exponents when both sides have one,
+    and a shifter that places the product into the fixed-point word at the exponent sum (one stage per bit of
+    the sum's range)."""
+    sig_w, sig_a = weight_bits - weight_exp_bits, act_bits - act_exp_bits
+    exp_add = max(weight_exp_bits, act_exp_bits) + 1 if weight_exp_bits and act_exp_bits else 0
+    span = ((1 << weight_exp_bits) - 1) + ((1 << act_exp_bits) - 1)
+    return sig_w, sig_a, exp_add, span.bit_length()
+
+
 def dot_product_pj(tech: Technology, weight_bits: int, act_bits: int, vector_size: int,
-                   out_bits: int | None = None) -> float:
-    """One V-element integer dot product (Eq. 4) with its operand and output registers."""
+                   out_bits: int | None = None, weight_exp_bits: int = 0, act_exp_bits: int = 0,
+                   product_bits: int | None = None) -> float:
+    """One V-element fixed-point dot product (Eq. 4) with its operand and output registers: V element
+    products (:func:`element_product_parts`), an adder tree over ``product_bits``-wide products (W + A for
+    integers; the two codes' widths for fp elements, exact) and the output register."""
     V = vector_size
-    out = out_bits if out_bits is not None else weight_bits + act_bits + _log2v(V)
-    return (V * tech.int_mult_pj(weight_bits, act_bits)
-            + adder_tree_pj(tech, weight_bits + act_bits, V)
-            + out * tech.register_pj_per_bit())
+    prod = product_bits if product_bits is not None else weight_bits + act_bits
+    out = out_bits if out_bits is not None else prod + _log2v(V)
+    sw, sa, exp_add, stages = element_product_parts(weight_bits, act_bits, weight_exp_bits, act_exp_bits)
+    element = tech.int_mult_pj(sw, sa) + tech.int_add_pj(exp_add) + tech.shifter_pj(prod, stages)
+    return V * element + adder_tree_pj(tech, prod, V) + out * tech.register_pj_per_bit()
+
+
+def block_scale_product_pj(tech: Technology, weight_scale_mantissa_bits: int | None,
+                           act_scale_mantissa_bits: int | None, updates_per_dot: float = 1.0) -> float:
+    """The product of two block scales (OCP MX E8M0, NVFP4 E4M3; None: that side has no block scale) into its
+    register: E8M0 x E8M0 is an add of the 8-bit exponents (no multiplier: MX's scales are powers of two),
+    E4M3 x E4M3 a 4 x 4 significand multiply and a 5-bit exponent add. With one block-scaled side the product
+    is that scale, latched when it changes (``updates_per_dot``, as a one-sided VS-Quant scale product)."""
+    sides = [m for m in (weight_scale_mantissa_bits, act_scale_mantissa_bits) if m is not None]
+    exp = max(8 if m == 0 else 4 for m in sides) + (1 if len(sides) == 2 else 0)   # E8M0: 8, E4M3: 4 bits
+    sig = sum(m + 1 for m in sides if m) if any(sides) else 0
+    reg = (exp + sig) * tech.register_pj_per_bit()
+    if len(sides) < 2:
+        return reg * updates_per_dot
+    mult = tech.int_mult_pj(sides[0] + 1, sides[1] + 1) if all(sides) else 0.0
+    return tech.int_add_pj(exp) + mult + reg
+
+
+def block_scale_multiply_pj(tech: Technology, dot_bits: int, scale_bits: int) -> float:
+    """The fixed-point dot product scaled by a block-scale product and normalized to fp32 for the
+    accumulation: a ``dot_bits`` x ``scale_bits`` significand multiply where the product has a significand
+    (E4M3; ``scale_bits`` 0 for E8M0, whose exponent only adds), a leading-one normalizing shifter and the fp32
+    partial-sum register."""
+    width = dot_bits + scale_bits
+    return (tech.int_mult_pj(dot_bits, scale_bits) + tech.shifter_pj(width, _log2v(width))
+            + 32 * tech.register_pj_per_bit())
 
 
 def scale_product_pj(tech: Technology, weight_scale_bits: int, act_scale_bits: int, rounded_bits: int,
@@ -302,23 +355,34 @@ class VectorMac:
     @staticmethod
     @breakdown("datapath")
     def dot(p: Pricing, *, weight_bits: int, act_bits: int, vector_size: int | None = None,
-            out_bits: int | None = None) -> float:
-        return dot_product_pj(p.tech, weight_bits, act_bits, vector_size or p.hw.vector_size, out_bits)
+            out_bits: int | None = None, weight_exp_bits: int = 0, act_exp_bits: int = 0,
+            product_bits: int | None = None) -> float:
+        return dot_product_pj(p.tech, weight_bits, act_bits, vector_size or p.hw.vector_size, out_bits,
+                              weight_exp_bits, act_exp_bits, product_bits)
 
     @staticmethod
     @breakdown("scale_multiplier")
     def scale_product(p: Pricing, *, weight_scale_bits: int, act_scale_bits: int, rounded_bits: int,
-                      float_scales: bool = False) -> float:
+                      float_scales: bool = False, weight_scale_mantissa_bits: int = -1,
+                      act_scale_mantissa_bits: int = -1) -> float:
+        """VS-Quant's integer or fp scale product; with block scales (a mantissa width >= 0 given for a side:
+        E8M0 0, E4M3 3) :func:`block_scale_product_pj`."""
         updates = 1.0
         counts = p.counts
         if counts is not None and counts.get("vector_mac.dot", 0) and not (weight_scale_bits and act_scale_bits):
             loads = counts.get("weight_buffer.read" if weight_scale_bits else "activation_buffer.read", 0)
             updates = min(1.0, loads / counts["vector_mac.dot"])
+        if weight_scale_mantissa_bits >= 0 or act_scale_mantissa_bits >= 0:
+            return block_scale_product_pj(p.tech, weight_scale_mantissa_bits if weight_scale_mantissa_bits >= 0
+                                          else None, act_scale_mantissa_bits if act_scale_mantissa_bits >= 0
+                                          else None, updates)
         return scale_product_pj(p.tech, weight_scale_bits, act_scale_bits, rounded_bits, bool(float_scales), updates)
 
     @staticmethod
     @breakdown("scale_multiplier")
-    def scale_multiply(p: Pricing, *, dot_bits: int, scale_bits: int) -> float:
+    def scale_multiply(p: Pricing, *, dot_bits: int, scale_bits: int, block_scales: bool = False) -> float:
+        if block_scales:
+            return block_scale_multiply_pj(p.tech, dot_bits, scale_bits)
         return scale_multiply_pj(p.tech, dot_bits, scale_bits, p.float_scales)
 
 

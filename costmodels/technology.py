@@ -173,6 +173,11 @@ DESIGN: dict[str, Constant] = {
     "reciprocal_passes": Constant(
         3.0, "1", "choice: the PPU reciprocal is a Newton-Raphson unit, one fp32 multiply + add per "
         "pass, 3 passes for fp32 accuracy from a small seed table"),
+    "shifter_bit_over_adder_bit": Constant(
+        0.5, "1", "choice: one bit of one barrel-shifter stage (a 2:1 mux) costs half an adder bit, energy and "
+        "area (a transmission-gate 2:1 mux is ~6-12 transistors, a mirror full adder 28); prices the alignment "
+        "of fp element products into the fixed-point adder tree and the normalization of a block-scaled "
+        "partial sum to fp32, which Horowitz does not tabulate"),
     "gelu_fp_ops": Constant(
         6.0, "1", "choice: GELU (tanh form) costs ~6 fp32 multiply+add pairs in the PPU"),
     "gate_dot_product": Constant(
@@ -344,6 +349,14 @@ class Technology:
 
     def fp_add_um2(self, bits: int = 32) -> float:
         return self.a(HOROWITZ_45NM["fp16_add_um2" if bits <= 16 else "fp32_add_um2"])
+
+    # -- shifters (DESIGN.shifter_bit_over_adder_bit of an adder bit) ----------------------------------
+    def shifter_pj(self, bits: int, stages: int) -> float:
+        """A barrel shifter of ``stages`` 2:1-mux stages over ``bits`` bits."""
+        return stages * DESIGN["shifter_bit_over_adder_bit"].value * self.int_add_pj(bits) if stages > 0 else 0.0
+
+    def shifter_um2(self, bits: int, stages: int) -> float:
+        return stages * DESIGN["shifter_bit_over_adder_bit"].value * self.int_add_um2(bits) if stages > 0 else 0.0
 
     # -- storage --------------------------------------------------------------------------------
     def register_pj_per_bit(self) -> float:

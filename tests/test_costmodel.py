@@ -236,6 +236,36 @@ def test_fp_scales_and_unknown_actions(hw):
     assert r.unpriced == ["mystery.unit"]
 
 
+def test_block_formats_are_priced_by_their_parts(hw):
+    """MX and NVFP4 on the vector MAC: fp element products cost a significand multiplier, an exponent adder and
+    an alignment shifter into a fixed-point tree as wide as the two codes; the E8M0 scale product is an
+    exponent add (cheaper than NVFP4's E4M3 multiply); the partial sums accumulate in fp32."""
+    from costmodels.energy import block_scale_product_pj, element_product_parts
+    assert element_product_parts(4, 4) == (4, 4, 0, 0)                     # VS-Quant: a 4 x 4 multiplier only
+    assert element_product_parts(4, 4, 2, 2) == (2, 2, 3, 3)               # E2M1: 2 x 2 significands, 3-bit add
+    assert element_product_parts(8, 8, 4, 4) == (4, 4, 5, 5)               # E4M3
+    # the integer dot product is the paper's, whatever the new keys' defaults
+    assert dot_product_pj(T16, 4, 8, 16, 16) == dot_product_pj(T16, 4, 8, 16, 16, 0, 0, 12)
+    # an E4M3 product tree is 19 + 19 bits wide: more than an INT8 dot product, though its multipliers are 4x4
+    assert dot_product_pj(T16, 8, 8, 16, 42, 4, 4, 38) > dot_product_pj(T16, 8, 8, 16, 20)
+    assert dot_product_pj(T16, 4, 4, 16, 14, 2, 2, 10) < dot_product_pj(T16, 8, 8, 16, 20)
+    assert block_scale_product_pj(T16, 0, 0) < block_scale_product_pj(T16, 3, 3)   # exponent add < E4M3 multiply
+    reps = {a: _timing_report(hw, a)[0] for a in ("mxfp4", "nvfp4", "mxfp6_e2m3", "mxfp8_e4m3", "mxint8",
+                                                  "8/8/-/-", "4/8/-/-")}
+    for a, r in reps.items():
+        assert r.unpriced == [], a
+    order = [reps[a].energy_pj["datapath"] for a in ("mxfp4", "mxfp6_e2m3", "mxfp8_e4m3")]
+    assert order == sorted(order)
+    assert reps["mxfp4"].energy_pj["scale_multiplier"] < reps["nvfp4"].energy_pj["scale_multiplier"]
+    # fp32 accumulation: an MX datapath's collector costs more than the integer per-channel one
+    assert reps["mxint8"].energy_pj["accumulation"] > reps["8/8/-/-"].energy_pj["accumulation"]
+    assert reps["mxfp4"].area_mm2 < reps["mxfp8_e4m3"].area_mm2 and reps["nvfp4"].area_mm2 < reps["8/8/-/-"].area_mm2
+    # storage: 8 bits per 32 elements (MX) or per 16 (NVFP4) beside the elements, in the iso-depth buffers
+    h = iso_depth_hardware(hw, "nvfp4")
+    assert h.pe.weight_buffer_bits == hw.pe.weight_buffer_bits // (16 * 8) * (16 * 4 + 8)
+    assert iso_depth_hardware(hw, "mxfp4").pe.weight_buffer_bits == hw.pe.weight_buffer_bits // (16 * 8) * (16 * 4 + 4)
+
+
 def test_other_nodes_and_plot(hw, tmp_path):
     reps = {t: _timing_report(hw, a, tech=t)[0] for t in ("45nm", "7nm") for a in ("8/8/-/-",)}
     r16, _, _ = _timing_report(hw, "8/8/-/-")
@@ -495,7 +525,9 @@ def test_every_declared_action_is_priced(hw):
         assert PRICED_ACTIONS[name][2] == declared.widths, name
     tech = technology(16)
     sample = dict(weight_bits=4, act_bits=8, vector_size=16, out_bits=16, weight_scale_bits=6, act_scale_bits=10,
-                  rounded_bits=16, float_scales=False, dot_bits=16, scale_bits=6, width=40, value_bits=4)
+                  rounded_bits=16, float_scales=False, dot_bits=16, scale_bits=6, width=40, value_bits=4,
+                  weight_exp_bits=2, act_exp_bits=4, product_bits=24, weight_scale_mantissa_bits=0,
+                  act_scale_mantissa_bits=3, block_scales=True)
     for name, declared in ACTIONS.items():
         assert component_of(name) is not None, name
         e = action_energy_pj(name, {k: sample[k] for k in declared.widths}, hw, tech)

@@ -200,8 +200,10 @@ class Accelerator:
             if pes and output is not None:
                 output_q = pes[0].ppu.quantize(self._output_layout(task, output), task.out_unsigned, layer_amax)
             actions.add(PPU_QUANTIZE, elements, out_bits=cfg.act_bits)
-            if cfg.act_scale.per_vector:
-                actions.add(PPU_RECIPROCAL, _out_vectors(task, hw.vector_size))
+            sc = cfg.act_scale
+            if sc.per_vector and sc.kind != "e8m0":   # an MX E8M0 scale is the max's exponent - emax: no divide
+                n = _out_vectors(task, hw.vector_size)
+                actions.add(PPU_RECIPROCAL, -(-n * hw.vector_size // sc.block) if sc.is_block else n)
         cycles = compute_end + requant
 
         comp = [pe.compute_cycles for pe in pes]

@@ -36,10 +36,13 @@ def _catalogue() -> dict[str, Action]:
     acc = frozenset({"width"})
     declared = [
         # the vector MAC unit (Sec. 5, Fig. 2b): V-wide dot product, scale product, scale multiply
-        Action("vector_mac", "dot", "dot product", frozenset({"weight_bits", "act_bits", "vector_size", "out_bits"})),
+        # (block formats add their elements' exponent widths, the product width and the block scales' mantissas)
+        Action("vector_mac", "dot", "dot product", frozenset({"weight_bits", "act_bits", "vector_size", "out_bits",
+                                                             "weight_exp_bits", "act_exp_bits", "product_bits"})),
         Action("vector_mac", "scale_product", "multiply",
-               frozenset({"weight_scale_bits", "act_scale_bits", "rounded_bits", "float_scales"})),
-        Action("vector_mac", "scale_multiply", "multiply", frozenset({"dot_bits", "scale_bits"})),
+               frozenset({"weight_scale_bits", "act_scale_bits", "rounded_bits", "float_scales",
+                          "weight_scale_mantissa_bits", "act_scale_mantissa_bits"})),
+        Action("vector_mac", "scale_multiply", "multiply", frozenset({"dot_bits", "scale_bits", "block_scales"})),
         # the accumulation collector
         Action("accumulator", "add", "accumulation", acc),
         Action("accumulator", "gated", "accumulation", acc),

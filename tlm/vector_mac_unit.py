@@ -55,16 +55,28 @@ class VectorMACUnits:
     def count(self, n_dot: int) -> None:
         """Count ``n_dot`` V-wide dot products and, with per-vector scales, their scale products."""
         cfg = self.cfg
+        wf, af = cfg.weight_format, cfg.act_format
+        # block formats also name their elements' exponent widths and the product width (fp codes are wider
+        # than the element bits); VS-Quant's integer datapath keeps the paper's keys
+        block = {"weight_exp_bits": wf.element.exp_bits, "act_exp_bits": af.element.exp_bits,
+                 "product_bits": cfg.product_bits} if cfg.block_formats else {}
         self.actions.add(VECTOR_MAC_DOT, n_dot, weight_bits=cfg.weight_bits,
                          act_bits=cfg.act_bits, vector_size=self.vector_size,
-                         out_bits=cfg.dot_product_bits)
+                         out_bits=cfg.dot_product_bits, **block)
         if not cfg.is_baseline:
+            scales = {f"{side}_scale_mantissa_bits": f.scale.significand_bits
+                      for side, f in (("weight", wf), ("act", af)) if f.scale.is_block}
             self.actions.add(VECTOR_MAC_SCALE_PRODUCT, n_dot,
                              weight_scale_bits=cfg.weight_scale.integer_bits or cfg.weight_scale.bits,
                              act_scale_bits=cfg.act_scale.integer_bits or cfg.act_scale.bits,
-                             rounded_bits=cfg.rounded_scale_product_bits, float_scales=cfg.float_scales)
-            self.actions.add(VECTOR_MAC_SCALE_MULTIPLY, n_dot,
-                             dot_bits=cfg.dot_product_bits, scale_bits=cfg.rounded_scale_product_bits)
+                             rounded_bits=cfg.rounded_scale_product_bits, float_scales=cfg.float_scales, **scales)
+            if cfg.block_formats:   # the product's significand: E4M3 4 bits a side, E8M0 none
+                sig = sum(f.scale.significand_bits + 1 for f in (wf, af) if f.scale.significand_bits)
+                self.actions.add(VECTOR_MAC_SCALE_MULTIPLY, n_dot, dot_bits=cfg.dot_product_bits, scale_bits=sig,
+                                 block_scales=True)
+            else:
+                self.actions.add(VECTOR_MAC_SCALE_MULTIPLY, n_dot,
+                                 dot_bits=cfg.dot_product_bits, scale_bits=cfg.rounded_scale_product_bits)
 
     def evaluate(self, a: QuantizedTensor, w: QuantizedTensor, j0: int, j1: int) -> MacResult:
         """The numerics of consecutive tiles on rows of ``a`` and ``w`` over vectors [j0, j1)."""
