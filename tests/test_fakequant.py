@@ -15,8 +15,10 @@ from studies.qat import finetune_digits, quantize_model
 from tlm import load_hardware
 from workloads.digits import load_digits_cnn, load_digits_split
 
+BLOCK = ["nvfp4", "mxfp8_e4m3", "mxfp4/mxfp8_e4m3", "mxfp4/8"]   # MX and NVFP4 (and mixed with VS-Quant)
 
-@pytest.mark.parametrize("arch", ["8/8/-/-", "4/8/6/10", "4/4U/4/6", "6/8/6/-"])
+
+@pytest.mark.parametrize("arch", ["8/8/-/-", "4/8/6/10", "4/4U/4/6", "6/8/6/-", *BLOCK])
 def test_equals_the_tlm_on_digits_cnn(arch):
     model = load_digits_cnn()
     x = torch.from_numpy(load_digits_split()[2][:48]).double()
@@ -48,7 +50,7 @@ class Mixed(nn.Module):
         return self.fc(y.flatten(2).transpose(1, 2))
 
 
-@pytest.mark.parametrize("arch", ["8/8/-/-", "4/8/6/10", "3/4/4/6"])
+@pytest.mark.parametrize("arch", ["8/8/-/-", "4/8/6/10", "3/4/4/6", *BLOCK, "mxint8"])
 def test_equals_the_reference_on_grouped_conv_and_linear(arch):
     torch.manual_seed(0)
     _assert_module_equals_reference(Mixed().double().eval(), torch.randn(2, 20, 9, 9, dtype=torch.float64), arch)
@@ -66,6 +68,42 @@ def test_ste_gradients_and_unsupported_configs():
             quantize_model(Mixed(), bad)
 
 
+@pytest.mark.parametrize("arch", ["mxfp4", "mxfp8_e4m3", "nvfp4", "mxfp4/8"])
+def test_block_formats_take_both_accumulation_orders_and_equal_the_reference(arch):
+    """Wide-ranging data (a scale spread of many binades per row) forces the ordered per-vector sum, narrow
+    data allows one GEMM; both equal the reference bit for bit, in linear, conv and matmul."""
+    import numpy as np
+
+    from vsquant import QuantConfig
+    from vsquant import layers as vsq
+    from vsquant.fakequant import _exact, _operand, fake_conv2d, fake_linear, fake_matmul
+    cfg = QuantConfig.parse(arch)
+    rng = np.random.default_rng(11)
+    orders = set()
+    for spread in (0.0, 4.0):
+        x = rng.standard_normal((6, 96)) * np.exp(rng.standard_normal((1, 96)) * spread)
+        w = rng.standard_normal((10, 96)) * np.exp(rng.standard_normal((1, 96)) * spread)
+        ref = vsq.linear(x, w, None, cfg, requantize_output=False).output
+        xt, wt = torch.from_numpy(x), torch.from_numpy(w)
+        orders.add(_exact(_operand(xt, cfg, "act", False, False), _operand(wt, cfg, "weight", False, True), cfg, 6))
+        assert np.array_equal(fake_linear(xt, wt, None, cfg).numpy(), ref)
+        xc = rng.standard_normal((2, 40, 5, 5)) * np.exp(rng.standard_normal((1, 40, 1, 1)) * spread)
+        wc = rng.standard_normal((16, 20, 3, 3))
+        ref = vsq.conv2d(xc, wc, None, cfg, 1, 1, 1, 2, requantize_output=False).output
+        assert np.array_equal(fake_conv2d(torch.from_numpy(xc), torch.from_numpy(wc), None, cfg, 1, 1, 1, 2).numpy(),
+                              ref)
+        xc, wc = xc[:, :16], rng.standard_normal((8, 16, 3, 3))   # 16 channels: an MX block (32) per kernel position
+        ref = vsq.conv2d(xc, wc, None, cfg, 2, 1, 1, 1, requantize_output=False).output
+        assert np.array_equal(fake_conv2d(torch.from_numpy(xc), torch.from_numpy(wc), None, cfg, 2, 1, 1, 1).numpy(),
+                              ref)
+        a = rng.standard_normal((2, 7, 64)) * np.exp(rng.standard_normal(64) * spread)
+        b = rng.standard_normal((2, 64, 5))
+        ref = vsq.matmul(a, b, cfg, requantize_output=False).output
+        assert np.array_equal(fake_matmul(torch.from_numpy(a), torch.from_numpy(b), cfg).numpy(), ref)
+    if arch == "mxfp8_e4m3":
+        assert orders == {True, False}   # both paths ran
+
+
 def test_qat_recovers_accuracy_at_2_bit_weights():
     """Measured: 2/3U/4/6 held-out top-1 0.783 after PTQ, 0.961 after one STE epoch (fp32 0.972)."""
     h = finetune_digits("2/3U/4/6", epochs=1)
@@ -76,7 +114,7 @@ TINY_BERT = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4
 
 
 @pytest.mark.parametrize("attention", ["eager", "sdpa"])
-@pytest.mark.parametrize("arch", ["8/8/-/-", "4/8/6/10", "4/4U/4/6"])
+@pytest.mark.parametrize("arch", ["8/8/-/-", "4/8/6/10", "4/4U/4/6", "nvfp4", "mxfp8_e4m3"])
 def test_transformer_with_attention_equals_the_tlm(arch, attention):
     """A full (small) BERT, attention matmuls included: the interpreter's fake-quant backend and the
     quantized module both equal the TLM, bit for bit."""
@@ -178,7 +216,7 @@ class Depthwise(nn.Module):
         return self.project(F.relu6(self.dw(F.relu6(self.expand(x)))))
 
 
-@pytest.mark.parametrize("arch", ["8/8/-/-", "4/8U/6/10", "4/4U/4/6"])
+@pytest.mark.parametrize("arch", ["8/8/-/-", "4/8U/6/10", "4/4U/4/6", "nvfp4", "mxfp8_e4m3"])
 def test_depthwise_conv_equals_the_reference(arch):
     torch.manual_seed(2)
     _assert_module_equals_reference(Depthwise().double().eval(), torch.randn(2, 8, 11, 11, dtype=torch.float64),

@@ -11,27 +11,47 @@ along the reduction axis. The integer vector MAC (Eq. 5) is one float64 GEMM of 
 matter), then the PPU's coarse scales (Eq. 7j) and bias.
 
 Covered: full-width scale products with integer per-vector or per-channel/per-layer scales (the paper's
-Sec. 6 design space); :func:`supports` says whether a config is covered. Rounded scale products (``,R=``),
-fp per-vector scales and the Eq. 7 variants are not (``mapping.backends.fast_backend`` runs those on the
-NumPy reference).
+Sec. 6 design space), and the block formats (OCP MX, NVFP4: element codes with a float scale per vector,
+accumulated in the reference's ascending vector order, or as one GEMM where that sum is provably exact:
+``vsquant.vector_mac.float_sum_exact``); :func:`supports` says whether a config is covered. Rounded scale
+products (``,R=``), fp16/fp32 per-vector scales and the Eq. 7 variants are not
+(``mapping.backends.fast_backend`` runs those on the NumPy reference).
 
 Used by the interpreter backends of :mod:`mapping.backends` and by the straight-through-estimator modules
 of :mod:`studies.qat`. This module imports torch; ``import vsquant`` does not import it.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .config import QuantConfig, ScaleFormat, qmax
+from .formats import ELEMENT_FORMATS, ElementFormat, NumberFormat
 from .layers import unsigned_policy
+from .vector_mac import EXACT_BITS, float_sum_bits
 
 Amax = float | np.ndarray | torch.Tensor | None   # a calibrated max: one per tensor or one per row
 Pair = int | Sequence[int]
-QuantizedWeight = tuple[torch.Tensor, torch.Tensor]   # (scaled integers, coarse scale per channel)
+
+
+class Operand(NamedTuple):
+    """One quantized operand of the torch datapath (float64, exact): ``values`` the integers times their
+    integer per-vector scales (or, for a block format, the element codes times their block scales: exact) in
+    the layer's layout, ``gamma`` the coarse scale per row; for a block format also ``codes`` (rows, L) and
+    ``scales`` (rows, vectors), the factors the ordered per-vector accumulation needs."""
+
+    values: torch.Tensor
+    gamma: torch.Tensor
+    codes: torch.Tensor | None = None
+    scales: torch.Tensor | None = None
+
+
+QuantizedWeight = Operand
 
 __all__ = ["check_supported", "fake_conv2d", "fake_linear", "fake_matmul", "quantized_conv_weight",
            "quantized_weight", "supports"]
@@ -52,6 +72,8 @@ def _scaled_integers(x: torch.Tensor, bits: int, fmt: ScaleFormat, V: int, unsig
     q = qmax(bits, unsigned)
     lo = 0 if unsigned else -q
     rows, L = x.shape
+    if fmt.kind not in ("coarse", "int"):
+        raise ValueError(f"scale kind {fmt.kind!r}: _scaled_integers takes '-' or integer scales")
     if fmt.kind == "coarse":
         if amax is not None:
             amax = torch.as_tensor(amax, dtype=torch.float64).reshape(-1).expand(rows)
@@ -76,6 +98,116 @@ def _scaled_integers(x: torch.Tensor, bits: int, fmt: ScaleFormat, V: int, unsig
     return (v[:, :L] if v.shape[1] != L else v), gamma
 
 
+def _floor_log2(a: torch.Tensor) -> torch.Tensor:
+    """floor(log2 a) exactly for a > 0 (0 where a == 0), as vsquant.formats._floor_log2."""
+    _, p = torch.frexp(torch.where(a > 0, a, torch.ones_like(a)))
+    return p.to(torch.int64) - 1
+
+
+def _element_quantize(v: torch.Tensor, el: ElementFormat) -> torch.Tensor:
+    """``ElementFormat.quantize`` in torch: nearest (ties to even), saturating at the largest normal."""
+    if el.kind == "int":
+        return torch.round(v / el.ulp).clamp_(0 if el.unsigned else -el.max_code, el.max_code) * el.ulp
+    a = v.abs()
+    e = torch.clamp(_floor_log2(a), min=el.emin)
+    quantum = torch.ldexp(torch.ones_like(a), e - el.man_bits)
+    r = torch.round(a / quantum) * quantum
+    return torch.copysign(torch.clamp(r, max=el.max_normal), v)
+
+
+def _block_operand(x: torch.Tensor, fmt: NumberFormat, V: int) -> Operand:
+    """``vsquant.quantize.quantize_block_operand`` of ``x`` (rows, L) in torch: element codes, each vector's
+    block scale, gamma = ulp x tensor scale; ``values`` the codes times their block scales (exact)."""
+    rows, L = x.shape
+    k = fmt.block_size
+    nb = -(-L // k)
+    xb = (F.pad(x, (0, nb * k - L)) if nb * k != L else x).reshape(rows, nb, k)
+    amax = _absmax(xb, 2, False)
+    el = fmt.element
+    if fmt.scale.kind == "e8m0":
+        exp = torch.where(amax > 0, _floor_log2(amax) - fmt.emax_elem, torch.full_like(amax, -127, dtype=torch.int64))
+        scales = torch.ldexp(torch.ones_like(amax), exp.clamp(-127, 127))
+        elems = _element_quantize(xb / scales[..., None], el)
+        tensor_scale = 1.0
+    elif fmt.scale.kind == "e4m3":
+        t = float(_absmax(x.reshape(1, -1), 1, False)[0]) if x.numel() else 0.0
+        e4m3 = ELEMENT_FORMATS["e4m3"]
+        tensor_scale = t / (el.max_normal * e4m3.max_normal) if t > 0 else 1.0
+        scales = _element_quantize(amax / el.max_normal / tensor_scale, e4m3)
+        denom = scales * tensor_scale
+        safe = torch.where(denom > 0, denom, torch.ones_like(denom))
+        elems = torch.where(denom[..., None] > 0, _element_quantize(xb / safe[..., None], el), torch.zeros_like(xb))
+    else:
+        raise ValueError(f"{fmt.name}: scale kind {fmt.scale.kind!r} is not a block scale (e8m0, e4m3)")
+    codes = (elems / el.ulp).reshape(rows, -1)[:, :L]
+    nv = -(-L // V)
+    sv = torch.repeat_interleave(scales, k // V, dim=1)[:, :nv]
+    values = codes * torch.repeat_interleave(sv, V, dim=1)[:, :L]
+    return Operand(values, torch.full((rows,), el.ulp * tensor_scale, dtype=torch.float64), codes, sv)
+
+
+def _operand(x: torch.Tensor, cfg: QuantConfig, side: str, unsigned: bool, per_row: bool,
+             amax: Amax = None) -> Operand:
+    """One operand of ``cfg`` (``side`` "weight" or "act") quantized as vsquant does: the one dispatch on the
+    scale kinds the fake-quant path covers."""
+    fmt = cfg.weight_format if side == "weight" else cfg.act_format
+    if fmt.scale.is_block:
+        if amax is not None:
+            raise ValueError(f"{fmt.name} is a block format: it takes no calibrated amax (its scales are dynamic)")
+        return _block_operand(x, fmt, cfg.vector_size)
+    bits = cfg.weight_bits if side == "weight" else cfg.act_bits
+    v, g = _scaled_integers(x, bits, fmt.scale, cfg.vector_size, unsigned, per_row, amax)
+    return Operand(v, g)
+
+
+def _span(s: torch.Tensor) -> int:
+    """``vsquant.vector_mac.exponent_span``: the largest spread of binades among one row's non-zero scales."""
+    if s.numel() == 0:
+        return 0
+    nz = s > 0
+    _, p = torch.frexp(torch.where(nz, s, torch.ones_like(s)))
+    p = p.to(torch.int64)
+    hi = torch.where(nz, p, torch.full_like(p, -(1 << 40))).amax(dim=-1)
+    lo = torch.where(nz, p, torch.full_like(p, 1 << 40)).amin(dim=-1)
+    return int(torch.where(nz.any(dim=-1), hi - lo, torch.zeros_like(hi)).max())
+
+
+def _exact(a: Operand, w: Operand, cfg: QuantConfig, nvec: int) -> bool:
+    """Whether the scaled operands' GEMM is exact (so equal to the ordered per-vector sum)."""
+    if a.scales is None and w.scales is None:
+        return True        # integers below 2^53 (the reference checks the bound)
+    sa = 0 if a.scales is None else _span(a.scales)
+    sw = 0 if w.scales is None else _span(w.scales)
+    return float_sum_bits(cfg, nvec, sa, sw) <= EXACT_BITS
+
+
+def _ordered_mac(a: Operand, w: Operand, V: int) -> torch.Tensor:
+    """Eq. 5 with float per-vector scales in the reference's order: acc += dot_j * (sa_j * sw_j), j ascending
+    (``vsquant.vector_mac``'s loop; each dot product is an exact integer)."""
+    ac = a.codes if a.codes is not None else a.values
+    wc = w.codes if w.codes is not None else w.values
+    M, K = ac.shape
+    N = wc.shape[0]
+    nvec = -(-K // V)
+    one_a = torch.ones(M, nvec, dtype=torch.float64)
+    one_w = torch.ones(N, nvec, dtype=torch.float64)
+    sa = a.scales if a.scales is not None else one_a
+    sw = w.scales if w.scales is not None else one_w
+    out = torch.zeros(M, N, dtype=torch.float64)
+    for j in range(nvec):
+        k0, k1 = j * V, min((j + 1) * V, K)
+        out += (ac[:, k0:k1] @ wc[:, k0:k1].T) * (sa[:, j, None] * sw[None, :, j])
+    return out
+
+
+def _mac(a: Operand, w: Operand, cfg: QuantConfig) -> torch.Tensor:
+    """The vector MAC of a GEMM (rows of a, K) x (N, K): one GEMM where exact, else the ordered sum."""
+    K = a.values.shape[-1]
+    if _exact(a, w, cfg, -(-K // cfg.vector_size)):
+        return a.values @ w.values.T
+    return _ordered_mac(a, w, cfg.vector_size)
+
+
 def _absmax(x: torch.Tensor, dim: int, unsigned: bool) -> torch.Tensor:
     """max |x| (signed) or max(x, 0) (unsigned: x >= 0 by the unsigned policy) along ``dim``, without a
     temporary the size of x."""
@@ -86,9 +218,9 @@ def _absmax(x: torch.Tensor, dim: int, unsigned: bool) -> torch.Tensor:
 
 def _unsupported(cfg: QuantConfig) -> str | None:
     """Why the fake-quant path does not cover ``cfg``, or None."""
-    if cfg.float_scales or cfg.scale_product_shift:
-        return (f"{cfg}: the fake-quant path supports integer or per-channel scales at full width; "
-                "use the reference interpreter for fp scales or rounded scale products")
+    if "fp" in (cfg.weight_scale.kind, cfg.act_scale.kind) or cfg.scale_product_shift:
+        return (f"{cfg}: the fake-quant path supports integer or per-channel scales at full width and block "
+                "formats; use the reference interpreter for fp16/fp32 scales or rounded scale products")
     if cfg.requantize or cfg.nonzero_scales:
         return f"{cfg}: the Eq. 7 variants are not in the fake-quant path; use the reference interpreter"
     return None
@@ -107,20 +239,27 @@ def check_supported(cfg: QuantConfig) -> None:
 
 # --- the datapath as torch functions (float64, exact integers) ----------------------------------
 
-def quantized_weight(w: torch.Tensor, cfg: QuantConfig, amax: Amax = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(scaled integer weight (N, K), per-channel coarse scale (N,)) as ``vsquant.ppu.quantize_weight``
-    (``amax``: calibrated per-channel maxima for a per-channel format)."""
-    return _scaled_integers(w.double(), cfg.weight_bits, cfg.weight_scale, cfg.vector_size, False, True, amax)
+def quantized_weight(w: torch.Tensor, cfg: QuantConfig, amax: Amax = None) -> Operand:
+    """The weight (N, K) as ``vsquant.ppu.quantize_weight``: scaled integers (or block codes) and the
+    per-channel coarse scale (``amax``: calibrated per-channel maxima for a per-channel format)."""
+    return _operand(w.double(), cfg, "weight", False, True, amax)
 
 
-def quantized_conv_weight(w: torch.Tensor, cfg: QuantConfig,
-                          amax: Amax = None) -> tuple[torch.Tensor, torch.Tensor]:
+def quantized_conv_weight(w: torch.Tensor, cfg: QuantConfig, amax: Amax = None) -> Operand:
     """A conv weight (K, Cg, R, S) as ``vsquant.layers.quantize_conv_weight``: vectors of V input channels at
-    each kernel position, each position's channels zero-padded to whole vectors; returned in (K, Cg, R, S)."""
+    each kernel position, each position's channels zero-padded to whole vectors; ``values`` in (K, Cg, R, S),
+    a block format's ``codes`` (K, R, S, Cg padded) and ``scales`` (K, R, S, vectors) in the buffer's order."""
     K, Cg, R, S = w.shape
-    wk = F.pad(w.double().permute(0, 2, 3, 1), (0, -Cg % cfg.vector_size)).reshape(K, -1)
-    b, gw = _scaled_integers(wk, cfg.weight_bits, cfg.weight_scale, cfg.vector_size, False, True, amax)
-    return b.reshape(K, R, S, -1)[..., :Cg].permute(0, 3, 1, 2), gw
+    wp = F.pad(w.double().permute(0, 2, 3, 1), (0, -Cg % cfg.vector_size))
+    if not cfg.weight_scale.is_block:
+        op = _operand(wp.reshape(K, -1), cfg, "weight", False, True, amax)
+        return Operand(op.values.reshape(K, R, S, -1)[..., :Cg].permute(0, 3, 1, 2), op.gamma)
+    # a block format: blocks along each kernel position's channels (a short last block its own), as the reference
+    op = _operand(wp.reshape(K * R * S, -1), cfg, "weight", False, True, amax)
+    assert op.codes is not None and op.scales is not None
+    values = op.values.reshape(K, R, S, -1)[..., :Cg].permute(0, 3, 1, 2)
+    return Operand(values, op.gamma[::R * S].contiguous(), op.codes.reshape(K, R, S, -1),
+                   op.scales.reshape(K, R, S, -1))
 
 
 def _unsigned(cfg: QuantConfig, x: torch.Tensor, unsigned: bool | None) -> bool:
@@ -140,13 +279,12 @@ def fake_linear(x: torch.Tensor, w: torch.Tensor | None, bias: torch.Tensor | No
     calibrated ``act_amax``), w (N, K) or its quantized ``wq``; ``unsigned`` defaults to the unsigned policy."""
     xd = x.double()
     x2 = xd.reshape(-1, xd.shape[-1])
-    a, ga = _scaled_integers(x2, cfg.act_bits, cfg.act_scale, cfg.vector_size, _unsigned(cfg, x2, unsigned),
-                             False, act_amax)
-    b, gw = wq if wq is not None else quantized_weight(_weight(w), cfg)
-    y = (a @ b.T) * (ga[:, None] * gw[None, :])                    # Eq. 5 exactly, then the PPU's scales
+    a = _operand(x2, cfg, "act", _unsigned(cfg, x2, unsigned), False, act_amax)
+    b = wq if wq is not None else quantized_weight(_weight(w), cfg)
+    y = _mac(a, b, cfg) * (a.gamma[:, None] * b.gamma[None, :])      # Eq. 5 exactly, then the PPU's scales
     if bias is not None:
         y = y + bias.double()[None, :]
-    out: torch.Tensor = y.reshape(xd.shape[:-1] + (b.shape[0],))
+    out: torch.Tensor = y.reshape(xd.shape[:-1] + (b.values.shape[0],))
     return out
 
 
@@ -157,18 +295,68 @@ def fake_conv2d(x: torch.Tensor, w: torch.Tensor | None, bias: torch.Tensor | No
     xd = x.double()
     B, C, H, W = xd.shape
     xa = xd.permute(0, 2, 3, 1).reshape(B * H * W * groups, C // groups)
-    a, ga = _scaled_integers(xa, cfg.act_bits, cfg.act_scale, cfg.vector_size, _unsigned(cfg, xa, unsigned),
-                             False, act_amax)
-    a = a.reshape(B, H, W, C).permute(0, 3, 1, 2).contiguous()
-    b, gw = wq if wq is not None else quantized_conv_weight(_weight(w), cfg)
-    if groups == C == b.shape[0]:   # depthwise: float64 F.conv2d is slow here; integers sum exactly in any order
-        acc = _depthwise(a, b, stride, padding, dilation)
+    op = _operand(xa, cfg, "act", _unsigned(cfg, xa, unsigned), False, act_amax)
+    ga = op.gamma
+    b = wq if wq is not None else quantized_conv_weight(_weight(w), cfg)
+    K, _, R, S = b.values.shape
+    nvec = R * S * -(-(C // groups) // cfg.vector_size)
+    a_whole = op if op.scales is None else Operand(op.values, op.gamma, op.codes, op.scales.reshape(1, -1))
+    w_rows = b if b.scales is None else Operand(b.values, b.gamma, b.codes, b.scales.reshape(K, -1))
+    if not _exact(a_whole, w_rows, cfg, nvec):     # (the activations' span over the tensor: >= any row's)
+        acc = _ordered_conv(op, b, (B, H, W, C), cfg.vector_size, stride, padding, dilation, groups)
     else:
-        acc = F.conv2d(a, b, None, stride, padding, dilation, groups)
-    y: torch.Tensor = acc * (ga[0] * gw)[None, :, None, None]
+        a = op.values.reshape(B, H, W, C).permute(0, 3, 1, 2).contiguous()
+        if groups == C == K:   # depthwise: float64 F.conv2d is slow here; exact sums in any order
+            acc = _depthwise(a, b.values, stride, padding, dilation)
+        else:
+            acc = F.conv2d(a, b.values, None, stride, padding, dilation, groups)
+    y: torch.Tensor = acc * (ga[0] * b.gamma)[None, :, None, None]
     if bias is not None:
         y = y + bias.double()[None, :, None, None]
     return y
+
+
+def _pairs(*vs: Pair) -> list[tuple[int, int]]:
+    out = []
+    for v in vs:
+        if isinstance(v, int):
+            out.append((v, v))
+        else:
+            first, second = v
+            out.append((int(first), int(second)))
+    return out
+
+
+def _ordered_conv(a: Operand, w: Operand, shape: tuple[int, int, int, int], V: int, stride: Pair, padding: Pair,
+                  dilation: Pair, groups: int) -> torch.Tensor:
+    """A conv with float per-vector scales in the reference's order: K runs over kernel positions (r, s) and
+    the vectors of each position's channels, and acc += dot_j * (sa_j * sw_j) for j ascending, all groups at
+    once (``vsquant.layers.conv2d`` lowers to the same order)."""
+    assert a.codes is not None and w.codes is not None   # block formats: the only float scales covered
+    (sh, sw_), (ph, pw), (dh, dw) = _pairs(stride, padding, dilation)
+    B, H, W, C = shape
+    G, Cg = groups, C // groups
+    K, R, S, Cgp = w.codes.shape
+    Kg, nvg = K // G, Cgp // V
+    ac = F.pad(a.codes.reshape(B, H, W, G, Cg), (0, Cgp - Cg))                 # channels padded to whole vectors
+    one = torch.ones(B * H * W * G, nvg, dtype=torch.float64)
+    sa = (a.scales if a.scales is not None else one).reshape(B, H, W, G, nvg)
+    ac = F.pad(ac, (0, 0, 0, 0, pw, pw, ph, ph))                                # zero pixels, scale 0
+    sa = F.pad(sa, (0, 0, 0, 0, pw, pw, ph, ph))
+    Ho, Wo = (H + 2 * ph - dh * (R - 1) - 1) // sh + 1, (W + 2 * pw - dw * (S - 1) - 1) // sw_ + 1
+    wc = w.codes.reshape(G, Kg, R, S, Cgp)
+    sw = (w.scales if w.scales is not None else torch.ones(K, R, S, nvg, dtype=torch.float64)).reshape(G, Kg, R, S,
+                                                                                                         nvg)
+    out = torch.zeros(B * Ho * Wo, G, Kg, dtype=torch.float64)
+    for r in range(R):
+        for t in range(S):
+            win = ac[:, r * dh: r * dh + sh * (Ho - 1) + 1: sh, t * dw: t * dw + sw_ * (Wo - 1) + 1: sw_]
+            swin = sa[:, r * dh: r * dh + sh * (Ho - 1) + 1: sh, t * dw: t * dw + sw_ * (Wo - 1) + 1: sw_]
+            win, swin = win.reshape(-1, G, Cgp), swin.reshape(-1, G, nvg)
+            for v in range(nvg):
+                d = torch.einsum("mgc,gkc->mgk", win[..., v * V:(v + 1) * V], wc[:, :, r, t, v * V:(v + 1) * V])
+                out += d * (swin[:, :, v, None] * sw[None, :, :, r, t, v])
+    return out.reshape(B, Ho, Wo, K).permute(0, 3, 1, 2)
 
 
 def _depthwise(a: torch.Tensor, b: torch.Tensor, stride: Pair, padding: Pair, dilation: Pair) -> torch.Tensor:
@@ -199,9 +387,20 @@ def fake_matmul(a: torch.Tensor, b: torch.Tensor, cfg: QuantConfig, *, a_unsigne
     (M, K), N = a.shape[-2:], b.shape[-1]
     ad = a.double().expand(batch + (M, K)).reshape(-1, K)
     bt = b.double().transpose(-1, -2).expand(batch + (N, K)).reshape(-1, K)
-    fmt, V = cfg.act_scale, cfg.vector_size
-    ai, ga = _scaled_integers(ad, cfg.act_bits, fmt, V, _unsigned(cfg, ad, a_unsigned), False, a_amax)
-    bi, gb = _scaled_integers(bt, cfg.act_bits, fmt, V, _unsigned(cfg, bt, b_unsigned), False, b_amax)
-    acc = ai.reshape(batch + (M, K)) @ bi.reshape(batch + (N, K)).transpose(-1, -2)
-    out: torch.Tensor = acc * (ga[0] * gb[0])
+    oa = _operand(ad, cfg, "act", _unsigned(cfg, ad, a_unsigned), False, a_amax)
+    ob = _operand(bt, cfg, "act", _unsigned(cfg, bt, b_unsigned), False, b_amax)
+    mcfg = cfg.for_layer("matmul")
+    if oa.scales is None and ob.scales is None or _exact(oa, ob, mcfg, -(-K // cfg.vector_size)):
+        acc = oa.values.reshape(batch + (M, K)) @ ob.values.reshape(batch + (N, K)).transpose(-1, -2)
+    else:   # one ordered per-vector sum per batch matrix, as the reference's one GEMM per matrix
+        n = math.prod(batch)
+        parts = [_ordered_mac(_rows(oa, i * M, (i + 1) * M), _rows(ob, i * N, (i + 1) * N), cfg.vector_size)
+                 for i in range(n)]
+        acc = torch.stack(parts).reshape(batch + (M, N)) if parts else torch.zeros(batch + (M, N), dtype=torch.float64)
+    out: torch.Tensor = acc * (oa.gamma[0] * ob.gamma[0])
     return out
+
+
+def _rows(o: Operand, r0: int, r1: int) -> Operand:
+    return Operand(o.values[r0:r1], o.gamma[r0:r1], None if o.codes is None else o.codes[r0:r1],
+                   None if o.scales is None else o.scales[r0:r1])

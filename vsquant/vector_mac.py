@@ -139,9 +139,14 @@ def float_sum_exact(sa: np.ndarray, sw: np.ndarray, cfg: QuantConfig, nvec: int)
     row's scales. Integer scales at full width are exact anyway (checked by the caller)."""
     if not cfg.float_scales:
         return False
-    bits = (cfg.dot_product_bits + 1 + math.ceil(math.log2(max(nvec, 1))) + exponent_span(sa) + exponent_span(sw)
+    return float_sum_bits(cfg, nvec, exponent_span(sa), exponent_span(sw)) <= EXACT_BITS
+
+
+def float_sum_bits(cfg: QuantConfig, nvec: int, span_a: int, span_w: int) -> int:
+    """The significand width the float partial sums of :func:`float_sum_exact` can need (the one formula the
+    reference and the fake-quant path share)."""
+    return (cfg.dot_product_bits + 1 + math.ceil(math.log2(max(nvec, 1))) + span_a + span_w
             + cfg.weight_scale.significand_bits + cfg.act_scale.significand_bits)
-    return bits <= EXACT_BITS
 
 
 def scaled_operand(t: QuantizedTensor, j0: int, j1: int) -> np.ndarray:
