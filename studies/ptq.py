@@ -33,9 +33,13 @@ the long-form frames carry every metric):
 - :func:`table_vector_size` (Table 4): N/N(U)/fp32/fp32 at V in ``sizes``.
 - :func:`table_two_level` (Tables 5-7): two-level integer scales ``ws/as`` and fp16 scales, plus
   the best per-channel column.
+- :func:`table_formats` (beyond the paper): VS-Quant's points beside the block formats that descend from
+  it (OCP MX, NVFP4) on the same datapath, accuracy next to energy per op and area from the cost model;
+  :func:`plot_formats` plots accuracy against energy and perf/area by format family.
 
 CLI: ``python -m studies.ptq --workload digits-cnn|minilm|mpnet-base|mobilenetv2|all --table calibration|
-per-vector|vector-size|two-level|variants|findings|all [--quick] [--csv DIR] [--store FILE]``; every finished
+per-vector|vector-size|two-level|variants|findings|formats|all [--quick] [--csv DIR] [--store FILE]
+[--plot FILE]``; every finished
 configuration is committed to the store at once (with ``--csv``, ``DIR/ptq.sqlite``), so a killed study
 loses nothing it finished and a rerun computes only what is missing.
 """
@@ -68,6 +72,10 @@ __all__ = [
     "sentence_batches",
     "table_calibration",
     "table_findings",
+    "table_formats",
+    "plot_formats",
+    "design_cost",
+    "FORMAT_CONFIGS",
     "table_per_vector",
     "table_two_level",
     "table_vector_size",
@@ -481,12 +489,109 @@ def table_findings(workload) -> pd.DataFrame:
     return df
 
 
-TABLES = ("calibration", "per-vector", "vector-size", "two-level", "variants", "findings")
+#: the format families side by side (#16): VS-Quant's per-channel and two-level integer points, OCP MX, NVFP4
+FORMAT_CONFIGS = ("8/8/-/-", "4/8/-/-", "4/8/6/10", "4/4/4/6", "mxint8", "mxfp8_e4m3", "mxfp6_e2m3", "mxfp4",
+                  "nvfp4", "mxfp4/mxfp8_e4m3")
+
+
+def format_family(cfg: QuantConfig | str) -> str:
+    """``VS-Quant`` (integer elements, '-' or integer two-level scales), ``MX`` (E8M0 block scales), ``NVFP4``
+    (E4M3 block scales under an fp32 tensor scale) or ``mixed``."""
+    c = QuantConfig.parse(cfg)
+    kinds = {c.weight_scale.kind, c.act_scale.kind}
+    if not c.block_formats:
+        return "VS-Quant"
+    if kinds == {"e8m0"}:
+        return "MX"
+    if kinds == {"e4m3"}:
+        return "NVFP4"
+    return "mixed"
+
+
+def design_cost(workload, cfg: QuantConfig | str, hw: str = "magnet16") -> dict:
+    """Energy per op and area of ``cfg`` on the workload's own layers (the TLM timing run of its lowering on the
+    preset's iso-depth hardware, priced by :mod:`costmodels`), absolute and normalized to 8/8/-/- on the same
+    layers; the lowering and the baseline are computed once per workload."""
+    from costmodels import evaluate, normalized
+    from mapping.lower import lower
+    from mapping.network import simulate_timing
+
+    from .pipeline import datapath
+    w = _as_workload(workload)
+    if "lowered" not in w.extra:
+        w.extra["lowered"] = lower(w.captured)
+    low = w.extra["lowered"]
+    dp = datapath(str(cfg), hw)
+    key = ("baseline_cost", hw)
+    if key not in w.extra:
+        base_run = simulate_timing(low, dp.baseline, dp.hw_ref)
+        w.extra[key] = evaluate([r for _, r in base_run.layers], dp.hw_ref, dp.baseline)
+    base = w.extra[key]
+    run = simulate_timing(low, dp.cfg, dp.hw)
+    cost = evaluate([r for _, r in run.layers], dp.hw, dp.cfg)
+    n = normalized(cost, base)
+    return {"fj_per_op": cost.fj_per_op, "energy_norm": n["energy"], "area_mm2": cost.area_mm2,
+            "area_norm": n["area"], "perf_per_area_norm": n["perf_per_area"],
+            "weight_bits_per_element": dp.cfg.weight_storage_bits, "act_bits_per_element": dp.cfg.act_storage_bits}
+
+
+def table_formats(workload, configs=FORMAT_CONFIGS) -> pd.DataFrame:
+    """VS-Quant beside the block formats of today (OCP MX, NVFP4) on one datapath: each config's accuracy (the
+    workload's metrics, dynamic scales) next to its energy per op, area and perf/area from the cost model (on
+    the workload's own layers, normalized to 8/8/-/-) and the bits it stores per weight and activation."""
+    w = _as_workload(workload)
+    recs = [{**_fp32(w), "family": "-"}]
+    for cfg in configs:
+        recs.append({**evaluate_config(w, cfg), "family": format_family(cfg), **design_cost(w, cfg)})
+    df = pd.DataFrame(recs).set_index("config")
+    cols = [c for c in ["family"] + _metric_names(w) + ["energy_norm", "perf_per_area_norm", "area_norm",
+                                                        "fj_per_op", "weight_bits_per_element",
+                                                        "act_bits_per_element", "seconds"] if c in df.columns]
+    df = df[cols]
+    df.attrs["long"] = df.reset_index()
+    df.attrs["metric"] = w.metric
+    return df
+
+
+FAMILY_STYLE = {"VS-Quant": ("o", "tab:blue"), "MX": ("s", "tab:orange"), "NVFP4": ("^", "tab:green"),
+                "mixed": ("D", "tab:purple")}
+
+
+def plot_formats(tables: dict[str, pd.DataFrame], path) -> None:
+    """Accuracy against energy per op and against perf/area (both normalized to 8/8/-/-), one row of panels per
+    workload, the format families by marker: ``tables`` maps a workload name to its :func:`table_formats`."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(len(tables), 2, figsize=(10, 3.6 * len(tables)), squeeze=False)
+    for row, (name, df) in zip(axes, tables.items(), strict=True):
+        metric = df.attrs.get("metric", "top1")
+        d = df[df["family"] != "-"]
+        for ax, x, xlabel in ((row[0], "energy_norm", "energy per op (x 8/8/-/-)"),
+                              (row[1], "perf_per_area_norm", "perf / area (x 8/8/-/-)")):
+            for fam, (marker, color) in FAMILY_STYLE.items():
+                sel = d[d["family"] == fam]
+                ax.scatter(sel[x], sel[metric], marker=marker, color=color, label=fam, s=40)
+            for cfg, r in d.iterrows():
+                ax.annotate(str(cfg), (r[x], r[metric]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(metric)
+            ax.set_title(name, fontsize=9)
+            ax.grid(alpha=0.3)
+        row[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+TABLES = ("calibration", "per-vector", "vector-size", "two-level", "variants", "findings", "formats")
 
 
 def _build(w: PTQWorkload, table: str, quick: bool) -> pd.DataFrame:
     if table == "findings":
         return table_findings(w)
+    if table == "formats":
+        return table_formats(w, configs=("4/8/6/10", "mxfp4", "nvfp4") if quick else FORMAT_CONFIGS)
     if table == "calibration":
         return table_calibration(w, bits=(4, 8) if quick else (3, 4, 6, 8))
     if table == "per-vector":
@@ -512,6 +617,9 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true",
                    help="smaller grids (fewer bit widths, vector sizes and calibrations), for a first look")
     p.add_argument("--csv", metavar="DIR", help="write each table (wide) and its long form as CSV into DIR")
+    p.add_argument("--plot", metavar="FILE",
+                   help="with --table formats (or all): plot accuracy against energy per op and perf/area of the "
+                        "format families, one row per workload (.png, .pdf or .svg)")
     p.add_argument("--store", metavar="FILE",
                    help="SQLite file that keeps every finished run (workload, evaluation size, config, "
                         "calibration, code version) and reuses it, so a killed study resumes where it stopped "
@@ -520,7 +628,15 @@ def main(argv=None) -> int:
     store_path = args.store or (str(pathlib.Path(args.csv) / "ptq.sqlite") if args.csv else None)
     import signal
 
-    from .cli import one_line, user_errors
+    from .cli import PLOT_SUFFIXES, check_output_path, one_line, user_errors
+    if args.plot:
+        why = check_output_path(args.plot, "--plot", PLOT_SUFFIXES)
+        if why is None and args.table not in ("formats", "all"):
+            why = f"--plot draws the formats table; give --table formats (or all), not {args.table}"
+        if why:
+            print(f"python -m studies.ptq: error: {why}", file=sys.stderr)
+            return 2
+    plotted: dict[str, pd.DataFrame] = {}
 
     def stop(signum, frame):
         signal.signal(signal.SIGINT, signal.SIG_IGN)       # a second signal changes nothing while it stops
@@ -530,7 +646,9 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGINT, stop)
     try:
         for name in PTQ_WORKLOADS if args.workload == "all" else (args.workload,):
-            _report(name, TABLES if args.table == "all" else (args.table,), args.quick, args.csv, store_path)
+            _report(name, TABLES if args.table == "all" else (args.table,), args.quick, args.csv, store_path, plotted)
+            if args.plot and plotted:
+                plot_formats(plotted, args.plot)   # after each workload: a killed run keeps the finished panels
     except KeyboardInterrupt as e:
         kept = (f"every finished run is kept in {store_path}; run the same command again to resume" if store_path
                 else "nothing was kept (give --store FILE or --csv DIR to keep finished runs)")
@@ -542,19 +660,20 @@ def main(argv=None) -> int:
     return 0
 
 
-def _report(name: str, tables, quick: bool, csv: str | None, store_path: str | None = None) -> None:
+def _report(name: str, tables, quick: bool, csv: str | None, store_path: str | None = None,
+            built: dict | None = None) -> None:
     from .store import ResultStore
     w = load_workload(name)
     w.store = ResultStore(store_path) if store_path else None
     try:
-        _print_tables(w, tables, quick, csv)
+        _print_tables(w, tables, quick, csv, built)
     finally:
         if w.store is not None:
             w.store.close()
             w.store = None
 
 
-def _print_tables(w: PTQWorkload, tables, quick: bool, csv: str | None) -> None:
+def _print_tables(w: PTQWorkload, tables, quick: bool, csv: str | None, built: dict | None = None) -> None:
     name = w.name
     metric = {"top1": "top-1 on the 360 held-out digits",
               "top1_agree": f"top-1 agreement with fp32 on {w.extra.get('images')} natural images, where the "
@@ -565,10 +684,12 @@ def _print_tables(w: PTQWorkload, tables, quick: bool, csv: str | None) -> None:
         t0 = time.perf_counter()
         df = _build(w, t, quick)
         dt = time.perf_counter() - t0
+        if t == "formats" and built is not None:
+            built[name] = df
         print(f"\n== {name}: {t} ({metric}; {dt:.1f} s)", flush=True)
         print(df.to_string(float_format=lambda v: f"{v:.4f}"))
         long = df.attrs["long"]
-        if w.metric != "top1" and t != "findings":
+        if w.metric != "top1" and t not in ("findings", "formats"):
             cols = [c for c in ("bits", "method", "scheme", "V", "scales", "config", "calibration", "mean_cos",
                                 "min_cos", "spearman", "retrieval_top1", "top1_agree", "top5_agree", "kl")
                     if c in long.columns]

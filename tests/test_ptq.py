@@ -90,6 +90,24 @@ def test_digits_table_shapes(digits_wl):
     assert t.iloc[0]["S=6/10"] >= t.iloc[0]["best per-channel"] - 1e-12
 
 
+def test_formats_table_puts_accuracy_beside_cost(digits_wl, tmp_path, capsys):
+    """VS-Quant and the block formats in one table: the workload's metrics from the bit-exact datapath, energy
+    and area from the cost model on the workload's own layers (8/8/-/- is 1 by construction), stored bits."""
+    df = ptq.table_formats(digits_wl, configs=("8/8/-/-", "4/8/6/10", "mxfp4", "nvfp4", "mxfp4/8"))
+    assert list(df.index) == ["fp32", "8/8/-/-", "4/8/6/10", "mxfp4", "nvfp4", "mxfp4/8"]
+    assert list(df["family"]) == ["-", "VS-Quant", "VS-Quant", "MX", "NVFP4", "mixed"]
+    assert df.loc["8/8/-/-", ["energy_norm", "area_norm"]].tolist() == pytest.approx([1.0, 1.0])
+    assert df.loc["mxfp4", "weight_bits_per_element"] == 4.25 and df.loc["nvfp4", "act_bits_per_element"] == 4.5
+    assert df.loc["mxfp4", "energy_norm"] < 1.0 and df.loc["mxfp4", "area_norm"] < 1.0   # 4-bit elements
+    assert df.loc["mxfp4", "top1"] == pytest.approx(ptq.evaluate_config(digits_wl, "mxfp4")["top1"])
+    assert 0.9 < df.loc["nvfp4", "top1"] <= 1.0
+    plot = tmp_path / "formats.png"
+    assert ptq.main(["--workload", "digits-cnn", "--table", "formats", "--quick", "--plot", str(plot)]) == 0
+    assert plot.stat().st_size > 10_000 and "mxfp4" in capsys.readouterr().out
+    assert ptq.main(["--workload", "digits-cnn", "--table", "findings", "--plot", str(plot)]) == 2
+    assert "--plot draws the formats table" in capsys.readouterr().err
+
+
 def test_cli_writes_csv_and_keeps_every_finished_run(tmp_path, capsys, monkeypatch):
     args = ["--workload", "digits-cnn", "--table", "vector-size", "--quick", "--csv", str(tmp_path)]
     assert ptq.main(args) == 0
