@@ -509,19 +509,22 @@ def format_family(cfg: QuantConfig | str) -> str:
 
 
 def design_cost(workload, cfg: QuantConfig | str, hw: str = "magnet16") -> dict:
-    """Energy per op and area of ``cfg`` on the workload's own layers (the TLM timing run of its lowering on the
-    preset's iso-depth hardware, priced by :mod:`costmodels`), absolute and normalized to 8/8/-/- on the same
-    layers; the lowering and the baseline are computed once per workload."""
+    """Energy per op and area of ``cfg`` on the workload's layers at the shapes ``run.py --workload NAME
+    --timing-only`` simulates (its default batch and sequence: the design point a user runs, not the
+    evaluation batch), on the preset's iso-depth hardware, priced by :mod:`costmodels`, absolute and normalized
+    to 8/8/-/- on the same layers; the lowering and the baseline are computed once per workload."""
     from costmodels import evaluate, normalized
+    from mapping.capture import capture
     from mapping.lower import lower
     from mapping.network import simulate_timing
 
-    from .pipeline import datapath
+    from . import pipeline
     w = _as_workload(workload)
     if "lowered" not in w.extra:
-        w.extra["lowered"] = lower(w.captured)
+        wl = pipeline.load_workload(w.name, timing_only=True)
+        w.extra["lowered"] = lower(capture(wl.model, wl.inputs))
     low = w.extra["lowered"]
-    dp = datapath(str(cfg), hw)
+    dp = pipeline.datapath(str(cfg), hw)
     key = ("baseline_cost", hw)
     if key not in w.extra:
         base_run = simulate_timing(low, dp.baseline, dp.hw_ref)

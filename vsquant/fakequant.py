@@ -338,7 +338,7 @@ def _ordered_conv(a: Operand, w: Operand, shape: tuple[int, int, int, int], V: i
     G, Cg = groups, C // groups
     K, R, S, Cgp = w.codes.shape
     Kg, nvg = K // G, Cgp // V
-    ac = F.pad(a.codes.reshape(B, H, W, G, Cg), (0, Cgp - Cg))                 # channels padded to whole vectors
+    ac = a.codes.reshape(B, H, W, G, Cg)   # the channel padding to whole vectors adds zero products: left out
     one = torch.ones(B * H * W * G, nvg, dtype=torch.float64)
     sa = (a.scales if a.scales is not None else one).reshape(B, H, W, G, nvg)
     ac = F.pad(ac, (0, 0, 0, 0, pw, pw, ph, ph))                                # zero pixels, scale 0
@@ -352,9 +352,10 @@ def _ordered_conv(a: Operand, w: Operand, shape: tuple[int, int, int, int], V: i
         for t in range(S):
             win = ac[:, r * dh: r * dh + sh * (Ho - 1) + 1: sh, t * dw: t * dw + sw_ * (Wo - 1) + 1: sw_]
             swin = sa[:, r * dh: r * dh + sh * (Ho - 1) + 1: sh, t * dw: t * dw + sw_ * (Wo - 1) + 1: sw_]
-            win, swin = win.reshape(-1, G, Cgp), swin.reshape(-1, G, nvg)
+            win, swin = win.reshape(-1, G, Cg), swin.reshape(-1, G, nvg)
             for v in range(nvg):
-                d = torch.einsum("mgc,gkc->mgk", win[..., v * V:(v + 1) * V], wc[:, :, r, t, v * V:(v + 1) * V])
+                c1 = min((v + 1) * V, Cg)
+                d = torch.einsum("mgc,gkc->mgk", win[..., v * V:c1], wc[:, :, r, t, v * V:c1])
                 out += d * (swin[:, :, v, None] * sw[None, :, :, r, t, v])
     return out.reshape(B, Ho, Wo, K).permute(0, 3, 1, 2)
 
