@@ -121,7 +121,10 @@ def _block_operand(x: torch.Tensor, fmt: NumberFormat, V: int) -> Operand:
     rows, L = x.shape
     k = fmt.block_size
     nb = -(-L // k)
-    xb = (F.pad(x, (0, nb * k - L)) if nb * k != L else x).reshape(rows, nb, k)
+    if L < k:       # one short block per row: no padding (a depthwise conv's rows have one channel)
+        xb = x.reshape(rows, 1, L)
+    else:           # zero padding of the short last block changes no amax and quantizes to zero
+        xb = (F.pad(x, (0, nb * k - L)) if nb * k != L else x).reshape(rows, nb, k)
     amax = _absmax(xb, 2, False)
     el = fmt.element
     if fmt.scale.kind == "e8m0":

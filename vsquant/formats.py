@@ -335,6 +335,8 @@ def _blocks(x: np.ndarray, k: int) -> np.ndarray:
     """``x`` (..., L) as (..., ceil(L / k), k), the short last block padded with zeros (which change no amax
     and quantize to zero)."""
     L = x.shape[-1]
+    if L < k:   # one short block: no padding
+        return x.reshape(x.shape[:-1] + (1, L))
     n = -(-L // k)
     pad = n * k - L
     if pad:
