@@ -432,3 +432,63 @@ def test_amax_bounded_property(x, bits, unsigned, per_channel):
         assert np.all(a <= upper) and np.all(a <= upper_abs)
         if method != "percentile":  # a quantile of mostly-zero data may be 0
             assert np.all((a > 0) | (upper < 1e-300))  # (tiny alphas may underflow to 0)
+
+
+# -- OCTAV (Sakr et al., ICML 2022) -------------------------------------------------------------------
+
+def _grid_best_mse(x, bits, points=500, refine=200):
+    """The smallest MSE of the real quantizer over a grid of clips, refined around its best point."""
+    from vsquant.calibration import fake_quantize_symmetric
+    m = float(np.abs(x).max())
+    mse = lambda a: float(np.mean((x - fake_quantize_symmetric(x, a, bits)) ** 2))  # noqa: E731
+    grid = np.linspace(m / points, m, points)
+    k = int(np.argmin([mse(a) for a in grid]))
+    fine = np.linspace(grid[max(k - 1, 0)], grid[min(k + 1, points - 1)], refine)
+    return min(mse(a) for a in fine)
+
+
+@pytest.mark.parametrize("dist", ["gaussian", "laplace", "student-t3"])
+@pytest.mark.parametrize("bits", [2, 3, 4, 6, 8])
+def test_octav_clip_is_mse_optimal_within_one_percent(dist, bits):
+    """The MSE at OCTAV's clip against a fine grid search of the real quantizer's MSE. Measured (100k samples):
+    within 0.2% everywhere except the Gaussian at 2 bits (3 levels), where the recursion's uniform-noise model
+    puts the clip at 1.31 sigma against the grid's 1.22 and the MSE 1.35% above the optimum."""
+    from vsquant import octav_clip
+    from vsquant.calibration import fake_quantize_symmetric
+    rng = np.random.default_rng(bits)
+    x = {"gaussian": rng.standard_normal, "laplace": rng.laplace,
+         "student-t3": lambda n: rng.standard_t(3, n)}[dist](100_000)
+    s = octav_clip(x, bits)
+    mse = float(np.mean((x - fake_quantize_symmetric(x, s, bits)) ** 2))
+    tol = 0.015 if (dist, bits) == ("gaussian", 2) else 0.01
+    assert mse <= (1 + tol) * _grid_best_mse(x, bits)
+
+
+def test_octav_fixed_points_by_hand_and_its_forms():
+    from vsquant import calibrate_amax, octav_clip
+    from vsquant.calibration import OCTAV_RTOL
+    # one magnitude c: the clip is c (a level, no error)
+    assert octav_clip(np.array([3.0, -3.0, 3.0]), 4) == pytest.approx(3.0)
+    # half zeros, half c: s = E[|x| 1{|x|>=s}] / (noise P(|x|<s) + P(|x|>=s)) = (c/2) / (noise/2 + 1/2)
+    x = np.array([0.0, 2.0] * 50)
+    q = 7
+    assert octav_clip(x, 4) == pytest.approx(2.0 / (1 + 1 / (12 * q * q)), rel=10 * OCTAV_RTOL)
+    # unsigned: the magnitude is max(x, 0) (three quarters zeros here), qmax = 2^N - 1
+    assert octav_clip(np.concatenate([x, -x]), 4, unsigned=True) == pytest.approx(
+        (2.0 / 4) / (3 / 4 / (12 * 15 * 15) + 1 / 4), rel=10 * OCTAV_RTOL)
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((6, 50)) * rng.lognormal(0, 1, (6, 1))
+    per_row = octav_clip(w, 4, per="channel")
+    assert per_row.shape == (6,)
+    assert np.allclose(per_row, [octav_clip(r, 4) for r in w], rtol=1e-12, atol=0)
+    v = octav_clip(w, 4, per="vector", vector_size=16)              # 50 = 3 vectors of 16 and a short one of 2
+    assert v.shape == (6, 4)
+    expect = [[octav_clip(r[j:j + 16], 4) for j in range(0, 50, 16)] for r in w]
+    assert np.allclose(v, expect, rtol=1e-12, atol=0)
+    assert calibrate_amax(w, "octav", bits=4) == octav_clip(w, 4)
+    assert np.array_equal(calibrate_amax(w, "octav", bits=4, channel_axis=0), per_row)
+    assert octav_clip(np.zeros((3, 4)), 4) == 0.0 and not octav_clip(np.zeros((3, 4)), 4, per="vector").any()
+    with pytest.raises(ValueError, match="1 non-finite"):
+        octav_clip(np.array([1.0, np.inf]), 4)
+    with pytest.raises(ValueError, match="per='row'; allowed: 'tensor', 'channel', 'vector'"):
+        octav_clip(w, 4, per="row")

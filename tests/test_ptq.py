@@ -145,7 +145,7 @@ def minilm():
 
 def _finding_4_8(wl, metric):
     """The paper's finding at 4-bit weights, 8-bit activations: 4/8/6/10 vs the best-calibrated 4/8/-/-
-    (dynamic max and the five static calibrations of Table 2)."""
+    (dynamic max and the six static calibrations of Table 2)."""
     act = "8U" if wl.act_bits_rule == "U" else "8"
     runs = [ptq.evaluate_config(wl, f"4/{act}/-/-")] + [ptq.evaluate_config(wl, f"4/{act}/-/-", m)
                                                           for m in ptq.CALIBRATIONS]

@@ -8,7 +8,7 @@ and Sec. 5 (:mod:`.vector_mac`), the PPU (:mod:`.ppu`) and reference layers (:mo
 batched PyTorch twin (:mod:`.fakequant`, imported on demand: ``import vsquant`` does not import torch).
 Imports nothing of the rest of the project.
 """
-from .calibration import CALIBRATION_METHODS, calibrate_amax
+from .calibration import CALIBRATION_METHODS, calibrate_amax, octav_clip
 from .config import BASELINE, COARSE, QuantConfig, ScaleFormat, parse_config
 from .formats import BLOCK_FORMATS, ELEMENT_FORMATS, BlockQuantized, ElementFormat, NumberFormat, quantize_block
 from .layers import GemmOperands, LayerResult, conv2d, linear, matmul, quantize_conv_weight, unsigned_policy
@@ -27,7 +27,8 @@ from .vector_mac import AccumulatorOverflow, MacResult, gated_count, round_scale
 
 __all__ = [
     "BLOCK_FORMATS", "ELEMENT_FORMATS", "BlockQuantized", "ElementFormat", "NumberFormat", "quantize_block",
-    "BASELINE", "CALIBRATION_METHODS", "calibrate_amax", "COARSE", "QuantConfig", "ScaleFormat", "parse_config",
+    "BASELINE", "CALIBRATION_METHODS", "calibrate_amax", "octav_clip", "COARSE", "QuantConfig", "ScaleFormat",
+    "parse_config",
     "GemmOperands", "LayerResult", "conv2d", "linear", "matmul", "quantize_conv_weight", "unsigned_policy",
     "ACTIVATIONS",
     "apply_activation",

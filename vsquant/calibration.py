@@ -17,6 +17,9 @@ Sources:
 - S. Migacz, "8-bit Inference with TensorRT", GTC 2017 (the KL-divergence calibration).
 - Banner, Nahshan, Soudry 2019, "Post training 4-bit quantization of convolutional networks
   for rapid-deployment" (ACIQ): the MSE-optimal clip of a Gaussian, ~2.5 sigma at 4 bits.
+- Sakr, Dai, Venkatesan, Zimmer, Dally, Khailany 2022, "Optimal Clipping and Magnitude-aware
+  Differentiation for Improved Quantization-aware Training" (OCTAV, ICML 2022): the "octav"
+  method, a Newton-Raphson recursion to the MSE-optimal clip under a uniform-noise model.
 
 Conventions (shared with ``vsquant.quantize``): symmetric scale-only quantization with
 round-to-nearest-even (``np.rint``).  Signed N-bit values are clipped to
@@ -74,9 +77,10 @@ import numpy.typing as npt
 
 from .config import qmax
 
-__all__ = ["CALIBRATION_METHODS", "calibrate_amax", "fake_quantize_symmetric"]
+__all__ = ["CALIBRATION_METHODS", "OCTAV_MAX_ITER", "OCTAV_RTOL", "calibrate_amax", "fake_quantize_symmetric",
+           "octav_clip"]
 
-CALIBRATION_METHODS = ("max", "percentile", "entropy", "mse")
+CALIBRATION_METHODS = ("max", "percentile", "entropy", "mse", "octav")
 
 _ENTROPY_START_BIN = 128  # pytorch-quantization's start_bin
 _ENTROPY_TIE_RTOL = 1e-12
@@ -300,6 +304,90 @@ def _amax_mse(mag: np.ndarray, m: np.ndarray, bits: int, unsigned: bool) -> np.n
 
 
 # --------------------------------------------------------------------------------------
+# OCTAV (Sakr, Dai, Venkatesan et al., ICML 2022)
+
+#: stopping rule of the OCTAV recursion: |s_{n+1} - s_n| <= OCTAV_RTOL * s_n, at most OCTAV_MAX_ITER steps
+OCTAV_RTOL = 1e-9
+OCTAV_MAX_ITER = 200
+
+
+def _octav_rows(mag: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray]:
+    """The OCTAV fixed point of each row of magnitudes ``mag`` (R, n) for a quantizer of ``q`` levels a side;
+    returns (clips, iterations). Rows converge independently; a row that is all zero gets 0."""
+    noise = 1.0 / (12.0 * q * q)      # the quantization noise of the clipped range: step s/q, (s/q)^2 / 12
+    m = mag.max(axis=1)
+    s = mag.mean(axis=1)              # start at E|x| (> 0 for a non-zero row): the recursion moves it outward
+    its = np.zeros(s.shape, dtype=np.int64)
+    active = s > 0
+    for _ in range(OCTAV_MAX_ITER):
+        if not active.any():
+            break
+        a = mag[active]
+        sa = s[active]
+        over = a >= sa[:, None]        # a magnitude at the clip itself is a level: no noise, no clipping error
+        p_over = over.mean(axis=1)
+        num = np.where(over, a, 0.0).mean(axis=1)                 # E[|x| 1{|x| >= s}]
+        new = num / (noise * (1.0 - p_over) + p_over)             # / (noise E[1{|x|<s}] + E[1{|x|>=s}])
+        done = np.abs(new - sa) <= OCTAV_RTOL * sa
+        idx = np.flatnonzero(active)
+        s[idx] = new
+        its[idx] += 1
+        active[idx[done]] = False
+    return np.minimum(s, m), its
+
+
+def octav_clip(x: npt.ArrayLike, bits: int, unsigned: bool = False, *, per: str = "tensor",
+               vector_size: int = 16) -> np.ndarray | float:
+    """OCTAV's MSE-optimal clipping scalar of a ``bits``-bit symmetric quantizer (Sakr et al., ICML 2022):
+    the recursion s_{n+1} = E[|x| 1{|x|>s_n}] / (noise E[1{|x|<=s_n}] + E[1{|x|>s_n}]) with
+    noise = 1 / (12 qmax^2) (the noise of this module's quantizer, qmax = 2^(N-1)-1, or 2^N-1 unsigned,
+    whose magnitude is max(x, 0)), from s_0 = E|x| until |s_{n+1} - s_n| <= ``OCTAV_RTOL`` s_n (at most
+    ``OCTAV_MAX_ITER`` steps; 5-15 on Gaussian, Laplace and Student-t data), capped at the largest magnitude.
+    A magnitude equal to s_n counts as clipped (it is a level: no error either way), so data of one magnitude
+    c has the fixed point c.
+
+    ``per``: ``"tensor"`` (a float), ``"channel"`` (one per index of the first axis, the weights' output
+    channels) or ``"vector"`` (one per vector of ``vector_size`` along the last axis, shape
+    ``x.shape[:-1] + (ceil(L / V),)``, the last vector short), so it can set per-vector scales before their
+    two-level quantization. All-zero rows give 0; NaN/Inf raise ``ValueError``.
+    """
+    bits = _check_bits(bits)
+    arr = _as_finite_float(x)
+    q = qmax(bits, bool(unsigned))
+    if per == "vector":
+        return _octav_vectors(arr, q, vector_size, bool(unsigned))
+    if per == "tensor":
+        rows = arr.reshape(1, -1)
+    elif per == "channel":
+        if arr.ndim < 2:
+            raise ValueError(f"octav_clip per='channel' needs at least 2 axes (channels first), got shape {arr.shape}")
+        rows = arr.reshape(arr.shape[0], -1)
+    else:
+        raise ValueError(f"octav_clip per={per!r}; allowed: 'tensor', 'channel', 'vector'")
+    clips, _ = _octav_rows(np.maximum(rows, 0.0) if unsigned else np.abs(rows), q)
+    return float(clips[0]) if per == "tensor" else clips
+
+
+def _octav_vectors(arr: np.ndarray, q: int, vector_size: object, unsigned: bool) -> np.ndarray:
+    """OCTAV per vector of ``vector_size`` along the last axis; a short last vector on its own elements."""
+    if isinstance(vector_size, (bool, np.bool_)) or not isinstance(vector_size, numbers.Integral) \
+            or int(vector_size) < 1:
+        raise ValueError(f"vector_size must be a positive int, got {vector_size!r}")
+    V = int(vector_size)
+    mag = np.maximum(arr, 0.0) if unsigned else np.abs(arr)
+    lead, L = mag.shape[:-1], mag.shape[-1]
+    full, rest = L // V, L % V
+    parts = []
+    if full:
+        c, _ = _octav_rows(mag[..., :full * V].reshape(-1, V), q)
+        parts.append(c.reshape(lead + (full,)))
+    if rest:
+        c, _ = _octav_rows(mag[..., full * V:].reshape(-1, rest), q)
+        parts.append(c.reshape(lead + (1,)))
+    return np.concatenate(parts, axis=-1)
+
+
+# --------------------------------------------------------------------------------------
 # public entry point
 
 
@@ -315,7 +403,8 @@ def calibrate_amax(x: npt.ArrayLike, method: str = "max", *, bits: int = 8, unsi
         ``"max"``        max magnitude;
         ``"percentile"`` ``np.percentile(magnitude, percentile)`` (linear interpolation);
         ``"entropy"``    KL-divergence calibration of TensorRT / pytorch-quantization;
-        ``"mse"``        alpha minimizing ``mean((x - fake_quantize_symmetric(x, alpha))**2)``.
+        ``"mse"``        alpha minimizing ``mean((x - fake_quantize_symmetric(x, alpha))**2)``;
+        ``"octav"``      OCTAV's fixed point (:func:`octav_clip`).
     bits : int in [2, 16], the integer bitwidth N.
     unsigned : quantize to ``[0, 2^N-1]``; the magnitude is then ``max(x, 0)`` instead of ``|x|``.
     channel_axis : ``None`` for one alpha for the whole tensor (returned as a Python float), or
@@ -355,8 +444,12 @@ def calibrate_amax(x: npt.ArrayLike, method: str = "max", *, bits: int = 8, unsi
     elif method == "entropy":
         amax = np.array([_amax_entropy(mag[c], float(m[c]), bits, unsigned, num_bins)
                          for c in range(mag.shape[0])])
-    else:  # "mse"
+    elif method == "mse":
         amax = _amax_mse(mag, m, bits, unsigned)
+    elif method == "octav":
+        amax, _ = _octav_rows(mag, qmax(bits, unsigned))
+    else:   # pragma: no cover - CALIBRATION_METHODS is checked above
+        raise ValueError(f"calibration method {method!r} has no implementation")
 
     amax = np.asarray(amax, dtype=np.float64)
     if channel_axis is None:
