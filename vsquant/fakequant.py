@@ -115,9 +115,40 @@ def _element_quantize(v: torch.Tensor, el: ElementFormat) -> torch.Tensor:
     return torch.copysign(torch.clamp(r, max=el.max_normal), v)
 
 
+#: rows of a block operand quantized at a time, as elements: bounds the temporaries (MobileNetV2's first
+#: depthwise input at 72 images is 87 M float64 values; whole-tensor temporaries took 19 GB)
+_BLOCK_CHUNK_ELEMS = 1 << 22
+
+
 def _block_operand(x: torch.Tensor, fmt: NumberFormat, V: int) -> Operand:
     """``vsquant.quantize.quantize_block_operand`` of ``x`` (rows, L) in torch: element codes, each vector's
-    block scale, gamma = ulp x tensor scale; ``values`` the codes times their block scales (exact)."""
+    block scale, gamma = ulp x tensor scale; ``values`` the codes times their block scales (exact). Rows are
+    quantized in chunks (every block lies in one row, so chunks change nothing)."""
+    rows, L = x.shape
+    el = fmt.element
+    if fmt.scale.kind == "e8m0":
+        tensor_scale = 1.0
+    elif fmt.scale.kind == "e4m3":
+        t = float(_absmax(x.reshape(1, -1), 1, False)[0]) if x.numel() else 0.0
+        tensor_scale = t / (el.max_normal * ELEMENT_FORMATS["e4m3"].max_normal) if t > 0 else 1.0
+    else:
+        raise ValueError(f"{fmt.name}: scale kind {fmt.scale.kind!r} is not a block scale (e8m0, e4m3)")
+    nv = -(-L // V)
+    codes = torch.empty(rows, L, dtype=torch.float64)
+    values = torch.empty(rows, L, dtype=torch.float64)
+    sv = torch.empty(rows, nv, dtype=torch.float64)
+    step = max(1, _BLOCK_CHUNK_ELEMS // max(L, 1))
+    for r0 in range(0, rows, step):
+        r1 = min(r0 + step, rows)
+        c, s = _block_codes(x[r0:r1], fmt, tensor_scale)
+        codes[r0:r1] = c
+        sv[r0:r1] = torch.repeat_interleave(s, fmt.block_size // V, dim=1)[:, :nv]
+        values[r0:r1] = c * torch.repeat_interleave(sv[r0:r1], V, dim=1)[:, :L]
+    return Operand(values, torch.full((rows,), el.ulp * tensor_scale, dtype=torch.float64), codes, sv)
+
+
+def _block_codes(x: torch.Tensor, fmt: NumberFormat, tensor_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(element codes (rows, L), block scales (rows, blocks)) of rows ``x`` by ``quantize_block``'s rules."""
     rows, L = x.shape
     k = fmt.block_size
     nb = -(-L // k)
@@ -131,22 +162,12 @@ def _block_operand(x: torch.Tensor, fmt: NumberFormat, V: int) -> Operand:
         exp = torch.where(amax > 0, _floor_log2(amax) - fmt.emax_elem, torch.full_like(amax, -127, dtype=torch.int64))
         scales = torch.ldexp(torch.ones_like(amax), exp.clamp(-127, 127))
         elems = _element_quantize(xb / scales[..., None], el)
-        tensor_scale = 1.0
-    elif fmt.scale.kind == "e4m3":
-        t = float(_absmax(x.reshape(1, -1), 1, False)[0]) if x.numel() else 0.0
-        e4m3 = ELEMENT_FORMATS["e4m3"]
-        tensor_scale = t / (el.max_normal * e4m3.max_normal) if t > 0 else 1.0
-        scales = _element_quantize(amax / el.max_normal / tensor_scale, e4m3)
+    else:           # e4m3 under the fp32 tensor scale
+        scales = _element_quantize(amax / el.max_normal / tensor_scale, ELEMENT_FORMATS["e4m3"])
         denom = scales * tensor_scale
         safe = torch.where(denom > 0, denom, torch.ones_like(denom))
         elems = torch.where(denom[..., None] > 0, _element_quantize(xb / safe[..., None], el), torch.zeros_like(xb))
-    else:
-        raise ValueError(f"{fmt.name}: scale kind {fmt.scale.kind!r} is not a block scale (e8m0, e4m3)")
-    codes = (elems / el.ulp).reshape(rows, -1)[:, :L]
-    nv = -(-L // V)
-    sv = torch.repeat_interleave(scales, k // V, dim=1)[:, :nv]
-    values = codes * torch.repeat_interleave(sv, V, dim=1)[:, :L]
-    return Operand(values, torch.full((rows,), el.ulp * tensor_scale, dtype=torch.float64), codes, sv)
+    return (elems / el.ulp).reshape(rows, -1)[:, :L], scales
 
 
 def _operand(x: torch.Tensor, cfg: QuantConfig, side: str, unsigned: bool, per_row: bool,
