@@ -652,6 +652,8 @@ def main(argv=None) -> int:
             _report(name, TABLES if args.table == "all" else (args.table,), args.quick, args.csv, store_path, plotted)
             if args.plot and plotted:
                 plot_formats(plotted, args.plot)   # after each workload: a killed run keeps the finished panels
+            if args.workload == "all":
+                load_workload.cache_clear()        # one model in memory at a time (MPNet's graph is ~8 GB)
     except KeyboardInterrupt as e:
         kept = (f"every finished run is kept in {store_path}; run the same command again to resume" if store_path
                 else "nothing was kept (give --store FILE or --csv DIR to keep finished runs)")
