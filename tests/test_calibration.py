@@ -96,7 +96,7 @@ def reference_entropy_bin(calib_hist, num_bits, unsigned, start_bin=128):
 
 
 def test_methods_tuple():
-    assert CALIBRATION_METHODS == ("max", "percentile", "entropy", "mse")
+    assert CALIBRATION_METHODS == ("max", "percentile", "entropy", "mse", "octav")
 
 
 def test_max_known_data():
