@@ -88,7 +88,7 @@ def _parse_bits(text: str, field: str, allow_unsigned: bool) -> tuple[int, bool]
 EXACT_DOT_BITS = 53
 
 
-def _parse_operand(text: str, field: str, allow_unsigned: bool) -> dict[str, Any] | None:
+def _parse_operand(text: str) -> dict[str, Any] | None:
     """A block format name as one operand's fields, or None when ``text`` is not one."""
     f = BLOCK_FORMATS.get(text.strip().lower())
     if f is None:
@@ -105,7 +105,7 @@ def _parse_head(head: str, text: str) -> dict[str, Any]:
             fields = fields * 2
         out: dict[str, Any] = {}
         for side, f in zip(("weight", "act"), fields, strict=True):
-            op = _parse_operand(f, side, side == "act")
+            op = _parse_operand(f)
             if op is None:   # a VS-Quant side: bits with per-channel / per-layer scaling
                 what = "weight (W)" if side == "weight" else "activation (A)"
                 try:
