@@ -74,14 +74,7 @@ class ResultStore:
         except (OSError, sqlite3.Error) as e:
             raise StoreError(f"results store {self.path} cannot be opened: {e}") from None
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(SCHEMA)
-            cols = {r[1] for r in self._db.execute("PRAGMA table_info(results)")}
-            if "digest" not in cols:   # a store of an older vsqsim: its keys never match, its rows stay unread
-                self._db.execute("ALTER TABLE results ADD COLUMN digest TEXT")
-            self._db.commit()
-            self._verify()
+            self._setup()
         except sqlite3.Error as e:
             self._db.close()
             raise StoreError(f"results store {self.path} is damaged or not a results store ({e}); move it away "
@@ -89,6 +82,30 @@ class ResultStore:
         except StoreError:
             self._db.close()
             raise
+
+    def _setup(self, wait_s: float = 60.0) -> None:
+        """WAL mode, the schema and the integrity check. Two processes opening a new store at once can get
+        "database is locked" from the journal-mode switch, which SQLite does not retry through its busy timeout:
+        retried here, with a short backoff, for up to ``wait_s`` seconds."""
+        deadline = time.monotonic() + wait_s
+        delay = 0.01
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute(SCHEMA)
+                cols = {r[1] for r in self._db.execute("PRAGMA table_info(results)")}
+                if "digest" not in cols:   # a store of an older vsqsim: its keys never match, its rows stay unread
+                    self._db.execute("ALTER TABLE results ADD COLUMN digest TEXT")
+                self._db.commit()
+                self._verify()
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                self._db.rollback()
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
 
     def _verify(self) -> None:
         check = self._db.execute("PRAGMA quick_check").fetchall()
