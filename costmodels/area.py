@@ -34,7 +34,15 @@ import math
 
 from vsquant import BASELINE, QuantConfig
 
-from .energy import COMPONENTS, FP_ACCUMULATOR_BITS, PE_COMPONENTS, _log2v, adder_tree_levels, element_product_parts
+from .energy import (
+    COMPONENTS,
+    FP_ACCUMULATOR_BITS,
+    PE_COMPONENTS,
+    _log2v,
+    adder_tree_levels,
+    block_scale_product_parts,
+    element_product_parts,
+)
 from .technology import DESIGN, Technology
 
 __all__ = ["area_breakdown_um2", "lane_datapath_um2", "lane_scale_um2", "iso_depth_hardware",
@@ -67,11 +75,10 @@ def _block_scale_um2(tech: Technology, cfg: QuantConfig) -> float:
     and the registers (as :func:`costmodels.energy.block_scale_product_pj` and ``block_scale_multiply_pj``)."""
     reg = tech.register_um2_per_bit()
     sides = [f.scale.significand_bits for f in (cfg.weight_format, cfg.act_format) if f.scale.is_block]
-    exp = max(8 if m == 0 else 4 for m in sides) + (1 if len(sides) == 2 else 0)
-    sig = sum(m + 1 for m in sides if m)
+    exp, sig, mult = block_scale_product_parts(sides)
     a = (exp + sig) * reg
     if len(sides) == 2:
-        a += tech.int_add_um2(exp) + (tech.int_mult_um2(sides[0] + 1, sides[1] + 1) if all(sides) else 0.0)
+        a += tech.int_add_um2(exp) + (tech.int_mult_um2(*mult) if mult else 0.0)
     width = cfg.dot_product_bits + sig
     return a + tech.int_mult_um2(cfg.dot_product_bits, sig) + tech.shifter_um2(width, _log2v(width)) + 32 * reg
 

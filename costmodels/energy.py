@@ -75,6 +75,7 @@ __all__ = [
     "adder_tree_pj",
     "dot_product_pj",
     "element_product_parts",
+    "block_scale_product_parts",
     "block_scale_product_pj",
     "block_scale_multiply_pj",
     "scale_product_pj",
@@ -149,6 +150,16 @@ def dot_product_pj(tech: Technology, weight_bits: int, act_bits: int, vector_siz
     return V * element + adder_tree_pj(tech, prod, V) + out * tech.register_pj_per_bit()
 
 
+def block_scale_product_parts(mantissas: list[int]) -> tuple[int, int, tuple[int, int] | None]:
+    """The hardware of a block-scale product from the block-scaled sides' mantissa widths (E8M0 0, E4M3 3):
+    (exponent width, significand bits of the product, significand multiplier widths or None). E8M0 has an
+    8-bit exponent, E4M3 a 4-bit one, one bit more for a sum of two; only two E4M3 sides need a multiplier."""
+    exp = max(8 if m == 0 else 4 for m in mantissas) + (1 if len(mantissas) == 2 else 0)
+    sig = sum(m + 1 for m in mantissas if m)
+    mult = (mantissas[0] + 1, mantissas[1] + 1) if len(mantissas) == 2 and all(mantissas) else None
+    return exp, sig, mult
+
+
 def block_scale_product_pj(tech: Technology, weight_scale_mantissa_bits: int | None,
                            act_scale_mantissa_bits: int | None, updates_per_dot: float = 1.0) -> float:
     """The product of two block scales (OCP MX E8M0, NVFP4 E4M3; None: that side has no block scale) into its
@@ -156,13 +167,11 @@ def block_scale_product_pj(tech: Technology, weight_scale_mantissa_bits: int | N
     E4M3 x E4M3 a 4 x 4 significand multiply and a 5-bit exponent add. With one block-scaled side the product
     is that scale, latched when it changes (``updates_per_dot``, as a one-sided VS-Quant scale product)."""
     sides = [m for m in (weight_scale_mantissa_bits, act_scale_mantissa_bits) if m is not None]
-    exp = max(8 if m == 0 else 4 for m in sides) + (1 if len(sides) == 2 else 0)   # E8M0: 8, E4M3: 4 bits
-    sig = sum(m + 1 for m in sides if m) if any(sides) else 0
+    exp, sig, mult = block_scale_product_parts(sides)
     reg = (exp + sig) * tech.register_pj_per_bit()
     if len(sides) < 2:
         return reg * updates_per_dot
-    mult = tech.int_mult_pj(sides[0] + 1, sides[1] + 1) if all(sides) else 0.0
-    return tech.int_add_pj(exp) + mult + reg
+    return tech.int_add_pj(exp) + (tech.int_mult_pj(*mult) if mult else 0.0) + reg
 
 
 def block_scale_multiply_pj(tech: Technology, dot_bits: int, scale_bits: int) -> float:

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from .config import QuantConfig, ScaleFormat, qmax
 from .formats import ELEMENT_FORMATS, ElementFormat, NumberFormat
-from .layers import unsigned_policy
+from .layers import conv_output_size, unsigned_policy
 from .vector_mac import EXACT_BITS, float_sum_bits
 
 Amax = float | np.ndarray | torch.Tensor | None   # a calibrated max: one per tensor or one per row
@@ -189,8 +189,7 @@ def _span(s: torch.Tensor) -> int:
     if s.numel() == 0:
         return 0
     nz = s > 0
-    _, p = torch.frexp(torch.where(nz, s, torch.ones_like(s)))
-    p = p.to(torch.int64)
+    p = _floor_log2(s)
     hi = torch.where(nz, p, torch.full_like(p, -(1 << 40))).amax(dim=-1)
     lo = torch.where(nz, p, torch.full_like(p, 1 << 40)).amin(dim=-1)
     return int(torch.where(nz.any(dim=-1), hi - lo, torch.zeros_like(hi)).max())
@@ -367,7 +366,7 @@ def _ordered_conv(a: Operand, w: Operand, shape: tuple[int, int, int, int], V: i
     sa = (a.scales if a.scales is not None else one).reshape(B, H, W, G, nvg)
     ac = F.pad(ac, (0, 0, 0, 0, pw, pw, ph, ph))                                # zero pixels, scale 0
     sa = F.pad(sa, (0, 0, 0, 0, pw, pw, ph, ph))
-    Ho, Wo = (H + 2 * ph - dh * (R - 1) - 1) // sh + 1, (W + 2 * pw - dw * (S - 1) - 1) // sw_ + 1
+    Ho, Wo = conv_output_size(H, R, sh, ph, dh), conv_output_size(W, S, sw_, pw, dw)
     wc = w.codes.reshape(G, Kg, R, S, Cgp)
     sw = (w.scales if w.scales is not None else torch.ones(K, R, S, nvg, dtype=torch.float64)).reshape(G, Kg, R, S,
                                                                                                          nvg)
@@ -387,11 +386,10 @@ def _ordered_conv(a: Operand, w: Operand, shape: tuple[int, int, int, int], V: i
 def _depthwise(a: torch.Tensor, b: torch.Tensor, stride: Pair, padding: Pair, dilation: Pair) -> torch.Tensor:
     """A depthwise convolution of integer-valued float64 tensors as R*S shifted multiply-adds (exact: every
     partial sum is an integer below 2^53, so the order of the additions does not matter)."""
-    (sh, sw), (ph, pw), (dh, dw) = (tuple(v) if isinstance(v, (tuple, list)) else (v, v)
-                                    for v in (stride, padding, dilation))
+    (sh, sw), (ph, pw), (dh, dw) = _pairs(stride, padding, dilation)
     B, C, H, W = a.shape
     _, _, R, S = b.shape
-    Ho, Wo = (H + 2 * ph - dh * (R - 1) - 1) // sh + 1, (W + 2 * pw - dw * (S - 1) - 1) // sw + 1
+    Ho, Wo = conv_output_size(H, R, sh, ph, dh), conv_output_size(W, S, sw, pw, dw)
     ap = F.pad(a, (pw, pw, ph, ph))
     acc = torch.zeros(B, C, Ho, Wo, dtype=a.dtype)
     for r in range(R):
