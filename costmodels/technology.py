@@ -17,6 +17,9 @@ Tables
                     applications", IEDM 2013: the 0.07 um^2 high-density 6T bitcell.
 ``WIRE_45NM``       Park, Qazi, Peh, Chandrakasan, DATE 2013: 40.4 fJ/bit/mm on-chip links
                     in a 45 nm mesh NoC.
+``EVOAPPROX_45NM``  Mrazek et al., EvoApprox8b (DATE 2017) and its library EvoApproxLib: the power of
+                    the exact 7x7 ... 16x16 unsigned multipliers synthesized to the 45 nm PDK, the
+                    growth of a multiplier's energy with its widths (:func:`multiplier_energy_exponent`).
 ``STILLMAKER_BAAS`` Stillmaker & Baas, "Scaling equations for the accurate prediction of CMOS
                     device performance from 180 nm to 7 nm", Integration 58 (2017) 74-81:
                     energy = a*Vdd^2 + b*Vdd + c per node (HP/PTM and ITRS models) and the
@@ -41,6 +44,8 @@ __all__ = [
     "ALADDIN_40NM",
     "SRAM_16NM",
     "WIRE_45NM",
+    "EVOAPPROX_45NM",
+    "multiplier_energy_exponent",
     "STILLMAKER_BAAS",
     "DESIGN",
     "ALL_TABLES",
@@ -124,6 +129,32 @@ WIRE_45NM: dict[str, Constant] = {
                                    "within a mesh NoC in 45nm SOI CMOS', DATE 2013", 45.0, 0.9),
 }
 
+_EV = ("Mrazek, Hrbacek, Vasicek, Sekanina, 'EvoApprox8b: library of approximate adders and multipliers for "
+       "circuit design and benchmarking of approximation methods', DATE 2017, and its library EvoApproxLib "
+       "(github.com/ehw-fit/evoapproxlib, Mrazek et al. ICCAD 2016, TVLSI 2018): exact (error-free) unsigned "
+       "multiplier synthesized to the 45 nm PDK, power as in the circuit's name")
+
+#: EvoApproxLib's exact unsigned n x n multipliers (45 nm PDK, Synopsys Design Compiler), power in mW at the
+#: library's common operating point; only their ratios are used: how a multiplier's energy grows with its width.
+EVOAPPROX_45NM: dict[str, Constant] = {
+    f"mult_{n}x{n}_mw": Constant(p, "mW", f"{_EV}: {name}", 45.0)
+    for n, p, name in ((7, 0.277, "mul7u_pwr_0_277_mae_00_0000"), (8, 0.391, "mul8u_pwr_0_391_mae_00_0000"),
+                       (11, 0.930, "mul11u_pwr_0_930_mae_00_0000"), (12, 1.157, "mul12u_pwr_1_157_mae_00_0000"),
+                       (16, 2.202, "mul16u_pwr_2_202_ep_00"))
+}
+
+
+def multiplier_energy_exponent() -> float:
+    """k in E(a x b) ~ (a b)^k: the least-squares slope of log power against log(n^2) over EvoApproxLib's exact
+    n x n multipliers (7 to 16 bits: 1.27): the array of a b partial-product cells, and the glitches that
+    ripple through its carry-save tree, which grow with its depth (Horowitz's 8- and 32-bit points give 0.99,
+    but his 32-bit multiplier is a processor's, outside the 3-20-bit widths of a vector MAC)."""
+    pts = [(math.log(int(k.split("_")[1].split("x")[0]) ** 2), math.log(c.value)) for k, c in EVOAPPROX_45NM.items()]
+    mx = sum(x for x, _ in pts) / len(pts)
+    my = sum(y for _, y in pts) / len(pts)
+    return sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts)
+
+
 _SB = ("Stillmaker & Baas, 'Scaling equations for the accurate prediction of CMOS device performance "
        "from 180 nm to 7 nm', Integration 58 (2017) 74-81")
 
@@ -201,6 +232,7 @@ ALL_TABLES: dict[str, Mapping[str, Constant]] = {
     "ALADDIN_40NM": ALADDIN_40NM,
     "SRAM_16NM": SRAM_16NM,
     "WIRE_45NM": WIRE_45NM,
+    "EVOAPPROX_45NM": EVOAPPROX_45NM,
     "STILLMAKER_BAAS": STILLMAKER_BAAS,
     "DESIGN": DESIGN,
 }
@@ -322,13 +354,15 @@ class Technology:
         return max(f(bits), 0.0) * self.area_scale_from_45nm
 
     def int_mult_pj(self, a_bits: float, b_bits: float) -> float:
-        """An a x b-bit integer multiply: grows with the product of the widths (array of partial
-        products), the power law through Horowitz's 8x8 and 32x32 points (exponent ~0.99)."""
+        """An a x b-bit integer multiply: Horowitz's 8x8-bit energy times (a b / 64)^k, k from synthesized
+        multipliers of 7 to 16 bits (:func:`multiplier_energy_exponent`, 1.27)."""
         if a_bits <= 0 or b_bits <= 0:
             return 0.0
-        H = HOROWITZ_45NM
-        f = _power_law(64.0, H["int_mult_8b_pj"].value, 1024.0, H["int_mult_32b_pj"].value)
-        return f(a_bits * b_bits) * self.energy_scale_from_45nm
+        k = self._cache.get("mult_k")
+        if k is None:
+            k = self._cache["mult_k"] = multiplier_energy_exponent()
+        return (HOROWITZ_45NM["int_mult_8b_pj"].value * (a_bits * b_bits / 64.0) ** k
+                * self.energy_scale_from_45nm)
 
     def int_mult_um2(self, a_bits: float, b_bits: float) -> float:
         if a_bits <= 0 or b_bits <= 0:

