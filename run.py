@@ -56,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--graph", metavar="PATH", help="write the op graph (.graphml or .json) with where each op runs")
     ap.add_argument("--seed", type=int, default=0, help="seed of random weights and inputs (default 0)")
     ap.add_argument("--layers", type=int, default=20, metavar="N", help="layers shown in the table (default 20)")
+    ap.add_argument("--verbose", action="store_true",
+                    help="print how long each stage took (load, capture, lower, simulate, cost, accuracy) and what "
+                         "came from the cache")
+    ap.add_argument("--no-cache", action="store_true",
+                    help="with --timing-only: neither use nor fill the cache of lowerings and layer runs "
+                         "($VSQSIM_CACHE/runs; also VSQSIM_NO_CACHE=1)")
     return ap
 
 
@@ -136,6 +142,20 @@ def summary(r: dict, n_layers: int) -> str:
     return "\n".join(lines)
 
 
+def stage_times(marks: list[tuple[str, float]], stats: dict) -> str:
+    """One line per stage with its wall time (from the marks the pipeline's progress calls left), and what the
+    cache gave."""
+    lines = ["  stages (wall time)"]
+    for (name, t), (_, t_next) in zip(marks[:-1], marks[1:], strict=True):
+        lines.append(f"    {name:<20} {t_next - t:7.2f} s")
+    lines.append(f"    {'total':<20} {marks[-1][1] - marks[0][1]:7.2f} s (after Python started and imported run.py)")
+    c = stats.get("cache")
+    if c:
+        runs = ", ".join(f"{k} {v}" for k, v in c.items() if k != "lowering")
+        lines.append(f"  cache: lowering {c['lowering']}" + (f"; layer runs: {runs}" if runs else ""))
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
@@ -145,26 +165,27 @@ def main(argv=None) -> int:
     from costmodels import plot_breakdown
     from studies.cli import one_line, user_errors
     from studies.pipeline import datapath, run_design_point, write_json
-    stages = ["capture"] + ([] if args.timing_only else ["float reference"]) + ["simulate", "cost"]
-    bar = tqdm(total=len(stages), desc="vsqsim", unit="stage", file=sys.stderr, leave=False,
-               disable=None, mininterval=0.5)
-
+    bar = tqdm(total=None, desc="vsqsim", unit="stage", file=sys.stderr, leave=False, disable=None, mininterval=0.5)
     quiet_bar = bar.disable                     # not a terminal: one line per stage instead of a bar
     t_start = time.perf_counter()
+    marks: list[tuple[str, float]] = [("setup", t_start)]
 
     def progress(stage):
+        marks.append((stage, time.perf_counter()))
         if quiet_bar:
             print(f"vsqsim: {stage} ({time.perf_counter() - t_start:.1f} s so far)", file=sys.stderr, flush=True)
         bar.set_description(f"vsqsim: {stage}")
         bar.update(1)
 
     t0 = time.perf_counter()
+    stats: dict = {}
     try:
         report, cost, base = run_design_point(
             args.workload, args.arch, hw=args.hw, seq=args.seq, batch=args.batch, scale_product=args.scale_product,
             timing_only=args.timing_only, checkpoint=args.checkpoint, seed=args.seed, on_unknown=args.on_unknown,
             progress=progress, return_costs=True, graph_path=args.graph,
-            dp=datapath(args.arch, args.hw_spec, scale_product=args.scale_product, preset=args.hw))
+            dp=datapath(args.arch, args.hw_spec, scale_product=args.scale_product, preset=args.hw),
+            use_cache=not args.no_cache, stats=stats)
     except user_errors() as e:
         bar.close()
         print(f"run.py: error: {one_line(e)}", file=sys.stderr)
@@ -175,7 +196,10 @@ def main(argv=None) -> int:
         return 130
     bar.close()
     print(summary(report, args.layers))
+    marks.append(("end", time.perf_counter()))
     print(f"\n  ({time.perf_counter() - t0:.1f} s)")
+    if args.verbose:
+        print(stage_times(marks, stats))
     if args.json:
         write_json(report, args.json)
     if args.csv:

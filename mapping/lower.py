@@ -36,13 +36,14 @@ axis that the hardware cuts into vectors of V.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import torch
 
 from .capture import CapturedGraph
+from .layers import LoweredModel, MacLayer
 
 __all__ = ["MacLayer", "LoweredModel", "UnsupportedOpError", "lower", "DISPATCH", "MAC", "PPU", "HOST",
            "LAYOUT", "IO"]
@@ -60,65 +61,6 @@ class UnsupportedOpError(NotImplementedError):
         super().__init__(
             f"node {node!r}: op {op!r} (target {target}){why}. Pass on_unknown='host' to lower() / "
             f"QuantInterpreter to run unsupported ops on the host instead.")
-
-
-@dataclass(frozen=True)
-class MacLayer:
-    """One layer of vector-MAC work in GEMM view (activations M x K times weights K x N).
-
-    ``gemms`` lists the GEMMs the layer is made of: one for a linear, ``groups`` of
-    (M, K, N/groups) for a grouped conv, one per batch matrix for a matmul. ``macs`` is the
-    real (unpadded) multiply-accumulate count, the sum of M*K*N over ``gemms``.
-    """
-
-    name: str                    # module path (nn.Linear/nn.Conv2d) or "<module>.<fx node>"
-    node: str                    # the fx node it comes from
-    kind: str                    # "linear" | "conv2d" | "matmul"
-    M: int
-    K: int
-    N: int
-    gemms: tuple[tuple[int, int, int], ...]
-    macs: int
-    op: str = ""                 # op kind of the node: linear, conv2d, matmul, addmm, baddbmm, sdpa.qk, sdpa.av
-    module: str = ""
-    in_shape: tuple = ()
-    weight_shape: tuple | None = None   # None for matmul (both operands activations)
-    out_shape: tuple = ()
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-    dilation: tuple[int, int] = (1, 1)
-    groups: int = 1
-    batch: tuple = ()            # matmul batch shape
-    has_bias: bool = False
-    activation_fused: str | None = None
-
-
-@dataclass(eq=False)
-class LoweredModel:
-    """MAC layers in execution order and, per fx node, where it runs (mac/ppu/host/layout/io)."""
-
-    layers: list[MacLayer]
-    table: pd.DataFrame          # one row per node: node, op, where, target, module, shape, dtype, mac_layers, macs
-    captured: CapturedGraph
-
-    @property
-    def mac_layer_count(self) -> int:
-        return len(self.layers)
-
-    @property
-    def total_macs(self) -> int:
-        return sum(layer.macs for layer in self.layers)
-
-    def layer(self, name: str) -> MacLayer:
-        for layer in self.layers:
-            if layer.name == name:
-                return layer
-        raise KeyError(f"no MAC layer named {name!r}; layers: {', '.join(layer.name for layer in self.layers[:8])}...")
-
-    def layer_table(self) -> pd.DataFrame:
-        """One row per MAC layer: name, kind, M, K, N, number of GEMMs, MACs, node."""
-        return pd.DataFrame([dict(name=x.name, kind=x.kind, M=x.M, K=x.K, N=x.N, gemms=len(x.gemms), macs=x.macs,
-                                  node=x.node) for x in self.layers])
 
 
 # --- MAC handlers: node -> MAC layers (GEMM view) ------------------------------------------------

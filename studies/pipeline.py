@@ -17,27 +17,30 @@ float model (cosine similarity and SQNR of the output; top-1 agreement for class
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from costmodels import CostReport, evaluate, iso_depth_hardware, normalized
-from mapping.backends import float_backend
-from mapping.capture import capture, export_graph
-from mapping.interpret import QuantInterpreter
-from mapping.lower import LoweredModel, lower
-from mapping.network import NetworkRun, simulate_numerics, simulate_timing
+from mapping.layers import LoweredModel
+from mapping.timing import NetworkRun, simulate_timing
 from tlm import baseline_config, datapath_config, load_hardware
 from tlm.hardware import HardwareSpec
 from vsquant import QuantConfig
-from workloads.metrics import accuracy_metric
-from workloads.models import Workload, get_workload, workload_options
+
+from . import cache
+
+if TYPE_CHECKING:
+    from workloads.models import Workload
 
 SCHEMA_KEYS = ("workload", "arch", "hardware", "options", "totals", "accuracy", "layers", "ops")
 
 
 def as_float64(inputs):
+    import torch
     if isinstance(inputs, torch.Tensor):
         return inputs.double() if inputs.is_floating_point() else inputs
     if isinstance(inputs, dict):
@@ -156,6 +159,9 @@ def load_workload(workload: str, *, seq: int | None = None, batch: int | None = 
                   timing_only: bool = False, checkpoint: str | None = None) -> Workload:
     """The workload with the options it takes (the seed where it has random weights or inputs; shapes only,
     no operand data, for a timing run of a single layer)."""
+    import torch
+
+    from workloads.models import get_workload, workload_options
     opts: dict = {k: v for k, v in dict(seq=seq, batch=batch).items() if v is not None}
     name = f"checkpoint:{checkpoint}" if checkpoint else workload
     takes = workload_options(name) or frozenset()
@@ -168,44 +174,122 @@ def load_workload(workload: str, *, seq: int | None = None, batch: int | None = 
 
 
 def simulate(wl: Workload, dp: Datapath, *, timing_only: bool = False, on_unknown: str = "error",
-             progress=None) -> Simulation:
+             progress=None, timing=simulate_timing) -> Simulation:
     """Stage 2: capture and lower the workload once, run it on the TLM (timing only, or with real tensors and
-    the float64 model beside it for the accuracy)."""
+    the float64 model beside it for the accuracy). ``timing``: how a lowering is simulated without tensors
+    (:func:`mapping.timing.simulate_timing`, or :func:`cached_timing`'s)."""
+    from mapping.capture import capture
+    from mapping.lower import lower
     step = progress or (lambda *a: None)
     model, inputs, info = wl
     if timing_only:
         step("capture")
-        low = lower(capture(model, inputs), on_unknown=on_unknown)
+        cap = capture(model, inputs)
+        step("lower")
+        low = lower(cap, on_unknown=on_unknown)
         step("simulate")
-        run = simulate_timing(low, dp.cfg, dp.hw)
-        accuracy = {"metric": info.get("metric"), "kind": "not measured (timing only)", "value": None}
-    else:
-        step("capture")
-        cap = capture(model.double(), as_float64(inputs))
-        step("float reference")
-        float_run = QuantInterpreter(cap, float_backend, on_unknown=on_unknown)
-        y_float = main_output(float_run.forward())
-        step("simulate")
-        run = simulate_numerics(cap, dp.cfg, dp.hw, on_unknown=on_unknown, lowered=float_run.lowered)
-        accuracy = {**accuracy_metric(wl.metric, info, main_output(run.output), y_float),
-                    "measured_on": measured_on(info, run.output)}
-        low = run.lowered
-    return Simulation(low, run, accuracy)
+        run = timing(low, dp.cfg, dp.hw)
+        return Simulation(low, run, _not_measured(info))
+    from mapping.backends import float_backend
+    from mapping.interpret import QuantInterpreter
+    from mapping.network import simulate_numerics
+    from workloads.metrics import accuracy_metric
+    step("capture")
+    cap = capture(model.double(), as_float64(inputs))
+    step("float reference")
+    float_run = QuantInterpreter(cap, float_backend, on_unknown=on_unknown)
+    y_float = main_output(float_run.forward())
+    step("simulate")
+    run = simulate_numerics(cap, dp.cfg, dp.hw, on_unknown=on_unknown, lowered=float_run.lowered)
+    step("accuracy")
+    accuracy = {**accuracy_metric(wl.metric, info, main_output(run.output), y_float),
+                "measured_on": measured_on(info, run.output)}
+    return Simulation(run.lowered, run, accuracy)
 
 
-def price(wl: Workload, dp: Datapath, sim: Simulation) -> Costs:
+def _not_measured(info: dict) -> dict:
+    return {"metric": info.get("metric"), "kind": "not measured (timing only)", "value": None}
+
+
+# -- the persistent cache of timing-only runs (studies.cache) ----------------------------------------
+
+@dataclass(frozen=True)
+class WorkloadShapes:
+    """What a timing-only run needs of a workload once it is lowered: its name, its info (plain values: name,
+    metric, what it is measured on) and the lowering without the graph (:mod:`studies.cache` stores it)."""
+
+    name: str
+    info: dict
+    lowered: LoweredModel
+
+
+def timing_key(workload: str, *, seq: int | None = None, batch: int | None = None, seed: int = 0,
+               checkpoint: str | None = None, on_unknown: str = "error") -> tuple | None:
+    """The cache key of a workload's lowering: its name and the options that shape it (the seed only where the
+    workload is user code: a named workload's shapes do not depend on its random weights), a ``module:`` file's
+    and a checkpoint's ``config.json``'s contents; None where there is nothing to key on (a missing file: the
+    run itself reports it)."""
+    parts: list = ["lowered", workload, seq, batch, on_unknown]
+    files = []
+    if workload.startswith("module:"):
+        files.append(Path(workload[len("module:"):].rsplit(":", 1)[0]))
+        parts.append(seed)
+    if checkpoint:
+        files.append(Path(checkpoint) / "config.json")
+        parts += [str(Path(checkpoint).resolve()), seed]
+    for f in files:
+        try:
+            parts.append(hashlib.sha256(f.read_bytes()).hexdigest())
+        except OSError:
+            return None
+    return tuple(parts)
+
+
+def shapes_of(wl: Workload, lowered: LoweredModel) -> WorkloadShapes:
+    """A lowering as the cache keeps it: MAC layers and the node table (plain columns), no graph, no tensors."""
+    table = lowered.table.copy()
+    for col in table.columns:
+        if table[col].dtype == object:
+            table[col] = [v if v is None or isinstance(v, (str, int, float, bool)) else str(v) for v in table[col]]
+    info = {k: v for k, v in wl.info.items() if v is None or isinstance(v, (str, int, float, bool))}
+    return WorkloadShapes(wl.name, info, LoweredModel(list(lowered.layers), table, None))
+
+
+def cached_timing(key: tuple, stats: dict | None = None):
+    """:func:`mapping.timing.simulate_timing` through the cache: the layer runs of the lowering ``key`` at a
+    datapath on a hardware are loaded when stored, else simulated and stored (``stats`` records hit or miss per
+    datapath)."""
+    def timing(low: LoweredModel, cfg: QuantConfig, hw: HardwareSpec) -> NetworkRun:
+        k = ("timing", key, repr(QuantConfig.parse(cfg)), repr(hw))
+        runs = cache.load(k, list)
+        hit = runs is not None and len(runs) == len(low.layers)
+        if not hit:
+            runs = [r for _, r in simulate_timing(low, cfg, hw).layers]
+            cache.store(k, runs)
+        if stats is not None:
+            stats[str(cfg)] = "hit" if hit else "miss"
+        assert runs is not None
+        return NetworkRun(QuantConfig.parse(cfg), hw, list(zip(low.layers, runs, strict=True)), lowered=low)
+    return timing
+
+
+def price(wl: Workload | WorkloadShapes, dp: Datapath, sim: Simulation, *, timing=simulate_timing,
+          progress=None) -> Costs:
     """Stage 3: energy and area of the design point and of its 8/8/-/- baseline (costmodels.evaluate; the
-    baseline simulated for timing on the same lowering), normalized."""
+    baseline simulated for timing on the same lowering, with ``timing``), normalized."""
+    step = progress or (lambda *a: None)
     if not sim.run.layers:
         raise ValueError(f"workload {wl.info.get('name', wl.name)!r} has no MAC layer (linear, conv2d or matmul) "
                          "for the accelerator to run; nothing to simulate or price")
-    base_run = simulate_timing(sim.lowered, dp.baseline, dp.hw_ref)
+    step("simulate 8/8/-/-")
+    base_run = timing(sim.lowered, dp.baseline, dp.hw_ref)
+    step("cost")
     cost = evaluate([r for _, r in sim.run.layers], dp.hw, dp.cfg)
     base = evaluate([r for _, r in base_run.layers], dp.hw_ref, dp.baseline)
     return Costs(base_run, cost, base, normalized(cost, base))
 
 
-def report(wl: Workload, dp: Datapath, sim: Simulation, costs: Costs, *, seq: int | None = None,
+def report(wl: Workload | WorkloadShapes, dp: Datapath, sim: Simulation, costs: Costs, *, seq: int | None = None,
            batch: int | None = None, seed: int = 0, timing_only: bool = False,
            checkpoint: str | None = None) -> dict:
     """The report of one design point: the one owner of the JSON schema (:data:`SCHEMA_KEYS`)."""
@@ -241,19 +325,41 @@ def run_design_point(workload: str, arch: str, *, hw: str = "magnet16", seq: int
                      batch: int | None = None, scale_product=None, timing_only: bool = False,
                      checkpoint: str | None = None, seed: int = 0, on_unknown: str = "error",
                      progress=None, return_costs: bool = False, graph_path: str | None = None,
-                     dp: Datapath | None = None):
+                     dp: Datapath | None = None, use_cache: bool = False, stats: dict | None = None):
     """Run one workload at one datapath through the stages (:func:`datapath`, :func:`load_workload`,
     :func:`simulate`, :func:`price`, :func:`report`); returns the report dict (JSON-serializable), and with
     ``return_costs`` also the two :class:`costmodels.CostReport` (design point, 8/8/-/- baseline). ``dp``: the
-    stage-1 result when the caller has it already (run.py validates the arch with it)."""
+    stage-1 result when the caller has it already (run.py validates the arch with it).
+
+    ``use_cache`` (timing-only runs without ``graph_path``): the lowering and the layer runs of the design point
+    and of its baseline come from :mod:`studies.cache` when stored there (the same report, without torch, capture
+    or simulation), and are stored when not; ``stats`` receives ``cache`` (``lowering``: hit, miss or off, and
+    hit or miss per datapath)."""
+    step = progress or (lambda *a: None)
     dp = dp or datapath(arch, hw, scale_product=scale_product)
-    wl = load_workload(workload, seq=seq, batch=batch, seed=seed, timing_only=timing_only, checkpoint=checkpoint)
-    sim = simulate(wl, dp, timing_only=timing_only, on_unknown=on_unknown, progress=progress)
+    key = (timing_key(workload, seq=seq, batch=batch, seed=seed, checkpoint=checkpoint, on_unknown=on_unknown)
+           if use_cache and timing_only and not graph_path and cache.enabled() else None)
+    runs: dict = {}
+    timing = cached_timing(key, runs) if key else simulate_timing
+    shapes = cache.load(key, WorkloadShapes) if key else None
+    if shapes is not None:
+        step("lowering (cached)")
+        wl: Workload | WorkloadShapes = shapes
+        step("simulate")
+        sim = Simulation(shapes.lowered, timing(shapes.lowered, dp.cfg, dp.hw), _not_measured(shapes.info))
+    else:
+        step("load workload")
+        wl = load_workload(workload, seq=seq, batch=batch, seed=seed, timing_only=timing_only, checkpoint=checkpoint)
+        sim = simulate(wl, dp, timing_only=timing_only, on_unknown=on_unknown, progress=progress, timing=timing)
+        if key:
+            cache.store(key, shapes_of(wl, sim.lowered))
     if graph_path:
+        from mapping.capture import export_graph
         low = sim.lowered
         export_graph(low.captured, graph_path, extra={r["node"]: {"where": r["where"]} for r in
                                                        low.table.to_dict("records")})
-    (progress or (lambda *a: None))("cost")
-    costs = price(wl, dp, sim)
+    costs = price(wl, dp, sim, timing=timing, progress=progress)
+    if stats is not None:
+        stats["cache"] = {"lowering": "off" if not key else "hit" if shapes is not None else "miss", **runs}
     out = report(wl, dp, sim, costs, seq=seq, batch=batch, seed=seed, timing_only=timing_only, checkpoint=checkpoint)
     return (out, costs.cost, costs.base) if return_costs else out

@@ -4,14 +4,21 @@ The library caches loaded workloads, captured graphs and recorded calibration in
 (``functools.cache`` on e.g. :func:`studies.ptq.load_workload`), which a user's process wants. A test
 run imports every workload in turn, so without this the suite's peak memory is the sum of every
 module's models rather than the largest one's.
+
+The persistent cache of timing-only runs (``studies.cache``) is off for the suite (``VSQSIM_NO_CACHE``, also in
+the commands tests start), so a test's run never comes from an earlier test's; ``tests/test_cache.py`` turns it
+on in a temporary directory.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
 
 from _models import release_memory
+
+os.environ["VSQSIM_NO_CACHE"] = "1"
 
 PACKAGES = ("vsquant", "tlm", "mapping", "workloads", "costmodels", "studies")
 
