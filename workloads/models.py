@@ -133,10 +133,12 @@ def use_attention(model, attention: str):
 
 
 def bert(size: str = "base", *, seq: int = 128, batch: int = 1, seed: int = 0, attention: str = "eager",
-         config: dict | None = None):
+         config: dict | None = None, tensors: bool = True):
     """BERT-``size`` (BertModel, with its pooler), random weights from ``seed``, on random token ids.
 
     ``config`` overrides BertConfig fields (e.g. ``{"num_hidden_layers": 2}`` for a small model).
+    ``tensors=False`` builds the model and its token ids on the ``meta`` device: shapes without data, for
+    timing-only runs (the lowering depends on shapes only; no random initialization, no forward pass).
     """
     from transformers import BertConfig, BertModel
 
@@ -144,15 +146,21 @@ def bert(size: str = "base", *, seq: int = 128, batch: int = 1, seed: int = 0, a
     if not 1 <= seq <= cfg.max_position_embeddings or batch < 1:
         raise ValueError(f"bert-{size}: seq must be in [1, {cfg.max_position_embeddings}] and batch >= 1; "
                          f"got seq={seq}, batch={batch}")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = BertModel(cfg).eval()
-        ids = torch.randint(0, cfg.vocab_size, (batch, seq))
+    if not tensors:
+        with torch.device("meta"):
+            model = BertModel(cfg).eval()
+            ids = torch.zeros((batch, seq), dtype=torch.long)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = BertModel(cfg).eval()
+            ids = torch.randint(0, cfg.vocab_size, (batch, seq))
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     info = dict(name=f"bert-{size}", family="transformer", metric=TRANSFORMER_METRIC, seq=seq, batch=batch,
                 seed=seed, attention=attention, hidden=cfg.hidden_size, layers=cfg.num_hidden_layers,
                 heads=cfg.num_attention_heads, intermediate=cfg.intermediate_size,
-                data=f"{batch} random token sequence{'s' if batch > 1 else ''} of {seq}")
+                data=f"{batch} random token sequence{'s' if batch > 1 else ''} of {seq}"
+                if tensors else f"shapes only: {batch} x {seq} tokens")
     return Workload(info["name"], model, inputs, info, "cosine")
 
 
@@ -331,16 +339,23 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
-def _resnet(name, block, layers, *, batch: int = 1, image: int = 224, seed: int = 0, num_classes: int = 1000):
+def _resnet(name, block, layers, *, batch: int = 1, image: int = 224, seed: int = 0, num_classes: int = 1000,
+            tensors: bool = True):
     if batch < 1 or image < 32:
         raise ValueError(f"{name}: batch must be >= 1 and image >= 32, got batch={batch}, image={image}")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = ResNet(block, layers, num_classes).eval()
-        x = torch.randn(batch, 3, image, image)
+    if not tensors:   # shapes without data (timing-only runs), as bert's
+        with torch.device("meta"):
+            model = ResNet(block, layers, num_classes).eval()
+            x = torch.empty(batch, 3, image, image)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = ResNet(block, layers, num_classes).eval()
+            x = torch.randn(batch, 3, image, image)
     info = dict(name=name, family="cnn", metric="top-1 agreement with the float model (random weights)",
                 batch=batch, image=image, seed=seed,
-                data=f"{batch} random image{'s' if batch > 1 else ''} ({image}x{image}, seed {seed})")
+                data=f"{batch} random image{'s' if batch > 1 else ''} ({image}x{image}, seed {seed})"
+                if tensors else f"shapes only: {batch} x 3 x {image} x {image}")
     return Workload(name, model, (x,), info, "top1_agreement")
 
 
