@@ -24,7 +24,7 @@ The backends, all here:
 - :func:`fakequant_backend`: the batched torch twin of the reference (:mod:`vsquant.fakequant`), equal to
   it bit for bit, optionally with statically calibrated scales (the PTQ study's Table 2);
 - :func:`tlm_backend`: every MAC layer on the transaction-level accelerator with its real tensors;
-- :func:`fast_backend`: the fake-quant backend where it covers the config, else the reference;
+- :func:`fast_backend`: the fake-quant backend (every config), the sweeps' accuracy path;
 - :class:`RecordingBackend`: wraps another backend and keeps every layer's input operands.
 
 Every quantizing backend uses the same operand policy (:func:`vsquant.unsigned_policy`: unsigned
@@ -181,7 +181,7 @@ WeightCalibration = Callable[[MacLayer, Args], Any]
 
 class FakeQuantBackend(Backend):
     """Every MAC layer on the batched torch twin of the reference (:mod:`vsquant.fakequant`), equal to
-    :class:`ReferenceBackend` bit for bit where it applies (:func:`vsquant.fakequant.supports`).
+    :class:`ReferenceBackend` bit for bit at every config.
 
     By default weights are quantized from their max and activations dynamically. A static calibration
     (per-channel configs, the PTQ study's Table 2) passes ``weight_amax(layer, args)`` (per-channel
@@ -192,7 +192,6 @@ class FakeQuantBackend(Backend):
     def __init__(self, cfg: QuantConfig | str, *, weight_amax: WeightCalibration | None = None,
                  act_calibration: ActCalibration | None = None, name: str | None = None):
         self.cfg = QuantConfig.parse(cfg)
-        fakequant.check_supported(self.cfg)
         self.name = name or f"fakequant_backend({self.cfg})"
         self.weight_amax, self.act_calibration = weight_amax, act_calibration
         self.weights = WeightCache()
@@ -234,10 +233,10 @@ def fakequant_backend(cfg: QuantConfig | str) -> FakeQuantBackend:
 
 
 def fast_backend(cfg: QuantConfig | str) -> Backend:
-    """The fastest bit-exact backend for ``cfg``: :func:`fakequant_backend` where it applies (every
-    integer-scale and per-channel config at full-width scale products), else the ``vsquant`` reference
-    (fp scales, rounded scale products, the Eq. 7 variants)."""
-    return fakequant_backend(cfg) if fakequant.supports(cfg) else reference_backend(cfg)
+    """The fastest bit-exact backend for ``cfg``: :func:`fakequant_backend`, which covers every config (integer,
+    fp16/fp32 and block per-vector scales, rounded scale products, the Eq. 7 variants) and equals the
+    ``vsquant`` reference bit for bit."""
+    return fakequant_backend(cfg)
 
 
 class TLMBackend(Backend):

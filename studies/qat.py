@@ -9,8 +9,7 @@ every epoch (epoch 0 = post-training quantization, no fine-tuning). Deterministi
 - :func:`quantize_model` swaps a model's ``nn.Linear``/``nn.Conv2d`` for fake-quant modules and runs its
   forward inside :class:`QuantMatmulMode`, which puts every product of two activations on
   :func:`vsquant.fakequant.fake_matmul`; with autograd, the backward pass treats the quantizers as
-  identity (straight-through estimator), so a model can be fine-tuned through them. Covered configs:
-  :func:`vsquant.fakequant.supports`.
+  identity (straight-through estimator), so a model can be fine-tuned through them, at every config.
 - :func:`finetune_digits`: ``digits-cnn`` on the training digits (cross-entropy), held-out top-1.
 - :func:`finetune_embeddings`: ``minilm`` (or ``mpnet-base``) fine-tuned to match the fp32 model's
   sentence embeddings (loss 1 - cosine, on the 58 sentences of ``sentences.txt``), scored on the
@@ -32,7 +31,7 @@ from torch.overrides import TorchFunctionMode
 
 from mapping.interpret import attention
 from vsquant import QuantConfig
-from vsquant.fakequant import check_supported, fake_conv2d, fake_linear, fake_matmul
+from vsquant.fakequant import fake_conv2d, fake_linear, fake_matmul
 from workloads.digits import load_digits_cnn, load_digits_split
 from workloads.metrics import top1
 
@@ -153,7 +152,6 @@ def quantize_model(model: nn.Module, cfg: QuantConfig | str) -> nn.Module:
     model runs inside :class:`QuantMatmulMode`, so products of two activations (attention) are
     quantized too. The model's other ops run in float64 (``model.double()``)."""
     cfg = QuantConfig.parse(cfg)
-    check_supported(cfg)
     if getattr(model, "_vsquant_cfg", None) is not None:
         raise ValueError(f"model is already quantized at {model._vsquant_cfg}")
     _swap(model, cfg)

@@ -6,16 +6,17 @@ tests/test_fakequant.py): :func:`fake_linear` (:func:`vsquant.linear`), :func:`f
 the PPU's requantization. Weights are quantized per output channel (:func:`quantized_weight`,
 :func:`quantized_conv_weight`, as :func:`vsquant.quantize_weight` and :func:`vsquant.quantize_conv_weight`),
 activations per layer, dynamically or from a calibrated amax, with the per-vector scales of Eq. 7a-7g
-along the reduction axis. The integer vector MAC (Eq. 5) is one float64 GEMM of the scaled integers
-(values times their integer per-vector scales, exact below 2^53, so the order of the additions does not
-matter), then the PPU's coarse scales (Eq. 7j) and bias.
+along the reduction axis. Where the scale products are full-width integers, the vector MAC (Eq. 5) is one
+float64 GEMM of the scaled integers (values times their integer per-vector scales, exact below 2^53, so the
+order of the additions does not matter), then the PPU's coarse scales (Eq. 7j, times 2^shift for a rounded
+scale product) and bias.
 
-Covered: full-width scale products with integer per-vector or per-channel/per-layer scales (the paper's
-Sec. 6 design space), and the block formats (OCP MX, NVFP4: element codes with a float scale per vector,
-accumulated in the reference's ascending vector order, or as one GEMM where that sum is provably exact:
-``vsquant.vector_mac.float_sum_exact``); :func:`supports` says whether a config is covered. Rounded scale
-products (``,R=``), fp16/fp32 per-vector scales and the Eq. 7 variants are not
-(``mapping.backends.fast_backend`` runs those on the NumPy reference).
+Covered: every config. Integer per-vector or per-channel/per-layer scales (the paper's Sec. 6 design space)
+with the Eq. 7 variants (``,requantize``, ``,nonzero``); fp16/fp32 per-vector scales (Eq. 7a-7d, Sec. 4.1, any
+V including 1) and the block formats (OCP MX, NVFP4), whose float partial sums are accumulated in the
+reference's ascending vector order, or as one GEMM where that sum is provably exact
+(``vsquant.vector_mac.float_sum_exact``); rounded scale products (``,R=``, Sec. 5 and Fig. 3), whose integer
+terms dot_j * round_R(sa_j * sw_j) are not one GEMM but are summed exactly a chunk of vectors at a time.
 
 Used by the interpreter backends of :mod:`mapping.backends` and by the straight-through-estimator modules
 of :mod:`studies.qat`. This module imports torch; ``import vsquant`` does not import it.
@@ -33,6 +34,7 @@ import torch.nn.functional as F
 from .config import QuantConfig, ScaleFormat, qmax
 from .formats import ELEMENT_FORMATS, ElementFormat, NumberFormat
 from .layers import conv_output_size, unsigned_policy
+from .quantize import _fp_scales
 from .vector_mac import EXACT_BITS, float_sum_bits
 
 Amax = float | np.ndarray | torch.Tensor | None   # a calibrated max: one per tensor or one per row
@@ -53,21 +55,39 @@ class Operand(NamedTuple):
 
 QuantizedWeight = Operand
 
-__all__ = ["check_supported", "fake_conv2d", "fake_linear", "fake_matmul", "quantized_conv_weight",
-           "quantized_weight", "supports"]
+__all__ = ["fake_conv2d", "fake_linear", "fake_matmul", "quantized_conv_weight", "quantized_weight"]
 
 
 def _safe(s: torch.Tensor) -> torch.Tensor:
     return torch.where(s > 0, s, torch.full_like(s, float("inf")))
 
 
-def _scaled_integers(x: torch.Tensor, bits: int, fmt: ScaleFormat, V: int, unsigned: bool, per_row: bool,
-                     amax: Amax = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(values * integer per-vector scale, coarse scale per row) of ``x`` (rows, L), as vsquant.
+def _vector_view(x: torch.Tensor, V: int) -> torch.Tensor:
+    """``x`` (rows, L) as (rows, vectors, V), the last vector zero-padded; one short vector per row if L <= V
+    (a depthwise conv's rows have one channel). Zero padding changes no vector max (|x| >= 0; unsigned x >= 0)."""
+    rows, L = x.shape
+    if L <= V:
+        return x.view(rows, 1, L)
+    nv = -(-L // V)
+    return (F.pad(x, (0, nv * V - L)) if L % V else x).view(rows, nv, V)
 
-    ``fmt`` kind "int": two-level Eq. 7a-7g (gamma per row or per tensor); "coarse": per-channel
-    (per row) or per-tensor scaling, Eq. 1-2, from the max or from a calibrated ``amax`` (a scalar or
-    one per row: static scales). Vectors along the last axis, zero-padded.
+
+def _from_vectors(v: torch.Tensor, rows: int, L: int) -> torch.Tensor:
+    v = v.reshape(rows, -1)
+    return v[:, :L] if v.shape[1] != L else v
+
+
+def _scaled_integers(x: torch.Tensor, bits: int, fmt: ScaleFormat, V: int, unsigned: bool, per_row: bool,
+                     amax: Amax = None, *, keep: bool = False, requantize: bool = False,
+                     nonzero_scales: bool = False) -> Operand:
+    """``x`` (rows, L) quantized as vsquant: values times their integer per-vector scale and the coarse scale
+    per row, and with ``keep`` also the integers (``codes``) and the integer scales apart (the ordered sum of
+    rounded scale products needs them).
+
+    ``fmt`` kind "int": two-level Eq. 7a-7g (gamma per row or per tensor), with the ``requantize`` and
+    ``nonzero_scales`` variants of ``vsquant.quantize_two_level``; "coarse": per-channel (per row) or
+    per-tensor scaling, Eq. 1-2, from the max or from a calibrated ``amax`` (a scalar or one per row: static
+    scales). Vectors along the last axis, zero-padded.
     """
     q = qmax(bits, unsigned)
     lo = 0 if unsigned else -q
@@ -82,20 +102,38 @@ def _scaled_integers(x: torch.Tensor, bits: int, fmt: ScaleFormat, V: int, unsig
         else:
             amax = _absmax(x.reshape(1, -1), 1, unsigned).expand(rows)
         scale = amax / q
-        return torch.div(x, _safe(scale)[:, None]).round_().clamp_(lo, q), scale
-    nv = -(-L // V)
-    if L <= V:    # one (short) vector per row: no padding (a depthwise conv's rows have one channel)
-        xv = x.view(rows, 1, L)
-    else:         # zero padding to whole vectors changes no vector max (|x| >= 0; unsigned x >= 0)
-        xv = (F.pad(x, (0, nv * V - L)) if L % V else x).view(rows, nv, V)
+        v = torch.div(x, _safe(scale)[:, None]).round_().clamp_(lo, q)
+        return Operand(v, scale, v if keep else None)
+    if amax is not None:
+        raise ValueError(f"two-level scales ({fmt}) are dynamic here: a calibrated amax applies to per-tensor or "
+                         "per-channel ('-') scales")
+    xv = _vector_view(x, V)
     s = _absmax(xv, 2, unsigned) / q                                   # Eq. 7a-7b
     smax_int = (1 << fmt.bits) - 1
     smax = s.amax(dim=1) if per_row else s.max().expand(rows)
     gamma = smax / smax_int                                            # Eq. 7e-7f
     sq = torch.round(s / _safe(gamma)[:, None]).clamp(0, smax_int)     # Eq. 7g
-    v = torch.div(xv, _safe(s)[..., None]).round_().clamp_(lo, q)      # Eq. 7c
-    v = v.mul_(sq[..., None]).reshape(rows, -1)
-    return (v[:, :L] if v.shape[1] != L else v), gamma
+    if nonzero_scales:                                                 # a non-zero vector keeps scale >= 1
+        sq = torch.where((s > 0) & (sq == 0), torch.ones_like(sq), sq)
+    take = sq * gamma[:, None] if requantize else s                    # the Eq. 7h scale, or Eq. 7c's
+    codes = torch.div(xv, _safe(take)[..., None]).round_().clamp_(lo, q)
+    if not keep:
+        return Operand(_from_vectors(codes.mul_(sq[..., None]), rows, L), gamma)
+    return Operand(_from_vectors(codes * sq[..., None], rows, L), gamma, _from_vectors(codes, rows, L), sq)
+
+
+def _fp_vector(x: torch.Tensor, bits: int, fmt: ScaleFormat, V: int, unsigned: bool, what: str) -> Operand:
+    """``vsquant.quantize_per_vector`` of ``x`` (rows, L): single-level fp16/fp32 scales per vector (Eq. 7a-7d),
+    stored in their format with its range checks (``vsquant.quantize._fp_scales``: an overflow raises, an
+    underflow flushes the vector with a warning), the integers taken with the stored scale; gamma 1."""
+    q = qmax(bits, unsigned)
+    rows, L = x.shape
+    xv = _vector_view(x, V)
+    s64 = _absmax(xv, 2, unsigned) / q                                 # Eq. 7a-7b
+    s = torch.from_numpy(_fp_scales(s64.numpy(), fmt.bits, what).astype(np.float64))
+    codes = torch.div(xv, _safe(s)[..., None]).round_().clamp_(0 if unsigned else -q, q)   # Eq. 7c
+    return Operand(_from_vectors(codes * s[..., None], rows, L), torch.ones(rows, dtype=torch.float64),
+                   _from_vectors(codes, rows, L), s)
 
 
 def _floor_log2(a: torch.Tensor) -> torch.Tensor:
@@ -171,17 +209,28 @@ def _block_codes(x: torch.Tensor, fmt: NumberFormat, tensor_scale: float) -> tup
 
 
 def _operand(x: torch.Tensor, cfg: QuantConfig, side: str, unsigned: bool, per_row: bool,
-             amax: Amax = None) -> Operand:
+             amax: Amax = None, *, keep: bool | None = None) -> Operand:
     """One operand of ``cfg`` (``side`` "weight" or "act") quantized as vsquant does: the one dispatch on the
-    scale kinds the fake-quant path covers."""
+    scale kinds. ``keep``: also the integers and the per-vector scales apart (default: where the layer's vector
+    MAC is not one GEMM of the scaled operands, :func:`_separable`)."""
     fmt = cfg.weight_format if side == "weight" else cfg.act_format
+    if amax is not None and fmt.scale.kind not in ("coarse", "int"):
+        raise ValueError(f"{fmt.name if fmt.scale.is_block else fmt.scale} scales are dynamic (each vector's or "
+                         "block's max): they take no calibrated amax")
     if fmt.scale.is_block:
-        if amax is not None:
-            raise ValueError(f"{fmt.name} is a block format: it takes no calibrated amax (its scales are dynamic)")
         return _block_operand(x, fmt, cfg.vector_size)
     bits = cfg.weight_bits if side == "weight" else cfg.act_bits
-    v, g = _scaled_integers(x, bits, fmt.scale, cfg.vector_size, unsigned, per_row, amax)
-    return Operand(v, g)
+    if fmt.scale.kind == "fp":
+        return _fp_vector(x, bits, fmt.scale, cfg.vector_size, unsigned, "weight" if side == "weight" else "activation")
+    return _scaled_integers(x, bits, fmt.scale, cfg.vector_size, unsigned, per_row, amax,
+                            keep=not _separable(cfg) if keep is None else keep, requantize=cfg.requantize,
+                            nonzero_scales=cfg.nonzero_scales)
+
+
+def _separable(cfg: QuantConfig) -> bool:
+    """Full-width integer (or per-channel) scale products: Eq. 5 is one GEMM of the scaled operands
+    (``tlm.pe.cfg_separable``'s rule)."""
+    return cfg.is_baseline or (cfg.scale_product_shift == 0 and not cfg.float_scales)
 
 
 def _span(s: torch.Tensor) -> int:
@@ -197,29 +246,71 @@ def _span(s: torch.Tensor) -> int:
 
 def _exact(a: Operand, w: Operand, cfg: QuantConfig, nvec: int) -> bool:
     """Whether the scaled operands' GEMM is exact (so equal to the ordered per-vector sum)."""
-    if a.scales is None and w.scales is None:
+    if _separable(cfg) or (a.scales is None and w.scales is None):
         return True        # integers below 2^53 (the reference checks the bound)
+    if not cfg.float_scales:
+        return False       # rounded integer scale products: not one GEMM
     sa = 0 if a.scales is None else _span(a.scales)
     sw = 0 if w.scales is None else _span(w.scales)
     return float_sum_bits(cfg, nvec, sa, sw) <= EXACT_BITS
 
 
-def _ordered_mac(a: Operand, w: Operand, V: int) -> torch.Tensor:
-    """Eq. 5 with float per-vector scales in the reference's order: acc += dot_j * (sa_j * sw_j), j ascending
-    (``vsquant.vector_mac``'s loop; each dot product is an exact integer)."""
-    ac = a.codes if a.codes is not None else a.values
-    wc = w.codes if w.codes is not None else w.values
+def _codes(o: Operand) -> torch.Tensor:
+    return o.codes if o.codes is not None else o.values
+
+
+def _product(sa: torch.Tensor, sw: torch.Tensor, cfg: QuantConfig) -> torch.Tensor:
+    """The scale product of Eq. 5, ``vsquant.vector_mac``'s p: sa * sw, an integer one rounded to R bits
+    (``vsquant.vector_mac.round_scale_product``: half up by a right shift, saturating) at a rounded width."""
+    p = sa * sw
+    shift = cfg.scale_product_shift
+    if cfg.float_scales or not shift:
+        return p
+    top = float((1 << cfg.rounded_scale_product_bits) - 1)
+    return torch.floor((p + float(1 << (shift - 1))) / float(1 << shift)).clamp_(max=top)
+
+
+#: float64 elements of the per-vector terms formed at once by the ordered sum (2 MiB: they stay in cache
+#: between the product that writes them and the additions that read them)
+_TERM_CHUNK_ELEMS = 1 << 18
+
+
+def _exact_terms(cfg: QuantConfig) -> bool:
+    """Whether each term dot_j * (sa_j * sw_j) of a float-scaled MAC is the dot product of the scaled operands
+    over vector j, formed exactly by any GEMM: V = 1 (one product of two exact scaled values, rounded once, as
+    the reference rounds dot * p once), or every partial sum of a vector's scaled products is exact
+    (:func:`vsquant.vector_mac.float_sum_bits` of one vector: dot width + 1 + the scales' fraction bits <= 53)."""
+    return cfg.float_scales and (cfg.vector_size == 1 or float_sum_bits(cfg, 1, 0, 0) <= EXACT_BITS)
+
+
+def _ordered_mac(a: Operand, w: Operand, cfg: QuantConfig) -> torch.Tensor:
+    """Eq. 5 per vector in the reference's order: acc += dot_j * p_j, j ascending (``vsquant.vector_mac``'s
+    loop; each dot product is an exact integer, p_j the scale product of :func:`_product`). With integer scale
+    products every term and partial sum is an integer below 2^53, so a chunk of vectors is summed at once;
+    with float scales the terms are added one vector after another, as the reference does (each term formed
+    from the scaled operands where that is exact, :func:`_exact_terms`)."""
+    V = cfg.vector_size
+    scaled = _exact_terms(cfg)
+    ac, wc = (a.values, w.values) if scaled else (_codes(a), _codes(w))
     M, K = ac.shape
     N = wc.shape[0]
     nvec = -(-K // V)
-    one_a = torch.ones(M, nvec, dtype=torch.float64)
-    one_w = torch.ones(N, nvec, dtype=torch.float64)
-    sa = a.scales if a.scales is not None else one_a
-    sw = w.scales if w.scales is not None else one_w
+    sa = a.scales if a.scales is not None else torch.ones(M, nvec, dtype=torch.float64)
+    sw = w.scales if w.scales is not None else torch.ones(N, nvec, dtype=torch.float64)
+    av = _vector_view(ac, V).transpose(0, 1)                # (nvec, M, V)
+    wv = _vector_view(wc, V).permute(1, 2, 0)               # (nvec, V, N)
     out = torch.zeros(M, N, dtype=torch.float64)
-    for j in range(nvec):
-        k0, k1 = j * V, min((j + 1) * V, K)
-        out += (ac[:, k0:k1] @ wc[:, k0:k1].T) * (sa[:, j, None] * sw[None, :, j])
+    step = max(1, _TERM_CHUNK_ELEMS // max(M * N, 1))
+    for c0 in range(0, nvec, step):
+        c1 = min(c0 + step, nvec)
+        terms = torch.bmm(av[c0:c1], wv[c0:c1])              # Eq. 4 (times the scale product where scaled)
+        if not scaled:                                        # dot_j * p_j
+            terms.mul_(_product(sa[:, c0:c1].T[:, :, None], sw[:, c0:c1].T[:, None, :], cfg))
+        if cfg.float_scales:
+            for t in terms:                                   # Eq. 5, j ascending
+                out += t
+        else:
+            out += terms.sum(dim=0)
     return out
 
 
@@ -228,7 +319,7 @@ def _mac(a: Operand, w: Operand, cfg: QuantConfig) -> torch.Tensor:
     K = a.values.shape[-1]
     if _exact(a, w, cfg, -(-K // cfg.vector_size)):
         return a.values @ w.values.T
-    return _ordered_mac(a, w, cfg.vector_size)
+    return _ordered_mac(a, w, cfg)
 
 
 def _absmax(x: torch.Tensor, dim: int, unsigned: bool) -> torch.Tensor:
@@ -237,27 +328,6 @@ def _absmax(x: torch.Tensor, dim: int, unsigned: bool) -> torch.Tensor:
     if unsigned:
         return x.amax(dim).clamp_min(0)
     return torch.maximum(x.amax(dim), x.amin(dim).neg())
-
-
-def _unsupported(cfg: QuantConfig) -> str | None:
-    """Why the fake-quant path does not cover ``cfg``, or None."""
-    if "fp" in (cfg.weight_scale.kind, cfg.act_scale.kind) or cfg.scale_product_shift:
-        return (f"{cfg}: the fake-quant path supports integer or per-channel scales at full width and block "
-                "formats; use the reference interpreter for fp16/fp32 scales or rounded scale products")
-    if cfg.requantize or cfg.nonzero_scales:
-        return f"{cfg}: the Eq. 7 variants are not in the fake-quant path; use the reference interpreter"
-    return None
-
-
-def supports(cfg: QuantConfig | str) -> bool:
-    """Whether the fake-quant path covers ``cfg`` (where not, ``mapping.backends.fast_backend`` uses the reference)."""
-    return _unsupported(QuantConfig.parse(cfg)) is None
-
-
-def check_supported(cfg: QuantConfig) -> None:
-    """Raise ``ValueError`` saying why when the fake-quant path does not cover ``cfg``."""
-    if (why := _unsupported(cfg)) is not None:
-        raise ValueError(why)
 
 
 # --- the datapath as torch functions (float64, exact integers) ----------------------------------
@@ -276,7 +346,11 @@ def quantized_conv_weight(w: torch.Tensor, cfg: QuantConfig, amax: Amax = None) 
     wp = F.pad(w.double().permute(0, 2, 3, 1), (0, -Cg % cfg.vector_size))
     if not cfg.weight_scale.is_block:
         op = _operand(wp.reshape(K, -1), cfg, "weight", False, True, amax)
-        return Operand(op.values.reshape(K, R, S, -1)[..., :Cg].permute(0, 3, 1, 2), op.gamma)
+        values = op.values.reshape(K, R, S, -1)[..., :Cg].permute(0, 3, 1, 2)
+        if op.codes is None:
+            return Operand(values, op.gamma)
+        return Operand(values, op.gamma, op.codes.reshape(K, R, S, -1),
+                       None if op.scales is None else op.scales.reshape(K, R, S, -1))
     # a block format: blocks along each kernel position's channels (a short last block its own), as the reference
     op = _operand(wp.reshape(K * R * S, -1), cfg, "weight", False, True, amax)
     assert op.codes is not None and op.scales is not None
@@ -304,11 +378,17 @@ def fake_linear(x: torch.Tensor, w: torch.Tensor | None, bias: torch.Tensor | No
     x2 = xd.reshape(-1, xd.shape[-1])
     a = _operand(x2, cfg, "act", _unsigned(cfg, x2, unsigned), False, act_amax)
     b = wq if wq is not None else quantized_weight(_weight(w), cfg)
-    y = _mac(a, b, cfg) * (a.gamma[:, None] * b.gamma[None, :])      # Eq. 5 exactly, then the PPU's scales
+    y = _mac(a, b, cfg) * _coarse_scale(a.gamma[:, None], b.gamma[None, :], cfg)   # Eq. 5, the PPU's scales
     if bias is not None:
         y = y + bias.double()[None, :]
     out: torch.Tensor = y.reshape(xd.shape[:-1] + (b.values.shape[0],))
     return out
+
+
+def _coarse_scale(ga: torch.Tensor, gw: torch.Tensor, cfg: QuantConfig) -> torch.Tensor:
+    """``vsquant.ppu.coarse_scale``: gamma_a * gamma_w, times 2^shift for a rounded scale product."""
+    s = ga * gw
+    return s * float(2 ** cfg.scale_product_shift) if cfg.scale_product_shift else s
 
 
 def fake_conv2d(x: torch.Tensor, w: torch.Tensor | None, bias: torch.Tensor | None, cfg: QuantConfig, stride: Pair,
@@ -326,14 +406,14 @@ def fake_conv2d(x: torch.Tensor, w: torch.Tensor | None, bias: torch.Tensor | No
     a_whole = op if op.scales is None else Operand(op.values, op.gamma, op.codes, op.scales.reshape(1, -1))
     w_rows = b if b.scales is None else Operand(b.values, b.gamma, b.codes, b.scales.reshape(K, -1))
     if not _exact(a_whole, w_rows, cfg, nvec):     # (the activations' span over the tensor: >= any row's)
-        acc = _ordered_conv(op, b, (B, H, W, C), cfg.vector_size, stride, padding, dilation, groups)
+        acc = _ordered_conv(op, b, (B, H, W, C), cfg, stride, padding, dilation, groups)
     else:
         a = op.values.reshape(B, H, W, C).permute(0, 3, 1, 2).contiguous()
         if groups == C == K:   # depthwise: float64 F.conv2d is slow here; exact sums in any order
             acc = _depthwise(a, b.values, stride, padding, dilation)
         else:
             acc = F.conv2d(a, b.values, None, stride, padding, dilation, groups)
-    y: torch.Tensor = acc * (ga[0] * b.gamma)[None, :, None, None]
+    y: torch.Tensor = acc * _coarse_scale(ga[0], b.gamma, cfg)[None, :, None, None]
     if bias is not None:
         y = y + bias.double()[None, :, None, None]
     return y
@@ -350,18 +430,20 @@ def _pairs(*vs: Pair) -> list[tuple[int, int]]:
     return out
 
 
-def _ordered_conv(a: Operand, w: Operand, shape: tuple[int, int, int, int], V: int, stride: Pair, padding: Pair,
-                  dilation: Pair, groups: int) -> torch.Tensor:
-    """A conv with float per-vector scales in the reference's order: K runs over kernel positions (r, s) and
-    the vectors of each position's channels, and acc += dot_j * (sa_j * sw_j) for j ascending, all groups at
-    once (``vsquant.layers.conv2d`` lowers to the same order)."""
-    assert a.codes is not None and w.codes is not None   # block formats: the only float scales covered
+def _ordered_conv(a: Operand, w: Operand, shape: tuple[int, int, int, int], cfg: QuantConfig, stride: Pair,
+                  padding: Pair, dilation: Pair, groups: int) -> torch.Tensor:
+    """A conv whose vector MAC is not one GEMM (float per-vector scales, rounded scale products) in the
+    reference's order: K runs over kernel positions (r, s) and the vectors of each position's channels, and
+    acc += dot_j * p_j (:func:`_product`) for j ascending, all groups at once (``vsquant.layers.conv2d`` lowers
+    to the same order)."""
+    assert w.codes is not None   # quantized_conv_weight keeps the codes wherever the MAC is not one GEMM
+    V = cfg.vector_size
     (sh, sw_), (ph, pw), (dh, dw) = _pairs(stride, padding, dilation)
     B, H, W, C = shape
     G, Cg = groups, C // groups
     K, R, S, Cgp = w.codes.shape
     Kg, nvg = K // G, Cgp // V
-    ac = a.codes.reshape(B, H, W, G, Cg)   # the channel padding to whole vectors adds zero products: left out
+    ac = _codes(a).reshape(B, H, W, G, Cg)   # the channel padding to whole vectors adds zero products: left out
     one = torch.ones(B * H * W * G, nvg, dtype=torch.float64)
     sa = (a.scales if a.scales is not None else one).reshape(B, H, W, G, nvg)
     ac = F.pad(ac, (0, 0, 0, 0, pw, pw, ph, ph))                                # zero pixels, scale 0
@@ -379,7 +461,7 @@ def _ordered_conv(a: Operand, w: Operand, shape: tuple[int, int, int, int], V: i
             for v in range(nvg):
                 c1 = min((v + 1) * V, Cg)
                 d = torch.einsum("mgc,gkc->mgk", win[..., v * V:c1], wc[:, :, r, t, v * V:c1])
-                out += d * (swin[:, :, v, None] * sw[None, :, :, r, t, v])
+                out += d * _product(swin[:, :, v, None], sw[None, :, :, r, t, v], cfg)
     return out.reshape(B, Ho, Wo, K).permute(0, 3, 1, 2)
 
 
@@ -410,17 +492,17 @@ def fake_matmul(a: torch.Tensor, b: torch.Tensor, cfg: QuantConfig, *, a_unsigne
     (M, K), N = a.shape[-2:], b.shape[-1]
     ad = a.double().expand(batch + (M, K)).reshape(-1, K)
     bt = b.double().transpose(-1, -2).expand(batch + (N, K)).reshape(-1, K)
-    oa = _operand(ad, cfg, "act", _unsigned(cfg, ad, a_unsigned), False, a_amax)
-    ob = _operand(bt, cfg, "act", _unsigned(cfg, bt, b_unsigned), False, b_amax)
-    mcfg = cfg.for_layer("matmul")
-    if oa.scales is None and ob.scales is None or _exact(oa, ob, mcfg, -(-K // cfg.vector_size)):
+    mcfg = cfg.for_layer("matmul")   # A x A bits, as + as scale product
+    keep = not _separable(mcfg)
+    oa = _operand(ad, cfg, "act", _unsigned(cfg, ad, a_unsigned), False, a_amax, keep=keep)
+    ob = _operand(bt, cfg, "act", _unsigned(cfg, bt, b_unsigned), False, b_amax, keep=keep)
+    if _exact(oa, ob, mcfg, -(-K // cfg.vector_size)):
         acc = oa.values.reshape(batch + (M, K)) @ ob.values.reshape(batch + (N, K)).transpose(-1, -2)
     else:   # one ordered per-vector sum per batch matrix, as the reference's one GEMM per matrix
         n = math.prod(batch)
-        parts = [_ordered_mac(_rows(oa, i * M, (i + 1) * M), _rows(ob, i * N, (i + 1) * N), cfg.vector_size)
-                 for i in range(n)]
+        parts = [_ordered_mac(_rows(oa, i * M, (i + 1) * M), _rows(ob, i * N, (i + 1) * N), mcfg) for i in range(n)]
         acc = torch.stack(parts).reshape(batch + (M, N)) if parts else torch.zeros(batch + (M, N), dtype=torch.float64)
-    out: torch.Tensor = acc * (oa.gamma[0] * ob.gamma[0])
+    out: torch.Tensor = acc * _coarse_scale(oa.gamma[0], ob.gamma[0], mcfg)
     return out
 
 
