@@ -45,11 +45,6 @@ if TYPE_CHECKING:
 PPU_OUTPUT_BURST_BITS = 4 * 8192  # the PPU's output staging buffer (4 KB): a modelling choice
 
 
-def cfg_separable(cfg: QuantConfig) -> bool:
-    """Full-width integer (or baseline) scale products: the vector MAC is one GEMM of scaled operands."""
-    return cfg.is_baseline or (cfg.scale_product_shift == 0 and not cfg.float_scales)
-
-
 class PE:
     def __init__(self, env: simpy.Environment, index: int, hw: HardwareSpec, cfg: QuantConfig, actions: ActionCounts,
                  passes: int = 1) -> None:
@@ -223,7 +218,7 @@ class PE:
         for w, blocks in groups:
             first, last = blocks[0], blocks[-1]
             ops = task.operands[first.gemm]
-            if cfg_separable(self.cfg):  # scale the layer's activations once; every group takes its rows
+            if self.cfg.separable:  # scale the layer's activations once; every group takes its rows
                 scaled_operand(ops.a, 0, ops.a.num_vectors)
             a = ops.a.take_rows(first.m0, last.m1)
             res = self.macs.evaluate(a, w, 0, a.num_vectors)

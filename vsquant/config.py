@@ -307,6 +307,13 @@ class QuantConfig:
         return "int" in (self.weight_scale.kind, self.act_scale.kind)
 
     @property
+    def separable(self) -> bool:
+        """Full-width integer (or per-channel) scale products: Eq. 5 is one GEMM of the scaled operands,
+        sum_j dot_j * sa_j * sw_j = (aq*sa) @ (wq*sw).T, exact in any order (the reference, the fake-quant path
+        and the TLM's PE share this rule)."""
+        return self.is_baseline or (self.scale_product_shift == 0 and not self.float_scales)
+
+    @property
     def float_scales(self) -> bool:
         """A per-vector or block scale is floating point (fp16/fp32, E8M0, E4M3): the partial sums are fp."""
         return self.weight_scale.is_float or self.act_scale.is_float

@@ -212,7 +212,7 @@ def _operand(x: torch.Tensor, cfg: QuantConfig, side: str, unsigned: bool, per_r
              amax: Amax = None, *, keep: bool | None = None) -> Operand:
     """One operand of ``cfg`` (``side`` "weight" or "act") quantized as vsquant does: the one dispatch on the
     scale kinds. ``keep``: also the integers and the per-vector scales apart (default: where the layer's vector
-    MAC is not one GEMM of the scaled operands, :func:`_separable`)."""
+    MAC is not one GEMM of the scaled operands, ``cfg.separable``)."""
     fmt = cfg.weight_format if side == "weight" else cfg.act_format
     if amax is not None and fmt.scale.kind not in ("coarse", "int"):
         raise ValueError(f"{fmt.name if fmt.scale.is_block else fmt.scale} scales are dynamic (each vector's or "
@@ -223,14 +223,8 @@ def _operand(x: torch.Tensor, cfg: QuantConfig, side: str, unsigned: bool, per_r
     if fmt.scale.kind == "fp":
         return _fp_vector(x, bits, fmt.scale, cfg.vector_size, unsigned, "weight" if side == "weight" else "activation")
     return _scaled_integers(x, bits, fmt.scale, cfg.vector_size, unsigned, per_row, amax,
-                            keep=not _separable(cfg) if keep is None else keep, requantize=cfg.requantize,
+                            keep=not cfg.separable if keep is None else keep, requantize=cfg.requantize,
                             nonzero_scales=cfg.nonzero_scales)
-
-
-def _separable(cfg: QuantConfig) -> bool:
-    """Full-width integer (or per-channel) scale products: Eq. 5 is one GEMM of the scaled operands
-    (``tlm.pe.cfg_separable``'s rule)."""
-    return cfg.is_baseline or (cfg.scale_product_shift == 0 and not cfg.float_scales)
 
 
 def _span(s: torch.Tensor) -> int:
@@ -246,7 +240,7 @@ def _span(s: torch.Tensor) -> int:
 
 def _exact(a: Operand, w: Operand, cfg: QuantConfig, nvec: int) -> bool:
     """Whether the scaled operands' GEMM is exact (so equal to the ordered per-vector sum)."""
-    if _separable(cfg) or (a.scales is None and w.scales is None):
+    if cfg.separable or (a.scales is None and w.scales is None):
         return True        # integers below 2^53 (the reference checks the bound)
     if not cfg.float_scales:
         return False       # rounded integer scale products: not one GEMM
@@ -295,8 +289,9 @@ def _ordered_mac(a: Operand, w: Operand, cfg: QuantConfig) -> torch.Tensor:
     M, K = ac.shape
     N = wc.shape[0]
     nvec = -(-K // V)
-    sa = a.scales if a.scales is not None else torch.ones(M, nvec, dtype=torch.float64)
-    sw = w.scales if w.scales is not None else torch.ones(N, nvec, dtype=torch.float64)
+    if not scaled:
+        sa = a.scales if a.scales is not None else torch.ones(M, nvec, dtype=torch.float64)
+        sw = w.scales if w.scales is not None else torch.ones(N, nvec, dtype=torch.float64)
     av = _vector_view(ac, V).transpose(0, 1)                # (nvec, M, V)
     wv = _vector_view(wc, V).permute(1, 2, 0)               # (nvec, V, N)
     out = torch.zeros(M, N, dtype=torch.float64)
@@ -493,7 +488,7 @@ def fake_matmul(a: torch.Tensor, b: torch.Tensor, cfg: QuantConfig, *, a_unsigne
     ad = a.double().expand(batch + (M, K)).reshape(-1, K)
     bt = b.double().transpose(-1, -2).expand(batch + (N, K)).reshape(-1, K)
     mcfg = cfg.for_layer("matmul")   # A x A bits, as + as scale product
-    keep = not _separable(mcfg)
+    keep = not mcfg.separable
     oa = _operand(ad, cfg, "act", _unsigned(cfg, ad, a_unsigned), False, a_amax, keep=keep)
     ob = _operand(bt, cfg, "act", _unsigned(cfg, bt, b_unsigned), False, b_amax, keep=keep)
     if _exact(oa, ob, mcfg, -(-K // cfg.vector_size)):

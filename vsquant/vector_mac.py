@@ -210,7 +210,7 @@ def vector_mac(a: QuantizedTensor, w: QuantizedTensor, cfg: QuantConfig, *, j0: 
         prior = float(np.abs(acc).max()) if acc is not None and acc.size else 0.0
         _check_exact(dot_bound * smax * max(nvec, 1) + prior, "the accumulated partial sums")
 
-    if cfg.is_baseline or (shift == 0 and not cfg.float_scales) or \
+    if cfg.separable or \
             (acc is None and float_sum_exact(sa[:, j0:j1], sw[:, j0:j1], cfg, nvec)):
         out = scaled_operand(a, j0, j1) @ scaled_operand(w, j0, j1).T   # exact: one GEMM (any order)
         if acc is not None:
