@@ -45,8 +45,8 @@ from .energy import (
 )
 from .technology import DESIGN, Technology
 
-__all__ = ["area_breakdown_um2", "lane_datapath_um2", "lane_scale_um2", "iso_depth_hardware",
-           "REFERENCE_CONFIG"]
+__all__ = ["area_breakdown_um2", "lane_datapath_um2", "lane_bit_serial_um2", "lane_scale_um2",
+           "equal_area_bit_serial_lanes", "iso_depth_hardware", "REFERENCE_CONFIG"]
 
 REFERENCE_CONFIG = BASELINE   # the buffers of a preset are the 8/8/-/- design's
 
@@ -67,6 +67,28 @@ def lane_datapath_um2(tech: Technology, cfg: QuantConfig) -> float:
     element = tech.int_mult_um2(sw, sa) + tech.int_add_um2(exp_add) + tech.shifter_um2(prod, stages)
     return (V * element + _adder_tree_um2(tech, prod, V)
             + (V * cfg.weight_bits + cfg.dot_product_bits) * reg)
+
+
+def lane_bit_serial_um2(tech: Technology, cfg: QuantConfig) -> float:
+    """One bit-serial vector MAC unit without its scale hardware (PrecisionBatching's 1-bit operations, Lam et
+    al., arXiv:2003.00822; :mod:`vsquant.bitserial`): V x A AND gates, an adder tree of V A-bit inputs, the
+    shift-add adder of the dot-product register's width, the weight collector register (V*W bits: it holds the
+    weight vector while its planes are passed over) and the dot-product register. Integer elements only."""
+    V, A, D = cfg.vector_size, cfg.act_bits, cfg.dot_product_bits
+    reg = tech.register_um2_per_bit()
+    return (V * A * tech.and_gate_um2() + _adder_tree_um2(tech, A, V) + tech.int_add_um2(D)
+            + (V * cfg.weight_bits + D) * reg)
+
+
+def equal_area_bit_serial_lanes(hw: HardwareSpec, cfg: QuantConfig | str = REFERENCE_CONFIG,
+                                tech: Technology | None = None) -> int:
+    """Bit-serial lanes that fit a PE's bit-parallel lanes' datapath area at ``cfg`` (the preset's 8/8/-/-
+    design): floor(lanes x :func:`lane_datapath_um2` / :func:`lane_bit_serial_um2`). Scale hardware, collector
+    and buffers are left as they are (the presets keep their sizes)."""
+    from .technology import technology
+    cfg = QuantConfig.parse(cfg).with_(vector_size=hw.vector_size)
+    t = technology(hw.technology_nm) if tech is None else tech
+    return int(hw.pe.lanes * lane_datapath_um2(t, cfg) // lane_bit_serial_um2(t, cfg))
 
 
 def _block_scale_um2(tech: Technology, cfg: QuantConfig) -> float:
@@ -126,7 +148,8 @@ def area_breakdown_um2(hw: HardwareSpec, cfg: QuantConfig | str, tech: Technolog
     width = collector_width(hw, cfg)
     out = dict.fromkeys(COMPONENTS, 0.0)
     reg = tech.register_um2_per_bit()
-    out["datapath"] = P * (L * lane_datapath_um2(tech, cfg) + hw.vector_size * cfg.act_bits * reg)
+    lane = lane_bit_serial_um2 if hw.pe.bit_serial else lane_datapath_um2
+    out["datapath"] = P * (L * lane(tech, cfg) + hw.vector_size * cfg.act_bits * reg)
     out["scale_multiplier"] = P * L * lane_scale_um2(tech, cfg)
     adder = tech.fp_add_um2(32) if cfg.float_scales else tech.int_add_um2(width)
     out["accumulation"] = P * (L * adder + hw.pe.accumulation_collector_entries * width * sram)

@@ -14,6 +14,11 @@ The hardware behind each action (VS-Quant Sec. 5, Fig. 2):
                               by one bit a level (W+A+1 ... W+A+log2 V) and the dot-product
                               output register (the weight operand sits in the lane's weight
                               collector, the activation operand on the PE's broadcast bus).
+                              Bit-serial (``weight_planes`` > 0; PrecisionBatching, Lam et al.,
+                              arXiv:2003.00822; :mod:`vsquant.bitserial`): one pass per weight bit plane,
+                              each V x A AND gates (the 1-bit x A-bit products), an adder tree of V
+                              A-bit inputs and a shift-add into the dot-product register (an adder and
+                              the register, W+A+log2 V bits): no multipliers.
 ``vector_mac.scale_product``  the integer ws x as multiplier, its rounding to R bits (an adder on
                               the full product when R < ws+as) and the R-bit product register (the
                               operands are latched with their vectors, priced with the buffer reads);
@@ -75,6 +80,7 @@ __all__ = [
     "component_of",
     "adder_tree_pj",
     "dot_product_pj",
+    "bit_serial_pass_pj",
     "element_product_parts",
     "block_scale_product_parts",
     "block_scale_product_pj",
@@ -149,6 +155,15 @@ def dot_product_pj(tech: Technology, weight_bits: int, act_bits: int, vector_siz
     sw, sa, exp_add, stages = element_product_parts(weight_bits, act_bits, weight_exp_bits, act_exp_bits)
     element = tech.int_mult_pj(sw, sa) + tech.int_add_pj(exp_add) + tech.shifter_pj(prod, stages)
     return V * element + adder_tree_pj(tech, prod, V) + out * tech.register_pj_per_bit()
+
+
+def bit_serial_pass_pj(tech: Technology, act_bits: int, vector_size: int, out_bits: int) -> float:
+    """One pass of a bit-serial vector MAC lane over one weight bit plane (:mod:`vsquant.bitserial`): V x A AND
+    gates (each activation bit ANDed with its weight bit), an adder tree of V A-bit inputs, and the shift-add of
+    its sum into the ``out_bits`` dot-product register (an adder of that width and the register)."""
+    V = vector_size
+    return (V * act_bits * tech.and_gate_pj() + adder_tree_pj(tech, act_bits, V) + tech.int_add_pj(out_bits)
+            + out_bits * tech.register_pj_per_bit())
 
 
 def block_scale_product_parts(mantissas: list[int]) -> tuple[int, int, tuple[int, int] | None]:
@@ -366,7 +381,13 @@ class VectorMac:
     @breakdown("datapath")
     def dot(p: Pricing, *, weight_bits: int, act_bits: int, vector_size: int | None = None,
             out_bits: int | None = None, weight_exp_bits: int = 0, act_exp_bits: int = 0,
-            product_bits: int | None = None) -> float:
+            product_bits: int | None = None, weight_planes: int = 0) -> float:
+        """A V-wide dot product: bit-parallel (:func:`dot_product_pj`), or with ``weight_planes`` > 0 that many
+        bit-serial passes (:func:`bit_serial_pass_pj`)."""
+        V = vector_size or p.hw.vector_size
+        if weight_planes:
+            out = out_bits if out_bits is not None else weight_bits + act_bits + _log2v(V)
+            return weight_planes * bit_serial_pass_pj(p.tech, act_bits, V, out)
         return dot_product_pj(p.tech, weight_bits, act_bits, vector_size or p.hw.vector_size, out_bits,
                               weight_exp_bits, act_exp_bits, product_bits)
 

@@ -238,8 +238,10 @@ def evaluate(runs, hw: HardwareSpec, cfg, tech=None, *, gate_dot_product: bool |
                        "gated_fraction": zeros if gating_hardware(r.actions, gate_full_width) else 0.0})
     if unpriced:
         warnings.warn(f"actions without a price (counted as 0 pJ): {sorted(unpriced)}", stacklevel=2)
+    # a bit-serial lane passes over the W bit planes of a weight: its peak is 1/W of its weight-bit MAC slots
+    peak = hw.peak_ops_per_s / (cfg.weight_bits if hw.pe.bit_serial else 1)
     return CostReport(str(cfg), hw.name, tech.name, int(macs), int(cycles), float(hw.clock_hz),
-                      float(hw.peak_ops_per_s), energy, area_breakdown_um2(hw, cfg, tech), by_action,
+                      float(peak), energy, area_breakdown_um2(hw, cfg, tech), by_action,
                       layers, sorted(unpriced))
 
 

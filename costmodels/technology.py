@@ -209,6 +209,12 @@ DESIGN: dict[str, Constant] = {
         "area (a transmission-gate 2:1 mux is ~6-12 transistors, a mirror full adder 28); prices the alignment "
         "of fp element products into the fixed-point adder tree and the normalization of a block-scaled "
         "partial sum to fp32, which Horowitz does not tabulate"),
+    "and_gate_over_adder_bit": Constant(
+        6.0 / 28.0, "1", "choice: a 2-input AND gate (a NAND2 and an inverter, 6 transistors) costs 6/28 of an "
+        "adder bit (the 28-transistor mirror full adder; Weste & Harris, 'CMOS VLSI Design', 4th ed., Sec. 11.2.1), "
+        "energy and area; prices the 1-bit x A-bit products of the bit-serial vector MAC (a bit plane ANDed with "
+        "the activations: PrecisionBatching's 1-bit operations, Lam et al., arXiv:2003.00822), which Horowitz does "
+        "not tabulate"),
     "gelu_fp_ops": Constant(
         6.0, "1", "choice: GELU (tanh form) costs ~6 fp32 multiply+add pairs in the PPU"),
     "gate_dot_product": Constant(
@@ -391,6 +397,14 @@ class Technology:
 
     def shifter_um2(self, bits: int, stages: int) -> float:
         return stages * DESIGN["shifter_bit_over_adder_bit"].value * self.int_add_um2(bits) if stages > 0 else 0.0
+
+    # -- AND gates (DESIGN.and_gate_over_adder_bit of an adder bit) ------------------------------------
+    def and_gate_pj(self) -> float:
+        """One 2-input AND gate switching: a bit of a 1-bit x A-bit product."""
+        return DESIGN["and_gate_over_adder_bit"].value * self.int_add_pj(8) / 8
+
+    def and_gate_um2(self) -> float:
+        return DESIGN["and_gate_over_adder_bit"].value * self.int_add_um2(8) / 8
 
     # -- storage --------------------------------------------------------------------------------
     def register_pj_per_bit(self) -> float:

@@ -579,7 +579,7 @@ def test_every_declared_action_is_priced(hw):
     sample = dict(weight_bits=4, act_bits=8, vector_size=16, out_bits=16, weight_scale_bits=6, act_scale_bits=10,
                   rounded_bits=16, float_scales=False, dot_bits=16, scale_bits=6, width=40, value_bits=4,
                   weight_exp_bits=2, act_exp_bits=4, product_bits=24, weight_scale_mantissa_bits=0,
-                  act_scale_mantissa_bits=3, block_scales=True)
+                  act_scale_mantissa_bits=3, block_scales=True, weight_planes=4)
     for name, declared in ACTIONS.items():
         assert component_of(name) is not None, name
         e = action_energy_pj(name, {k: sample[k] for k in declared.widths}, hw, tech)

@@ -22,7 +22,8 @@ import numpy as np
 import simpy
 
 from vsquant import BASELINE as BASELINE  # re-exported by tlm
-from vsquant import QuantConfig, vector_mac
+from vsquant import QuantConfig
+from vsquant.bitserial import check_bit_serial
 from vsquant.quantize import num_vectors
 
 from .accumulation_collector import AccumulationCollector
@@ -31,7 +32,7 @@ from .interconnect import MemorySystem
 from .pe import PE
 from .ppu import PPU
 from .transactions import LayerTask
-from .vector_mac_unit import PIPELINE_DEPTH
+from .vector_mac_unit import PIPELINE_DEPTH, mac_numerics
 
 # the actions this component counts (tlm.actions.ACTIONS declares them; a misspelling fails at import)
 ACCUMULATOR_ADD = action("accumulator.add")
@@ -91,9 +92,14 @@ class LayerRun:
 
 
 class Accelerator:
-    """A PE array with its memory hierarchy, for one datapath config ``cfg``."""
+    """A PE array with its memory hierarchy, for one datapath config ``cfg``.
 
-    def __init__(self, hw: HardwareSpec, cfg: QuantConfig | str, *, replay: bool = True) -> None:
+    ``planes``: on a bit-serial PE (``hw.pe.datapath``), run the stored W-bit weights with their top ``planes``
+    bit planes (run-time precision, PrecisionBatching; None: all W); an attention matmul's activation operand
+    always runs all its planes."""
+
+    def __init__(self, hw: HardwareSpec, cfg: QuantConfig | str, *, replay: bool = True,
+                 planes: int | None = None) -> None:
         self.hw = hw
         self.replay = replay
         self.timing_cache: dict[Hashable, LayerRun] = {}
@@ -101,6 +107,23 @@ class Accelerator:
         if self.cfg.vector_size != hw.vector_size:
             raise ValueError(f"config {self.cfg} has V={self.cfg.vector_size}; hardware {hw.name} has "
                              f"V={hw.vector_size}")
+        if hw.pe.bit_serial:
+            check_bit_serial(self.cfg)
+        if planes is not None:
+            if not hw.pe.bit_serial:
+                raise ValueError(f"planes={planes}: running the top bit planes of the weights needs a bit-serial "
+                                 f"datapath; hardware {hw.name} is {hw.pe.datapath}")
+            if isinstance(planes, bool) or not isinstance(planes, int) or not 1 <= planes <= self.cfg.weight_bits:
+                raise ValueError(f"planes must be an integer in [1, {self.cfg.weight_bits}] (the weights' bits), "
+                                 f"got {planes!r}")
+        self.planes = planes
+
+    def weight_planes(self, kind: str, cfg: QuantConfig) -> int:
+        """Bit planes a bit-serial unit passes over per weight vector of a ``kind`` layer (0: bit-parallel): the
+        run-time ``planes`` of the stored weights, all of an activation operand's (a matmul)."""
+        if not self.hw.pe.bit_serial:
+            return 0
+        return cfg.weight_bits if kind == "matmul" or self.planes is None else self.planes
 
     def operand_config(self, task: LayerTask) -> QuantConfig:
         """The arithmetic a layer's operands need: the datapath's config, or for a matmul of two
@@ -142,8 +165,9 @@ class Accelerator:
             collector = AccumulationCollector("accumulation_collector", self.hw.pe, cfg, actions)
             ppu = PPU("ppu", self.hw.pe.ppu_elements_per_cycle, cfg, actions)
             ys, gated, layer_amax = [], 0, None
+            planes = self.weight_planes(task.kind, cfg)
             for ops in task.operands:
-                res = vector_mac(ops.a, ops.w, cfg)
+                res = mac_numerics(ops.a, ops.w, cfg, planes)
                 collector.settle(res.acc, res.gated)
                 gated += res.gated
                 y = ppu.post_process(res.acc, ops.a, ops.w, 0, ops.w.shape[0], ops.bias, task.activation)
@@ -159,6 +183,7 @@ class Accelerator:
     def _simulate(self, task: LayerTask) -> LayerRun:
         hw, cfg = self.hw, self.operand_config(task)
         passes = self.weight_port_passes(cfg)
+        planes = self.weight_planes(task.kind, cfg)
         env = simpy.Environment()
         actions = ActionCounts()
         mem = MemorySystem(env, hw, actions)
@@ -168,7 +193,7 @@ class Accelerator:
         for i, tiles in enumerate(task.schedule):
             if not tiles:
                 continue
-            pe = PE(env, i, hw, cfg, actions, passes)
+            pe = PE(env, i, hw, cfg, actions, passes, planes)
             pe.noc.bind(mem.socket)
             pes.append(pe)
             env.process(pe.run(task, tiles))
@@ -210,7 +235,7 @@ class Accelerator:
         stall = [pe.stall_cycles for pe in pes]
         busy = mem.busy()
         ideal = -(-sum(s.M * s.N * num_vectors(s.K, hw.vector_size) for s in task.shapes) * hw.vector_size
-                  // hw.macs_per_cycle)
+                  * (planes or 1) // hw.macs_per_cycle)     # a bit-serial lane takes a pass per weight plane
         stall_by: dict[str, float] = {}
         for pe in pes:
             for name, c in pe.stall_by.items():

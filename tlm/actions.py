@@ -36,9 +36,11 @@ def _catalogue() -> dict[str, Action]:
     acc = frozenset({"width"})
     declared = [
         # the vector MAC unit (Sec. 5, Fig. 2b): V-wide dot product, scale product, scale multiply
-        # (block formats add their elements' exponent widths, the product width and the block scales' mantissas)
+        # (block formats add their elements' exponent widths, the product width and the block scales' mantissas;
+        # a bit-serial datapath the weight bit planes it passes over per dot product)
         Action("vector_mac", "dot", "dot product", frozenset({"weight_bits", "act_bits", "vector_size", "out_bits",
-                                                             "weight_exp_bits", "act_exp_bits", "product_bits"})),
+                                                             "weight_exp_bits", "act_exp_bits", "product_bits",
+                                                             "weight_planes"})),
         Action("vector_mac", "scale_product", "multiply",
                frozenset({"weight_scale_bits", "act_scale_bits", "rounded_bits", "float_scales",
                           "weight_scale_mantissa_bits", "act_scale_mantissa_bits"})),

@@ -53,7 +53,12 @@ __all__ = [
     "load_hardware",
     "list_presets",
     "DEFAULT_PRESET",
+    "DATAPATHS",
 ]
+
+#: The vector MAC units' datapaths: bit-parallel W x A multipliers, or bit-serial passes over the weight's bit
+#: planes (PrecisionBatching, Lam et al., arXiv:2003.00822; :mod:`vsquant.bitserial`)
+DATAPATHS = ("parallel", "bit-serial")
 
 #: The preset used when nothing else is asked for: MAGNet's 8-bit baseline in 16 nm.
 DEFAULT_PRESET = "magnet16"
@@ -173,6 +178,11 @@ class PESpec:
     accumulation_collector_entries: int = spec("int", 1, "partial sums held per PE")
     ppu_elements_per_cycle: int = spec("int", 1, "partial-sum elements the PPU takes per cycle")
     accumulator_headroom_bits: int = spec("int", 0, "bits above a partial sum's width", default=8)
+    datapath: str = spec("str", None, "the vector MAC units' datapath: parallel (W x A multipliers) or bit-serial "
+                         "(one weight bit plane per pass; lanes then counts the bit-serial lanes)",
+                         default="parallel")
+    bit_serial_lanes: int = spec("int", 0, "lanes of this PE built bit-serial in the same area (0: not stated); "
+                                 "HardwareSpec.with_datapath('bit-serial') takes them", default=0)
 
     def __post_init__(self) -> None:
         for name, (kind, minimum, _) in _PE_FIELDS.items():
@@ -182,9 +192,17 @@ class PESpec:
                 f"pe.accumulator_headroom_bits must be an integer in [0, {_MAX_HEADROOM_BITS}], "
                 f"got {self.accumulator_headroom_bits}"
             )
+        if self.datapath not in DATAPATHS:
+            raise ValueError(f"pe.datapath must be one of {', '.join(DATAPATHS)}, got {self.datapath!r}")
         # Normalise NumPy integers and the like to plain ints (stable YAML/JSON, hashing).
-        for name in _PE_FIELDS:
-            object.__setattr__(self, name, int(getattr(self, name)))
+        for name, (kind, _, _) in _PE_FIELDS.items():
+            if kind == "int":
+                object.__setattr__(self, name, int(getattr(self, name)))
+
+    @property
+    def bit_serial(self) -> bool:
+        """Whether the vector MAC units are bit-serial (:mod:`vsquant.bitserial`): a W-bit weight takes W passes."""
+        return self.datapath == "bit-serial"
 
     @property
     def max_accumulated_partial_sums(self) -> int:
@@ -196,16 +214,18 @@ class PESpec:
         _check_value("accumulator_bits", "partial_sum_bits", partial_sum_bits, "int", 1)
         return int(partial_sum_bits) + self.accumulator_headroom_bits
 
-    def to_dict(self) -> dict[str, int]:
-        """Plain mapping of the fields (YAML/JSON ready)."""
-        return {name: getattr(self, name) for name in _PE_FIELDS}
+    def to_dict(self) -> dict[str, int | str]:
+        """Plain mapping of the fields (YAML/JSON ready); the datapath fields only where they are not the
+        defaults (a parallel PE's mapping, and its hash, are as before they existed)."""
+        return {name: getattr(self, name) for name in _PE_FIELDS
+                if name not in _OPTIONAL_PE_FIELDS or getattr(self, name) != _OPTIONAL_PE_FIELDS[name]}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "PESpec":
         """Build from a mapping; unknown keys raise ``ValueError`` listing the allowed ones."""
         if not isinstance(data, Mapping):
             raise ValueError(f"pe must be a mapping of PE fields, got {type(data).__name__}")
-        required = tuple(k for k in _PE_FIELDS if k != "accumulator_headroom_bits")
+        required = tuple(k for k in _PE_FIELDS if k not in ("accumulator_headroom_bits", *_OPTIONAL_PE_FIELDS))
         _check_keys("pe", data, _PE_FIELDS, required)
         return cls(**dict(data))
 
@@ -216,6 +236,8 @@ class PESpec:
 
 
 _PE_FIELDS = _declared(PESpec)
+#: PE fields left out of ``to_dict`` at these defaults
+_OPTIONAL_PE_FIELDS: dict[str, int | str] = {"datapath": "parallel", "bit_serial_lanes": 0}
 
 
 @dataclass(frozen=True)
@@ -282,7 +304,8 @@ class HardwareSpec:
 
     @property
     def pe_macs_per_cycle(self) -> int:
-        """Multiply-accumulates per cycle in one PE: lanes * V."""
+        """Multiply-accumulates per cycle in one PE: lanes * V (a bit-serial lane's V slots take one weight bit
+        plane each per cycle: W-bit weights run at 1/W of it)."""
         return self.pe.lanes * self.vector_size
 
     @property
@@ -399,12 +422,33 @@ class HardwareSpec:
         spec = dataclasses.replace(self, **changes) if changes else self
         return spec.replace_pe(**pe_changes) if pe_changes else spec
 
+    def with_datapath(self, datapath: str) -> "HardwareSpec":
+        """This hardware with its PEs built ``datapath`` (:data:`DATAPATHS`). Bit-serial: the preset's
+        ``bit_serial_lanes`` lanes (in the parallel array's area, :func:`costmodels.area.equal_area_bit_serial_lanes`)
+        replace its ``lanes``, every other number (buffers, collector entries, NoC) as it is. Asking for the
+        datapath it has returns it unchanged; a bit-serial spec cannot be turned back (its parallel lanes are gone)."""
+        if datapath not in DATAPATHS:
+            raise ValueError(f"datapath must be one of {', '.join(DATAPATHS)}, got {datapath!r}")
+        if datapath == self.pe.datapath:
+            return self
+        if datapath == "parallel":
+            raise ValueError(f"hardware {self.name} is bit-serial; load its parallel preset instead")
+        if not self.pe.bit_serial_lanes:
+            raise ValueError(f"hardware {self.name} states no pe.bit_serial_lanes: say how many bit-serial lanes a "
+                             "PE has (costmodels.area.equal_area_bit_serial_lanes computes the equal-area count)")
+        return dataclasses.replace(self, name=f"{self.name}-bit-serial",
+                                   pe=self.pe.replace(datapath="bit-serial", lanes=self.pe.bit_serial_lanes))
+
     def replace_pe(self, **changes: Any) -> "HardwareSpec":
         """A copy whose PE has some fields changed, e.g. ``hw.replace_pe(lanes=8)``."""
         return dataclasses.replace(self, pe=self.pe.replace(**changes))
 
     def summary(self) -> str:
         """One line for reports."""
+        if self.pe.bit_serial:
+            return (f"{self.name}: {self.num_pes} PEs x {self.pe.lanes} bit-serial lanes x V={self.vector_size} "
+                    f"= {self.macs_per_cycle} weight-bit MAC/cycle (a W-bit MAC takes W), "
+                    f"{self.clock_hz / 1e9:g} GHz, {self.technology_nm:g} nm")
         return (
             f"{self.name}: {self.num_pes} PEs x {self.pe.lanes} lanes x V={self.vector_size} "
             f"= {self.macs_per_cycle} MAC/cycle, {self.clock_hz / 1e9:g} GHz, "

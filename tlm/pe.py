@@ -47,7 +47,7 @@ PPU_OUTPUT_BURST_BITS = 4 * 8192  # the PPU's output staging buffer (4 KB): a mo
 
 class PE:
     def __init__(self, env: simpy.Environment, index: int, hw: HardwareSpec, cfg: QuantConfig, actions: ActionCounts,
-                 passes: int = 1) -> None:
+                 passes: int = 1, planes: int = 0) -> None:
         self.env = env
         self.index = index
         self.hw = hw
@@ -60,7 +60,7 @@ class PE:
         self.act_buffer = ActivationBuffer(env, "activation_buffer", pe.activation_buffer_bits,
                                            pe.activation_buffer_ports, V, cfg.act_bits,
                                            cfg.act_scale_vector_bits, actions)
-        self.macs = VectorMACUnits(env, "vector_mac", pe.lanes, V, cfg, actions, passes)
+        self.macs = VectorMACUnits(env, "vector_mac", pe.lanes, V, cfg, actions, passes, planes)
         self.collector = AccumulationCollector("accumulation_collector", pe, cfg, actions)
         self.ppu = PPU("ppu", pe.ppu_elements_per_cycle, cfg, actions)
         self.noc = InitiatorSocket(f"pe{index}.noc")

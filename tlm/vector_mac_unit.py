@@ -8,7 +8,14 @@ the scaled partial sum. A rounded scale product of 0 gates the accumulation. A t
 times ``passes`` when the operand on the weight port is wider than the datapath's W bits (an
 attention matmul's A-bit activations on a 4-bit datapath run as ceil(A/W) bit slices).
 
-The numerics are :func:`vsquant.vector_mac`. Timing and action counts are per tile; the
+Bit-serial units (``pe.datapath: bit-serial``; PrecisionBatching, Lam et al., arXiv:2003.00822) hold the
+W-bit weight vector in the weight collector and pass over its two's-complement bit planes, most significant
+first, one a cycle: V AND gates of a weight bit with an A-bit activation, an adder tree of V A-bit inputs, a
+shift-add into the dot-product register (the top plane subtracts); the scale product, scale multiply and
+accumulation follow once per vector. A tile takes ``planes`` times the cycles (W passes, or the top k planes
+at run-time precision k), and the numerics are :func:`vsquant.bitserial.bit_serial_vector_mac`, pass by pass.
+
+The numerics are :func:`vsquant.vector_mac` (bit-parallel). Timing and action counts are per tile; the
 values of consecutive tiles that share a resident weight tile are evaluated in one call over
 their rows and their whole vector range, in ascending vector order. Integer accumulation is
 exact and the fp order is the reference's, so this is bit-identical to evaluating tile by tile
@@ -19,6 +26,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from vsquant import QuantConfig, vector_mac
+from vsquant.bitserial import bit_serial_vector_mac
 
 from .actions import action
 
@@ -38,11 +46,23 @@ if TYPE_CHECKING:
 PIPELINE_DEPTH = 4  # buffer read, dot product, scale product, accumulate: cycles before the first result
 
 
+def mac_numerics(a: QuantizedTensor, w: QuantizedTensor, cfg: QuantConfig, planes: int, j0: int = 0,
+                 j1: int | None = None) -> MacResult:
+    """Eq. 5 as the units compute it: bit-parallel (``planes`` 0) or bit-serial over the top ``planes`` bit
+    planes of ``w`` (all of them when ``planes`` is its bits)."""
+    if planes:
+        return bit_serial_vector_mac(a, w, cfg, planes=min(planes, w.bits), j0=j0, j1=j1)
+    return vector_mac(a, w, cfg, j0=j0, j1=j1)
+
+
 class VectorMACUnits:
     def __init__(self, env: simpy.Environment, name: str, lanes: int, vector_size: int, cfg: QuantConfig,
-                 actions: ActionCounts, passes: int = 1) -> None:
+                 actions: ActionCounts, passes: int = 1, planes: int = 0) -> None:
         self.env = env
-        self.passes = passes   # an operand wider than the W-bit weight port runs in bit slices
+        # an operand wider than the W-bit weight port runs in bit slices; a bit-serial unit passes over
+        # ``planes`` weight bit planes (0: a bit-parallel unit)
+        self.passes = planes or passes
+        self.planes = planes
         self.name = name
         self.lanes = lanes
         self.vector_size = vector_size
@@ -60,6 +80,8 @@ class VectorMACUnits:
         # than the element bits); VS-Quant's integer datapath keeps the paper's keys
         block = {"weight_exp_bits": wf.element.exp_bits, "act_exp_bits": af.element.exp_bits,
                  "product_bits": cfg.product_bits} if cfg.block_formats else {}
+        if self.planes:
+            block["weight_planes"] = self.planes
         self.actions.add(VECTOR_MAC_DOT, n_dot, weight_bits=cfg.weight_bits,
                          act_bits=cfg.act_bits, vector_size=self.vector_size,
                          out_bits=cfg.dot_product_bits, **block)
@@ -80,4 +102,4 @@ class VectorMACUnits:
 
     def evaluate(self, a: QuantizedTensor, w: QuantizedTensor, j0: int, j1: int) -> MacResult:
         """The numerics of consecutive tiles on rows of ``a`` and ``w`` over vectors [j0, j1)."""
-        return vector_mac(a, w, self.cfg, j0=j0, j1=j1)
+        return mac_numerics(a, w, self.cfg, self.planes, j0, j1)
