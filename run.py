@@ -3,6 +3,7 @@
 
     python run.py --workload bert-base --arch 4/8/6/10
     python run.py --workload resnet50 --arch 4/4U/4/6 --timing-only --json out.json
+    python run.py --workload digits-cnn --arch 8/8/-/- --datapath bit-serial
 
 Captures the workload's PyTorch graph, lowers every MAC layer to tiles of vector-MAC work, runs
 them on the transaction-level accelerator (with real quantized tensors unless --timing-only),
@@ -43,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                                               "360 held-out digits; not for gemm:/conv: layers)")
     ap.add_argument("--hw", default="magnet16", metavar="PRESET|FILE",
                     help="hardware preset (magnet16, simba, tiny) or a YAML file (default magnet16)")
+    ap.add_argument("--datapath", choices=("parallel", "bit-serial"), default="parallel",
+                    help="the vector MAC units: parallel W x A multipliers (default), or bit-serial, one weight bit "
+                         "plane a pass (W passes; the preset's bit_serial_lanes, equal area; PrecisionBatching)")
     ap.add_argument("--scale-product", metavar="full|R", help="round the scale product sw*sa to R bits, or full")
     ap.add_argument("--timing-only", action="store_true",
                     help="simulate cycles and action counts without tensors (no accuracy, no gating counts)")
@@ -81,7 +85,14 @@ def _validate(ap, args):
         msg = str(e).splitlines()[0]
         ap.error(f"--hw: {msg}" + ("" if "magnet16" in msg else f" (presets: {', '.join(list_presets())})"))
     try:
-        datapath_config(args.arch, args.hw_spec, scale_product=args.scale_product)
+        args.hw_spec = args.hw_spec.with_datapath(args.datapath)
+    except ValueError as e:
+        ap.error(f"--datapath: {e}")
+    try:
+        cfg = datapath_config(args.arch, args.hw_spec, scale_product=args.scale_product)
+        if args.hw_spec.pe.bit_serial:
+            from vsquant.bitserial import check_bit_serial
+            check_bit_serial(cfg)
     except ValueError as e:
         ap.error(f"--arch: {e}")
     for flag, path, suffixes in (("--json", args.json, (".json",)), ("--csv", args.csv, None),
@@ -115,7 +126,8 @@ def summary(r: dict, n_layers: int) -> str:
         + (f", float model {a['float_value']:.4f}" if "float_value" in a else "")
         + (f"; output cosine {_fixed(a['cosine'], 5)}, SQNR {_fixed(a['sqnr_db'], 2)} dB" if "cosine" in a else ""))
     lines = [
-        f"vsqsim  {r['workload']} at {r['arch']} on {hw['name']} ({hw['num_pes']} PEs x {hw['lanes']} lanes x "
+        f"vsqsim  {r['workload']} at {r['arch']} on {hw['name']} ({hw['num_pes']} PEs x {hw['lanes']} "
+        f"{'bit-serial ' if hw.get('datapath') == 'bit-serial' else ''}lanes x "
         f"V={hw['vector_size']}, {hw['clock_hz'] / 1e9:g} GHz, {hw['technology_nm']:g} nm)",
         f"  MAC layers        {t['mac_layers']}  ({t['macs'] / 1e9:.3f} GMAC); ops by unit {t['ops_by_unit']}",
         f"  cycles            {t['cycles']:,}  (ideal {t['ideal_cycles']:,}); latency {t['latency_s'] * 1e3:.3f} ms; "

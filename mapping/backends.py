@@ -43,6 +43,7 @@ from tlm.accelerator import Accelerator
 from tlm.hardware import HardwareSpec
 from vsquant import QuantConfig, fakequant, unsigned_policy
 from vsquant import layers as vsq
+from vsquant.bitserial import truncate_weight
 
 from .lower import MacLayer
 from .tasks import conv2d_task, linear_task, matmul_task
@@ -136,18 +137,20 @@ class ReferenceBackend(Backend):
     """Every MAC layer through the ``vsquant`` reference (Eq. 1-7, Sec. 5): linear ->
     :func:`vsquant.linear`, conv2d -> :func:`vsquant.conv2d`, matmul (QK^T, AV) -> :func:`vsquant.matmul`;
     returns ``LayerResult.output``, the PPU's float output. Weights are quantized per output channel/vector,
-    activations dynamically."""
+    activations dynamically; ``planes``: the weights' top bit planes only (:func:`vsquant.bitserial.truncate_weight`,
+    a bit-serial datapath's run-time precision)."""
 
-    def __init__(self, cfg: QuantConfig | str):
+    def __init__(self, cfg: QuantConfig | str, planes: int | None = None):
         self.cfg = QuantConfig.parse(cfg)
-        self.name = f"reference_backend({self.cfg})"
+        self.planes = planes
+        self.name = f"reference_backend({self.cfg}{f', planes={planes}' if planes else ''})"
         self.weights = WeightCache()
 
     def _weight(self, layer: MacLayer, args: Args) -> Any:
-        cfg = self.cfg
+        cfg, k = self.cfg, self.planes
         if layer.kind == "conv2d":
-            return self.weights.get(args, lambda: vsq.quantize_conv_weight(args["weight"], cfg))
-        return self.weights.get(args, lambda: vsq.quantize_weight(args["weight"], cfg))
+            return self.weights.get(args, lambda: truncate_weight(vsq.quantize_conv_weight(args["weight"], cfg), k))
+        return self.weights.get(args, lambda: truncate_weight(vsq.quantize_weight(args["weight"], cfg), k))
 
     def linear(self, layer: MacLayer, args: Args) -> torch.Tensor:
         x, cfg = args["input"], self.cfg
@@ -169,9 +172,9 @@ class ReferenceBackend(Backend):
         return torch.from_numpy(np.asarray(r.output, np.float64))
 
 
-def reference_backend(cfg: QuantConfig | str) -> ReferenceBackend:
-    """A :class:`ReferenceBackend` at ``cfg``."""
-    return ReferenceBackend(cfg)
+def reference_backend(cfg: QuantConfig | str, planes: int | None = None) -> ReferenceBackend:
+    """A :class:`ReferenceBackend` at ``cfg`` (with ``planes``: the weights' top bit planes)."""
+    return ReferenceBackend(cfg, planes)
 
 
 # (unsigned, amax) of one activation operand of a layer: a static calibration of the fake-quant path
@@ -187,12 +190,16 @@ class FakeQuantBackend(Backend):
     (per-channel configs, the PTQ study's Table 2) passes ``weight_amax(layer, args)`` (per-channel
     maxima of the weight, or None for its max) and ``act_calibration(layer, operand, x)`` ->
     ``(unsigned, amax)`` for each activation operand (``"input"``, or ``"a"`` and ``"b"`` of a matmul).
+    ``planes``: the weights' top bit planes only (a bit-serial datapath's run-time precision; equal to
+    :class:`ReferenceBackend` with the same ``planes``).
     """
 
     def __init__(self, cfg: QuantConfig | str, *, weight_amax: WeightCalibration | None = None,
-                 act_calibration: ActCalibration | None = None, name: str | None = None):
+                 act_calibration: ActCalibration | None = None, name: str | None = None,
+                 planes: int | None = None):
         self.cfg = QuantConfig.parse(cfg)
-        self.name = name or f"fakequant_backend({self.cfg})"
+        self.planes = planes
+        self.name = name or f"fakequant_backend({self.cfg}{f', planes={planes}' if planes else ''})"
         self.weight_amax, self.act_calibration = weight_amax, act_calibration
         self.weights = WeightCache()
 
@@ -201,8 +208,8 @@ class FakeQuantBackend(Backend):
             amax = self.weight_amax(layer, args) if self.weight_amax is not None else None
             w = torch.from_numpy(args["weight"])
             if layer.kind == "conv2d":
-                return fakequant.quantized_conv_weight(w, self.cfg, amax)
-            return fakequant.quantized_weight(w, self.cfg, amax)
+                return fakequant.quantized_conv_weight(w, self.cfg, amax, self.planes)
+            return fakequant.quantized_weight(w, self.cfg, amax, self.planes)
         return self.weights.get(args, quantize)
 
     def _act(self, layer: MacLayer, operand: str, x: np.ndarray) -> tuple[bool | None, float | None]:
@@ -241,13 +248,15 @@ def fast_backend(cfg: QuantConfig | str) -> Backend:
 
 class TLMBackend(Backend):
     """Every MAC layer on the transaction-level accelerator (:class:`tlm.accelerator.Accelerator`) with its
-    real tensors; ``record`` collects ``(MacLayer, LayerRun)`` pairs in execution order."""
+    real tensors; ``record`` collects ``(MacLayer, LayerRun)`` pairs in execution order; ``planes``: on a
+    bit-serial datapath, the stored weights run with their top ``planes`` bit planes."""
 
-    def __init__(self, cfg: QuantConfig | str, hw: HardwareSpec, record: list | None = None):
+    def __init__(self, cfg: QuantConfig | str, hw: HardwareSpec, record: list | None = None,
+                 planes: int | None = None):
         self.cfg = QuantConfig.parse(cfg)
         self.hw, self.record = hw, record
-        self.name = f"tlm_backend({self.cfg})"
-        self.accelerator = Accelerator(hw, self.cfg)
+        self.name = f"tlm_backend({self.cfg}{f', planes={planes}' if planes else ''})"
+        self.accelerator = Accelerator(hw, self.cfg, planes=planes)
         self.weights = WeightCache()
 
     def _run(self, layer: MacLayer, task: Any) -> torch.Tensor:
@@ -275,9 +284,10 @@ class TLMBackend(Backend):
                                             b_unsigned=unsigned_policy(cfg, b), name=layer.name))
 
 
-def tlm_backend(cfg: QuantConfig | str, hw: HardwareSpec, record: list | None = None) -> TLMBackend:
-    """A :class:`TLMBackend` at ``cfg`` on hardware ``hw``."""
-    return TLMBackend(cfg, hw, record)
+def tlm_backend(cfg: QuantConfig | str, hw: HardwareSpec, record: list | None = None,
+                planes: int | None = None) -> TLMBackend:
+    """A :class:`TLMBackend` at ``cfg`` on hardware ``hw`` (``planes``: a bit-serial run-time precision)."""
+    return TLMBackend(cfg, hw, record, planes)
 
 
 class RecordingBackend(Backend):

@@ -50,7 +50,10 @@ class NetworkRun:
 
     @property
     def utilization(self) -> float:
-        """Useful MACs over the array's MAC slots during the network's cycles."""
+        """Useful MACs over the array's MAC slots during the network's cycles (bit-serial: the ideal cycles, a pass
+        per weight plane, over the cycles)."""
+        if self.hw.pe.bit_serial:
+            return self.ideal_cycles / self.cycles if self.cycles else 0.0
         return self.macs / (self.cycles * self.hw.macs_per_cycle) if self.cycles else 0.0
 
     @property
@@ -68,7 +71,8 @@ class NetworkRun:
         for layer, run in self.layers:
             rows.append(dict(name=layer.name, kind=layer.kind, M=layer.M, K=layer.K, N=layer.N, gemms=len(layer.gemms),
                              macs=layer.macs, cycles=run.cycles, ideal_cycles=run.ideal_cycles,
-                             utilization=layer.macs / (run.cycles * self.hw.macs_per_cycle) if run.cycles else 0.0,
+                             utilization=(run.utilization if self.hw.pe.bit_serial else
+                                          layer.macs / (run.cycles * self.hw.macs_per_cycle)) if run.cycles else 0.0,
                              bottleneck=run.bottleneck, gated=run.gated, tiling="; ".join(sorted(set(
                                  run.extra.get("tilings", []))))))
         return pd.DataFrame(rows)
@@ -85,10 +89,12 @@ def timing_task(layer: MacLayer, cfg: QuantConfig, hw: HardwareSpec):
     return layer_task(layer.name, layer.kind, shapes, cfg, hw, None, layer.activation_fused, False, layer.has_bias, {})
 
 
-def simulate_timing(lowered: LoweredModel, cfg: QuantConfig | str, hw: HardwareSpec, *, progress=None) -> NetworkRun:
-    """Cycles and action counts of every MAC layer, without tensors (gating counts need numerics)."""
+def simulate_timing(lowered: LoweredModel, cfg: QuantConfig | str, hw: HardwareSpec, *, progress=None,
+                    planes: int | None = None) -> NetworkRun:
+    """Cycles and action counts of every MAC layer, without tensors (gating counts need numerics); ``planes``: a
+    bit-serial datapath's run-time weight precision (the top ``planes`` bit planes, :class:`tlm.Accelerator`)."""
     cfg = QuantConfig.parse(cfg)
-    acc = Accelerator(hw, cfg)
+    acc = Accelerator(hw, cfg, planes=planes)
     memo: dict = {}
     out = []
     for i, layer in enumerate(lowered.layers):

@@ -300,6 +300,7 @@ def report(wl: Workload | WorkloadShapes, dp: Datapath, sim: Simulation, costs: 
         "workload": wl.info.get("name", wl.name),
         "arch": str(cfg),
         "hardware": {"preset": dp.preset, "name": hw_cfg.name, "num_pes": hw_cfg.num_pes, "lanes": hw_cfg.pe.lanes,
+                     "datapath": hw_cfg.pe.datapath,
                      "vector_size": hw_cfg.vector_size, "clock_hz": hw_cfg.clock_hz,
                      "technology_nm": hw_cfg.technology_nm, "weight_buffer_bits": hw_cfg.pe.weight_buffer_bits,
                      "activation_buffer_bits": hw_cfg.pe.activation_buffer_bits},

@@ -165,3 +165,58 @@ def test_energy_per_pass_no_multipliers(tiny_bs):
         e[k] = evaluate([run], hw, "8/8/-/-").energy_pj["datapath"]
     assert e[2] < e[4] < e[8]
     assert e[8] / e[4] == pytest.approx(2.0, rel=1e-9)
+
+
+@pytest.mark.parametrize("arch,planes", [("8/8/-/-", None), ("8/8/-/-", 3), ("4/8/6/10", 2), ("4/4U/4/6", None)])
+def test_digits_cnn_bit_serial_equals_reference_and_fakequant(arch, planes):
+    """The whole digits-cnn through the bit-serial TLM = the vsquant reference = the fake-quant path, on the same
+    stored weights at run-time precision ``planes``."""
+    import copy
+
+    import torch
+
+    from mapping.backends import FakeQuantBackend, fakequant_backend, reference_backend
+    from mapping.capture import capture
+    from mapping.interpret import QuantInterpreter
+    from mapping.network import simulate_numerics
+    from workloads.digits import load_digits_cnn, load_digits_split
+    model = load_digits_cnn().double()
+    x = torch.from_numpy(load_digits_split()[2][:32]).double()
+    cap = capture(copy.deepcopy(model), (x,))
+    hw = load_hardware("magnet16").with_datapath("bit-serial")
+    tlm = simulate_numerics(cap, arch, hw, planes=planes).output
+    ref = QuantInterpreter(cap, reference_backend(arch, planes)).forward()
+    fq = QuantInterpreter(cap, FakeQuantBackend(arch, planes=planes) if planes else fakequant_backend(arch)).forward()
+    assert torch.equal(tlm, ref) and torch.equal(fq, ref)
+    if planes is None:   # all planes: the bit-parallel TLM's output
+        par = simulate_numerics(cap, arch, load_hardware("magnet16")).output
+        assert torch.equal(tlm, par)
+
+
+@pytest.mark.parametrize("workload", ["gemm:64x64x64", "digits-cnn"])
+def test_run_py_bit_serial_same_accuracy_as_parallel(tmp_path, workload):
+    """run.py --datapath bit-serial: the same outputs (so the same accuracy) as the parallel datapath, W passes
+    on the equal-area bit-serial lanes."""
+    import json
+
+    import run
+    out = {}
+    for dp in ("parallel", "bit-serial"):
+        path = tmp_path / f"{dp}.json"
+        assert run.main(["--workload", workload, "--arch", "8/8/-/-", "--datapath", dp, "--json", str(path)]) == 0
+        out[dp] = json.loads(path.read_text())
+    par, bs = out["parallel"], out["bit-serial"]
+    assert bs["hardware"]["datapath"] == "bit-serial" and bs["hardware"]["lanes"] == 54
+    assert par["hardware"]["datapath"] == "parallel" and par["hardware"]["lanes"] == 16
+    assert bs["accuracy"]["value"] == par["accuracy"]["value"] is not None
+    for k in ("cosine", "sqnr_db"):
+        assert bs["accuracy"].get(k) == par["accuracy"].get(k)
+    assert bs["totals"]["macs"] == par["totals"]["macs"]
+
+
+def test_run_py_refuses_bit_serial_float_scales():
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "run.py", "--workload", "gemm:64x64x64", "--arch", "4/8/fp16/fp16",
+                        "--datapath", "bit-serial"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "--arch" in r.stderr and "bit-serial" in r.stderr
