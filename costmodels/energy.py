@@ -19,6 +19,11 @@ The hardware behind each action (VS-Quant Sec. 5, Fig. 2):
                               each V x A AND gates (the 1-bit x A-bit products), an adder tree of V
                               A-bit inputs and a shift-add into the dot-product register (an adder and
                               the register, W+A+log2 V bits): no multipliers.
+``vector_mac.plane_offset``   run-time precision with the dropped planes' mean: a shift-add of the
+                              activation sum into the dot-product register (an adder and the register,
+                              one fraction bit wider), per dot product.
+``vector_mac.activation_sum`` the sum of a broadcast activation vector: an adder tree of V A-bit inputs,
+                              once per PE per broadcast (shared by the lanes).
 ``vector_mac.scale_product``  the integer ws x as multiplier, its rounding to R bits (an adder on
                               the full product when R < ws+as) and the R-bit product register (the
                               operands are latched with their vectors, priced with the buffer reads);
@@ -390,6 +395,16 @@ class VectorMac:
             return weight_planes * bit_serial_pass_pj(p.tech, act_bits, V, out)
         return dot_product_pj(p.tech, weight_bits, act_bits, vector_size or p.hw.vector_size, out_bits,
                               weight_exp_bits, act_exp_bits, product_bits)
+
+    @staticmethod
+    @breakdown("datapath")
+    def plane_offset(p: Pricing, *, out_bits: int) -> float:
+        return p.tech.int_add_pj(out_bits) + out_bits * p.tech.register_pj_per_bit()
+
+    @staticmethod
+    @breakdown("datapath")
+    def activation_sum(p: Pricing, *, act_bits: int, vector_size: int) -> float:
+        return adder_tree_pj(p.tech, act_bits, vector_size)
 
     @staticmethod
     @breakdown("scale_multiplier")

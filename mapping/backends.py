@@ -138,19 +138,20 @@ class ReferenceBackend(Backend):
     :func:`vsquant.linear`, conv2d -> :func:`vsquant.conv2d`, matmul (QK^T, AV) -> :func:`vsquant.matmul`;
     returns ``LayerResult.output``, the PPU's float output. Weights are quantized per output channel/vector,
     activations dynamically; ``planes``: the weights' top bit planes only (:func:`vsquant.bitserial.truncate_weight`,
-    a bit-serial datapath's run-time precision)."""
+    a bit-serial datapath's run-time precision; ``midpoint``: plus the dropped planes' mean)."""
 
-    def __init__(self, cfg: QuantConfig | str, planes: int | None = None):
+    def __init__(self, cfg: QuantConfig | str, planes: int | None = None, midpoint: bool = False):
         self.cfg = QuantConfig.parse(cfg)
-        self.planes = planes
-        self.name = f"reference_backend({self.cfg}{f', planes={planes}' if planes else ''})"
+        self.planes, self.midpoint = planes, midpoint
+        self.name = f"reference_backend({self.cfg}{_planes_text(planes, midpoint)})"
         self.weights = WeightCache()
 
     def _weight(self, layer: MacLayer, args: Args) -> Any:
-        cfg, k = self.cfg, self.planes
+        cfg, k, mid = self.cfg, self.planes, self.midpoint
         if layer.kind == "conv2d":
-            return self.weights.get(args, lambda: truncate_weight(vsq.quantize_conv_weight(args["weight"], cfg), k))
-        return self.weights.get(args, lambda: truncate_weight(vsq.quantize_weight(args["weight"], cfg), k))
+            return self.weights.get(args, lambda: truncate_weight(vsq.quantize_conv_weight(args["weight"], cfg), k,
+                                                                  mid))
+        return self.weights.get(args, lambda: truncate_weight(vsq.quantize_weight(args["weight"], cfg), k, mid))
 
     def linear(self, layer: MacLayer, args: Args) -> torch.Tensor:
         x, cfg = args["input"], self.cfg
@@ -172,9 +173,13 @@ class ReferenceBackend(Backend):
         return torch.from_numpy(np.asarray(r.output, np.float64))
 
 
-def reference_backend(cfg: QuantConfig | str, planes: int | None = None) -> ReferenceBackend:
+def reference_backend(cfg: QuantConfig | str, planes: int | None = None, midpoint: bool = False) -> ReferenceBackend:
     """A :class:`ReferenceBackend` at ``cfg`` (with ``planes``: the weights' top bit planes)."""
-    return ReferenceBackend(cfg, planes)
+    return ReferenceBackend(cfg, planes, midpoint)
+
+
+def _planes_text(planes: int | None, midpoint: bool) -> str:
+    return f", planes={planes}{', midpoint' if midpoint else ''}" if planes else ""
 
 
 # (unsigned, amax) of one activation operand of a layer: a static calibration of the fake-quant path
@@ -190,16 +195,16 @@ class FakeQuantBackend(Backend):
     (per-channel configs, the PTQ study's Table 2) passes ``weight_amax(layer, args)`` (per-channel
     maxima of the weight, or None for its max) and ``act_calibration(layer, operand, x)`` ->
     ``(unsigned, amax)`` for each activation operand (``"input"``, or ``"a"`` and ``"b"`` of a matmul).
-    ``planes``: the weights' top bit planes only (a bit-serial datapath's run-time precision; equal to
-    :class:`ReferenceBackend` with the same ``planes``).
+    ``planes``: the weights' top bit planes only (a bit-serial datapath's run-time precision; ``midpoint``: plus
+    the dropped planes' mean; equal to :class:`ReferenceBackend` with the same ``planes`` and ``midpoint``).
     """
 
     def __init__(self, cfg: QuantConfig | str, *, weight_amax: WeightCalibration | None = None,
                  act_calibration: ActCalibration | None = None, name: str | None = None,
-                 planes: int | None = None):
+                 planes: int | None = None, midpoint: bool = False):
         self.cfg = QuantConfig.parse(cfg)
-        self.planes = planes
-        self.name = name or f"fakequant_backend({self.cfg}{f', planes={planes}' if planes else ''})"
+        self.planes, self.midpoint = planes, midpoint
+        self.name = name or f"fakequant_backend({self.cfg}{_planes_text(planes, midpoint)})"
         self.weight_amax, self.act_calibration = weight_amax, act_calibration
         self.weights = WeightCache()
 
@@ -208,8 +213,8 @@ class FakeQuantBackend(Backend):
             amax = self.weight_amax(layer, args) if self.weight_amax is not None else None
             w = torch.from_numpy(args["weight"])
             if layer.kind == "conv2d":
-                return fakequant.quantized_conv_weight(w, self.cfg, amax, self.planes)
-            return fakequant.quantized_weight(w, self.cfg, amax, self.planes)
+                return fakequant.quantized_conv_weight(w, self.cfg, amax, self.planes, self.midpoint)
+            return fakequant.quantized_weight(w, self.cfg, amax, self.planes, self.midpoint)
         return self.weights.get(args, quantize)
 
     def _act(self, layer: MacLayer, operand: str, x: np.ndarray) -> tuple[bool | None, float | None]:
@@ -249,14 +254,15 @@ def fast_backend(cfg: QuantConfig | str) -> Backend:
 class TLMBackend(Backend):
     """Every MAC layer on the transaction-level accelerator (:class:`tlm.accelerator.Accelerator`) with its
     real tensors; ``record`` collects ``(MacLayer, LayerRun)`` pairs in execution order; ``planes``: on a
-    bit-serial datapath, the stored weights run with their top ``planes`` bit planes."""
+    bit-serial datapath, the stored weights run with their top ``planes`` bit planes (``midpoint``: and the dropped
+    planes' mean)."""
 
     def __init__(self, cfg: QuantConfig | str, hw: HardwareSpec, record: list | None = None,
-                 planes: int | None = None):
+                 planes: int | None = None, midpoint: bool = False):
         self.cfg = QuantConfig.parse(cfg)
         self.hw, self.record = hw, record
-        self.name = f"tlm_backend({self.cfg}{f', planes={planes}' if planes else ''})"
-        self.accelerator = Accelerator(hw, self.cfg, planes=planes)
+        self.name = f"tlm_backend({self.cfg}{_planes_text(planes, midpoint)})"
+        self.accelerator = Accelerator(hw, self.cfg, planes=planes, midpoint=midpoint)
         self.weights = WeightCache()
 
     def _run(self, layer: MacLayer, task: Any) -> torch.Tensor:
@@ -285,9 +291,9 @@ class TLMBackend(Backend):
 
 
 def tlm_backend(cfg: QuantConfig | str, hw: HardwareSpec, record: list | None = None,
-                planes: int | None = None) -> TLMBackend:
+                planes: int | None = None, midpoint: bool = False) -> TLMBackend:
     """A :class:`TLMBackend` at ``cfg`` on hardware ``hw`` (``planes``: a bit-serial run-time precision)."""
-    return TLMBackend(cfg, hw, record, planes)
+    return TLMBackend(cfg, hw, record, planes, midpoint)
 
 
 class RecordingBackend(Backend):

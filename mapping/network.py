@@ -26,12 +26,12 @@ __all__ = ["NetworkRun", "simulate_timing", "timing_task", "simulate_numerics"]
 
 def simulate_numerics(captured: CapturedGraph, cfg: QuantConfig | str, hw: HardwareSpec, *, inputs=None,
                       on_unknown: str = "error", lowered: LoweredModel | None = None,
-                      planes: int | None = None) -> NetworkRun:
+                      planes: int | None = None, midpoint: bool = False) -> NetworkRun:
     """Run the network with real tensors through the TLM; outputs and per-layer runs (``planes``: a bit-serial
     datapath's run-time weight precision)."""
     cfg = QuantConfig.parse(cfg)
     record: list = []
-    interp = QuantInterpreter(captured, tlm_backend(cfg, hw, record, planes), on_unknown=on_unknown,
+    interp = QuantInterpreter(captured, tlm_backend(cfg, hw, record, planes, midpoint), on_unknown=on_unknown,
                               lowered=lowered)
     output = interp.forward(inputs)
     return NetworkRun(cfg, hw, record, output, dict(interp.layer_outputs), interp.lowered)

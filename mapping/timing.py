@@ -90,11 +90,12 @@ def timing_task(layer: MacLayer, cfg: QuantConfig, hw: HardwareSpec):
 
 
 def simulate_timing(lowered: LoweredModel, cfg: QuantConfig | str, hw: HardwareSpec, *, progress=None,
-                    planes: int | None = None) -> NetworkRun:
+                    planes: int | None = None, midpoint: bool = False) -> NetworkRun:
     """Cycles and action counts of every MAC layer, without tensors (gating counts need numerics); ``planes``: a
-    bit-serial datapath's run-time weight precision (the top ``planes`` bit planes, :class:`tlm.Accelerator`)."""
+    bit-serial datapath's run-time weight precision (the top ``planes`` bit planes, :class:`tlm.Accelerator`; with
+    ``midpoint`` their dropped planes' mean)."""
     cfg = QuantConfig.parse(cfg)
-    acc = Accelerator(hw, cfg, planes=planes)
+    acc = Accelerator(hw, cfg, planes=planes, midpoint=midpoint)
     memo: dict = {}
     out = []
     for i, layer in enumerate(lowered.layers):

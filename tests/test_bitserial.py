@@ -58,8 +58,11 @@ def test_bit_serial_mac_equals_parallel(arch):
     np.testing.assert_array_equal(full.acc, ref.acc)
     assert full.gated == ref.gated
     for k in range(1, cfg.weight_bits):
-        np.testing.assert_array_equal(bit_serial_vector_mac(a, w, cfg, planes=k).acc,
-                                      vector_mac(a, truncate_weight(w, k), cfg).acc)
+        for mid in (False, True):
+            np.testing.assert_array_equal(bit_serial_vector_mac(a, w, cfg, planes=k, midpoint=mid).acc,
+                                          vector_mac(a, truncate_weight(w, k, mid), cfg).acc)
+    mid = truncate_weight(w, 1, midpoint=True).values - truncate_weight(w, 1).values
+    assert np.all(mid == (2 ** (cfg.weight_bits - 1) - 1) / 2)
 
 
 def test_bit_serial_refuses_float_scales(tiny_bs):
@@ -89,9 +92,13 @@ def test_tlm_linear_bit_exact(tiny_bs, arch):
     # run-time precision: the top k planes of the same stored weights = the reference on the truncated weights
     wq = quantize_weight(w, cfg)
     for k in (1, cfg.weight_bits // 2):
-        run = Accelerator(tiny_bs, cfg, planes=k).run_layer(linear_task(x, wq, b, cfg, tiny_bs, **kw))
-        _same(run, linear(x, truncate_weight(wq, k), b, cfg, **kw))
-        assert run.actions.widths["vector_mac.dot"]["weight_planes"] == k
+        for mid in (False, True):
+            run = Accelerator(tiny_bs, cfg, planes=k, midpoint=mid).run_layer(linear_task(x, wq, b, cfg, tiny_bs,
+                                                                                          **kw))
+            _same(run, linear(x, truncate_weight(wq, k, mid), b, cfg, **kw))
+            assert run.actions.widths["vector_mac.dot"]["weight_planes"] == k
+            assert (run.actions["vector_mac.plane_offset"] == run.actions["vector_mac.dot"]) == mid
+            assert (run.actions["vector_mac.activation_sum"] == run.actions["activation_buffer.read"]) == mid
 
 
 @pytest.mark.parametrize("arch", ["8/8/-/-", "4/8/6/10"])
@@ -167,8 +174,9 @@ def test_energy_per_pass_no_multipliers(tiny_bs):
     assert e[8] / e[4] == pytest.approx(2.0, rel=1e-9)
 
 
-@pytest.mark.parametrize("arch,planes", [("8/8/-/-", None), ("8/8/-/-", 3), ("4/8/6/10", 2), ("4/4U/4/6", None)])
-def test_digits_cnn_bit_serial_equals_reference_and_fakequant(arch, planes):
+@pytest.mark.parametrize("arch,planes,mid", [("8/8/-/-", None, False), ("8/8/-/-", 3, False), ("8/8/-/-", 3, True),
+                                            ("4/8/6/10", 2, True), ("4/4U/4/6", None, False)])
+def test_digits_cnn_bit_serial_equals_reference_and_fakequant(arch, planes, mid):
     """The whole digits-cnn through the bit-serial TLM = the vsquant reference = the fake-quant path, on the same
     stored weights at run-time precision ``planes``."""
     import copy
@@ -184,9 +192,10 @@ def test_digits_cnn_bit_serial_equals_reference_and_fakequant(arch, planes):
     x = torch.from_numpy(load_digits_split()[2][:32]).double()
     cap = capture(copy.deepcopy(model), (x,))
     hw = load_hardware("magnet16").with_datapath("bit-serial")
-    tlm = simulate_numerics(cap, arch, hw, planes=planes).output
-    ref = QuantInterpreter(cap, reference_backend(arch, planes)).forward()
-    fq = QuantInterpreter(cap, FakeQuantBackend(arch, planes=planes) if planes else fakequant_backend(arch)).forward()
+    tlm = simulate_numerics(cap, arch, hw, planes=planes, midpoint=mid).output
+    ref = QuantInterpreter(cap, reference_backend(arch, planes, mid)).forward()
+    fq = QuantInterpreter(cap, FakeQuantBackend(arch, planes=planes, midpoint=mid) if planes
+                          else fakequant_backend(arch)).forward()
     assert torch.equal(tlm, ref) and torch.equal(fq, ref)
     if planes is None:   # all planes: the bit-parallel TLM's output
         par = simulate_numerics(cap, arch, load_hardware("magnet16")).output

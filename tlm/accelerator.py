@@ -96,10 +96,10 @@ class Accelerator:
 
     ``planes``: on a bit-serial PE (``hw.pe.datapath``), run the stored W-bit weights with their top ``planes``
     bit planes (run-time precision, PrecisionBatching; None: all W); an attention matmul's activation operand
-    always runs all its planes."""
+    always runs all its planes. ``midpoint``: add the dropped planes' mean (:mod:`vsquant.bitserial`)."""
 
     def __init__(self, hw: HardwareSpec, cfg: QuantConfig | str, *, replay: bool = True,
-                 planes: int | None = None) -> None:
+                 planes: int | None = None, midpoint: bool = False) -> None:
         self.hw = hw
         self.replay = replay
         self.timing_cache: dict[Hashable, LayerRun] = {}
@@ -117,6 +117,7 @@ class Accelerator:
                 raise ValueError(f"planes must be an integer in [1, {self.cfg.weight_bits}] (the weights' bits), "
                                  f"got {planes!r}")
         self.planes = planes
+        self.midpoint = midpoint
 
     def weight_planes(self, kind: str, cfg: QuantConfig) -> int:
         """Bit planes a bit-serial unit passes over per weight vector of a ``kind`` layer (0: bit-parallel): the
@@ -167,7 +168,7 @@ class Accelerator:
             ys, gated, layer_amax = [], 0, None
             planes = self.weight_planes(task.kind, cfg)
             for ops in task.operands:
-                res = mac_numerics(ops.a, ops.w, cfg, planes)
+                res = mac_numerics(ops.a, ops.w, cfg, planes, midpoint=self.midpoint)
                 collector.settle(res.acc, res.gated)
                 gated += res.gated
                 y = ppu.post_process(res.acc, ops.a, ops.w, 0, ops.w.shape[0], ops.bias, task.activation)
@@ -193,7 +194,7 @@ class Accelerator:
         for i, tiles in enumerate(task.schedule):
             if not tiles:
                 continue
-            pe = PE(env, i, hw, cfg, actions, passes, planes)
+            pe = PE(env, i, hw, cfg, actions, passes, planes, self.midpoint)
             pe.noc.bind(mem.socket)
             pes.append(pe)
             env.process(pe.run(task, tiles))

@@ -41,6 +41,9 @@ def _catalogue() -> dict[str, Action]:
         Action("vector_mac", "dot", "dot product", frozenset({"weight_bits", "act_bits", "vector_size", "out_bits",
                                                              "weight_exp_bits", "act_exp_bits", "product_bits",
                                                              "weight_planes"})),
+        # bit-serial run-time precision with the dropped planes' mean (vsquant.bitserial, midpoint)
+        Action("vector_mac", "plane_offset", "dot product", frozenset({"out_bits"})),
+        Action("vector_mac", "activation_sum", "vector", frozenset({"act_bits", "vector_size"})),
         Action("vector_mac", "scale_product", "multiply",
                frozenset({"weight_scale_bits", "act_scale_bits", "rounded_bits", "float_scales",
                           "weight_scale_mantissa_bits", "act_scale_mantissa_bits"})),

@@ -47,7 +47,7 @@ PPU_OUTPUT_BURST_BITS = 4 * 8192  # the PPU's output staging buffer (4 KB): a mo
 
 class PE:
     def __init__(self, env: simpy.Environment, index: int, hw: HardwareSpec, cfg: QuantConfig, actions: ActionCounts,
-                 passes: int = 1, planes: int = 0) -> None:
+                 passes: int = 1, planes: int = 0, midpoint: bool = False) -> None:
         self.env = env
         self.index = index
         self.hw = hw
@@ -60,7 +60,7 @@ class PE:
         self.act_buffer = ActivationBuffer(env, "activation_buffer", pe.activation_buffer_bits,
                                            pe.activation_buffer_ports, V, cfg.act_bits,
                                            cfg.act_scale_vector_bits, actions)
-        self.macs = VectorMACUnits(env, "vector_mac", pe.lanes, V, cfg, actions, passes, planes)
+        self.macs = VectorMACUnits(env, "vector_mac", pe.lanes, V, cfg, actions, passes, planes, midpoint)
         self.collector = AccumulationCollector("accumulation_collector", pe, cfg, actions)
         self.ppu = PPU("ppu", pe.ppu_elements_per_cycle, cfg, actions)
         self.noc = InitiatorSocket(f"pe{index}.noc")
@@ -150,6 +150,7 @@ class PE:
         n_blocks = sum(1 for t in tiles if t.last)
         self._ppu_start(task, n_blocks)
         n_dot = 0         # dot products (and accumulations) of the tiles, counted once at the end
+        n_broadcast = 0   # activation vectors broadcast to the lanes
         # finished output blocks whose values are not evaluated yet
         pending: list[tuple[GemmTile, QuantizedTensor | None]] = []
         pipeline_filled = False
@@ -166,7 +167,9 @@ class PE:
                     self.stall_cycles += env.now - t0
                     self._attribute(self.stall_by, env.now - t0, [wk, ak])
             w = self.weight_buffer.read(wk, t.cols * t.nvec)
-            self.act_buffer.read(ak, t.rows * t.nvec * -(-t.cols // self.macs.lanes))
+            broadcasts = t.rows * t.nvec * -(-t.cols // self.macs.lanes)
+            self.act_buffer.read(ak, broadcasts)
+            n_broadcast += broadcasts
             if t.first:
                 self.collector.start(t.rows, t.cols)
             n_dot += t.rows * t.cols * t.nvec
@@ -187,6 +190,7 @@ class PE:
             if a_runs[ar][2] == i:
                 a_slots.put(1)
         self.macs.count(n_dot)
+        self.macs.count_activation_sums(n_broadcast)
         self.collector.accumulate(n_dot)
         self.weight_buffer.flush_reads()
         self.act_buffer.flush_reads()

@@ -14,6 +14,9 @@ first, one a cycle: V AND gates of a weight bit with an A-bit activation, an add
 shift-add into the dot-product register (the top plane subtracts); the scale product, scale multiply and
 accumulation follow once per vector. A tile takes ``planes`` times the cycles (W passes, or the top k planes
 at run-time precision k), and the numerics are :func:`vsquant.bitserial.bit_serial_vector_mac`, pass by pass.
+With ``midpoint`` (k < W) the dropped planes' mean times the activation sum is added: the PE sums each broadcast
+activation vector once (``vector_mac.activation_sum``, an adder tree shared by the lanes) and every lane
+shift-adds it into its dot product (``vector_mac.plane_offset``), overlapped with the passes (no cycles).
 
 The numerics are :func:`vsquant.vector_mac` (bit-parallel). Timing and action counts are per tile; the
 values of consecutive tiles that share a resident weight tile are evaluated in one call over
@@ -34,6 +37,8 @@ from .actions import action
 VECTOR_MAC_DOT = action("vector_mac.dot")
 VECTOR_MAC_SCALE_MULTIPLY = action("vector_mac.scale_multiply")
 VECTOR_MAC_SCALE_PRODUCT = action("vector_mac.scale_product")
+VECTOR_MAC_PLANE_OFFSET = action("vector_mac.plane_offset")
+VECTOR_MAC_ACTIVATION_SUM = action("vector_mac.activation_sum")
 
 
 if TYPE_CHECKING:
@@ -47,22 +52,23 @@ PIPELINE_DEPTH = 4  # buffer read, dot product, scale product, accumulate: cycle
 
 
 def mac_numerics(a: QuantizedTensor, w: QuantizedTensor, cfg: QuantConfig, planes: int, j0: int = 0,
-                 j1: int | None = None) -> MacResult:
+                 j1: int | None = None, midpoint: bool = False) -> MacResult:
     """Eq. 5 as the units compute it: bit-parallel (``planes`` 0) or bit-serial over the top ``planes`` bit
-    planes of ``w`` (all of them when ``planes`` is its bits)."""
+    planes of ``w`` (all of them when ``planes`` is its bits; ``midpoint``: and the dropped planes' mean)."""
     if planes:
-        return bit_serial_vector_mac(a, w, cfg, planes=min(planes, w.bits), j0=j0, j1=j1)
+        return bit_serial_vector_mac(a, w, cfg, planes=min(planes, w.bits), j0=j0, j1=j1, midpoint=midpoint)
     return vector_mac(a, w, cfg, j0=j0, j1=j1)
 
 
 class VectorMACUnits:
     def __init__(self, env: simpy.Environment, name: str, lanes: int, vector_size: int, cfg: QuantConfig,
-                 actions: ActionCounts, passes: int = 1, planes: int = 0) -> None:
+                 actions: ActionCounts, passes: int = 1, planes: int = 0, midpoint: bool = False) -> None:
         self.env = env
         # an operand wider than the W-bit weight port runs in bit slices; a bit-serial unit passes over
         # ``planes`` weight bit planes (0: a bit-parallel unit)
         self.passes = planes or passes
         self.planes = planes
+        self.midpoint = midpoint and 0 < planes < cfg.weight_bits    # the offset of the dropped planes
         self.name = name
         self.lanes = lanes
         self.vector_size = vector_size
@@ -85,6 +91,8 @@ class VectorMACUnits:
         self.actions.add(VECTOR_MAC_DOT, n_dot, weight_bits=cfg.weight_bits,
                          act_bits=cfg.act_bits, vector_size=self.vector_size,
                          out_bits=cfg.dot_product_bits, **block)
+        if self.midpoint:   # one more (fraction) bit in the dot-product register for the half-integer offset
+            self.actions.add(VECTOR_MAC_PLANE_OFFSET, n_dot, out_bits=cfg.dot_product_bits + 1)
         if not cfg.is_baseline:
             scales = {f"{side}_scale_mantissa_bits": f.scale.significand_bits
                       for side, f in (("weight", wf), ("act", af)) if f.scale.is_block}
@@ -100,6 +108,11 @@ class VectorMACUnits:
                 self.actions.add(VECTOR_MAC_SCALE_MULTIPLY, n_dot,
                                  dot_bits=cfg.dot_product_bits, scale_bits=cfg.rounded_scale_product_bits)
 
+    def count_activation_sums(self, n: int) -> None:
+        """With ``midpoint``: ``n`` broadcast activation vectors summed (one adder tree per PE)."""
+        if self.midpoint:
+            self.actions.add(VECTOR_MAC_ACTIVATION_SUM, n, act_bits=self.cfg.act_bits, vector_size=self.vector_size)
+
     def evaluate(self, a: QuantizedTensor, w: QuantizedTensor, j0: int, j1: int) -> MacResult:
         """The numerics of consecutive tiles on rows of ``a`` and ``w`` over vectors [j0, j1)."""
-        return mac_numerics(a, w, self.cfg, self.planes, j0, j1)
+        return mac_numerics(a, w, self.cfg, self.planes, j0, j1, self.midpoint)

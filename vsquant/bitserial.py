@@ -23,6 +23,14 @@ Top-k planes (run-time precision): running only planes W-1 ... W-k gives the wei
 
 (two's-complement truncation toward -infinity, in units of the stored weight's LSB, so its scales apply
 unchanged); k = W is w itself. For k < W it is a different (truncated) weight: its accuracy is measured.
+Truncation is biased (the dropped planes are lost, -(2^(W-k) - 1)/2 on average), and the bias adds up
+coherently over a dot product's V elements. With ``midpoint`` the dropped planes are replaced by their mean,
+
+    w_k + (2^(W-k) - 1) / 2,    dot = sum_{p >= W-k} c_p (b_p . a) + (2^(W-k) - 1)/2 * (1 . a)
+
+a half-integer offset (exact in float64) whose hardware is one activation sum per broadcast activation vector
+(an adder tree shared by the PE's lanes) and one shift-add per dot product (``(sum << s) - sum``, halved by
+the one fraction bit the dot-product register gets), overlapped with the plane passes.
 
 Exactness: every plane's partial sums are integers (integer per-vector scales, rounded or not, or none), so
 sum_p c_p (sum_j dot_pj P_j) = sum_j dot_j P_j exactly in float64 (below 2^53, checked): the bit-serial result
@@ -39,8 +47,8 @@ from .config import QuantConfig
 from .quantize import QuantizedTensor, qmax
 from .vector_mac import EXACT_LIMIT, AccumulatorOverflow, MacResult, vector_mac
 
-__all__ = ["plane_weights", "bit_planes", "from_planes", "top_planes", "truncate_weight", "check_bit_serial",
-           "bit_serial_vector_mac"]
+__all__ = ["plane_weights", "bit_planes", "from_planes", "top_planes", "dropped_planes_mean", "truncate_weight",
+           "check_bit_serial", "bit_serial_vector_mac"]
 
 
 def plane_weights(bits: int, unsigned: bool = False) -> np.ndarray:
@@ -76,23 +84,35 @@ def from_planes(planes: np.ndarray, bits: int, unsigned: bool = False) -> np.nda
     return np.tensordot(c, planes.astype(np.int64), axes=1)
 
 
-def top_planes(values: np.ndarray, bits: int, planes: int, unsigned: bool = False) -> np.ndarray:
-    """The weight of the top ``planes`` bit planes of ``values``: floor(v / 2^(bits-planes)) * 2^(bits-planes)
-    (int64), the same value as :func:`from_planes` of planes bits-1 .. bits-planes."""
+def _check_planes(planes: object, bits: int) -> int:
     if isinstance(planes, bool) or not isinstance(planes, (int, np.integer)) or not 1 <= planes <= bits:
         raise ValueError(f"planes must be an integer in [1, {bits}] (the weight's bits), got {planes!r}")
+    return int(planes)
+
+
+def dropped_planes_mean(bits: int, planes: int) -> float:
+    """The mean of the planes below the top ``planes`` of a ``bits``-bit integer, (2^(bits-planes) - 1) / 2."""
+    return ((1 << (bits - _check_planes(planes, bits))) - 1) / 2
+
+
+def top_planes(values: np.ndarray, bits: int, planes: int, unsigned: bool = False,
+               midpoint: bool = False) -> np.ndarray:
+    """The weight of the top ``planes`` bit planes of ``values``: floor(v / 2^(bits-planes)) * 2^(bits-planes)
+    (int64), the same value as :func:`from_planes` of planes bits-1 .. bits-planes; with ``midpoint`` plus the
+    dropped planes' mean (:func:`dropped_planes_mean`; float64, half-integers)."""
+    s = bits - _check_planes(planes, bits)
     v = _check_range(values, bits, unsigned)
-    s = bits - int(planes)
-    return (v >> s) << s
+    top = (v >> s) << s
+    return top + dropped_planes_mean(bits, planes) if midpoint and s else top
 
 
-def truncate_weight(w: QuantizedTensor, planes: int | None) -> QuantizedTensor:
-    """``w`` with its values replaced by their top ``planes`` bit planes (None or all planes: ``w`` itself); the
-    scales are the stored weight's."""
+def truncate_weight(w: QuantizedTensor, planes: int | None, midpoint: bool = False) -> QuantizedTensor:
+    """``w`` with its values replaced by their top ``planes`` bit planes (None or all planes: ``w`` itself), with
+    ``midpoint`` plus the dropped planes' mean (float64 values); the scales are the stored weight's."""
     if planes is None or planes == w.bits:
         return w
-    values = top_planes(w.values, w.bits, planes, w.unsigned).astype(w.values.dtype)
-    return dataclasses.replace(w, values=values, cache={})
+    values = top_planes(w.values, w.bits, planes, w.unsigned, midpoint)
+    return dataclasses.replace(w, values=values if midpoint else values.astype(w.values.dtype), cache={})
 
 
 def check_bit_serial(cfg: QuantConfig) -> None:
@@ -103,16 +123,15 @@ def check_bit_serial(cfg: QuantConfig) -> None:
 
 
 def bit_serial_vector_mac(a: QuantizedTensor, w: QuantizedTensor, cfg: QuantConfig, *, planes: int | None = None,
-                          j0: int = 0, j1: int | None = None) -> MacResult:
+                          j0: int = 0, j1: int | None = None, midpoint: bool = False) -> MacResult:
     """Eq. 5 over vectors [j0, j1) with the dot products of Eq. 4 formed bit-serially: one pass per weight bit
     plane, most significant first, each pass ``vector_mac`` of the activations with the 0/1 plane, shifted
-    (times c_p) and added. ``planes``: run the top ``planes`` planes only (None: all ``w.bits``); equals
-    ``vector_mac(a, truncate_weight(w, planes), cfg)`` bit for bit."""
+    (times c_p) and added. ``planes``: run the top ``planes`` planes only (None: all ``w.bits``); ``midpoint``:
+    add the dropped planes' mean times the activations' sum. Equals
+    ``vector_mac(a, truncate_weight(w, planes, midpoint), cfg)`` bit for bit."""
     check_bit_serial(cfg)
     W = w.bits
-    k = W if planes is None else planes
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= W:
-        raise ValueError(f"planes must be an integer in [1, {W}] (the weight's bits), got {planes!r}")
+    k = _check_planes(W if planes is None else planes, W)
     J = a.num_vectors
     nvec = (J if j1 is None else j1) - j0
     # every plane sum is below the W-bit sum's bound times 2^W / qmax(W): check the combined sum's bound
@@ -131,6 +150,9 @@ def bit_serial_vector_mac(a: QuantizedTensor, w: QuantizedTensor, cfg: QuantConf
         first = first or r
         acc = r.acc * float(c[p]) if acc is None else acc + r.acc * float(c[p])   # shift and add
     assert acc is not None and first is not None
+    if midpoint and k < W:      # the dropped planes' mean times the activation sum (a plane of ones)
+        ones = dataclasses.replace(w, values=np.ones(w.shape, np.int32), cache={})
+        acc = acc + vector_mac(a, ones, cfg, j0=j0, j1=j1).acc * dropped_planes_mean(W, k)
     max_acc = max(float(acc.max()), -float(acc.min())) if acc.size else 0.0
     # gating is per vector (its scale product), the same for every plane: counted once
     return MacResult(acc, first.num_vectors, first.gated, first.accumulations, first.scale_shift, max_acc, None)

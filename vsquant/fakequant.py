@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .bitserial import check_bit_serial
+from .bitserial import check_bit_serial, dropped_planes_mean
 from .config import QuantConfig, ScaleFormat, qmax
 from .formats import ELEMENT_FORMATS, ElementFormat, NumberFormat
 from .layers import conv_output_size, unsigned_policy
@@ -328,16 +328,20 @@ def _absmax(x: torch.Tensor, dim: int, unsigned: bool) -> torch.Tensor:
 
 # --- the datapath as torch functions (float64, exact integers) ----------------------------------
 
-def quantized_weight(w: torch.Tensor, cfg: QuantConfig, amax: Amax = None, planes: int | None = None) -> Operand:
+def quantized_weight(w: torch.Tensor, cfg: QuantConfig, amax: Amax = None, planes: int | None = None,
+                     midpoint: bool = False) -> Operand:
     """The weight (N, K) as ``vsquant.ppu.quantize_weight``: scaled integers (or block codes) and the
     per-channel coarse scale (``amax``: calibrated per-channel maxima for a per-channel format); ``planes``: its
-    top bit planes only, as ``vsquant.bitserial.truncate_weight`` (a bit-serial datapath's run-time precision)."""
-    return _weight_operand(w.double(), cfg, amax, planes)
+    top bit planes only (with ``midpoint`` plus the dropped planes' mean), as ``vsquant.bitserial.truncate_weight``
+    (a bit-serial datapath's run-time precision)."""
+    return _weight_operand(w.double(), cfg, amax, planes, midpoint)
 
 
-def _weight_operand(x: torch.Tensor, cfg: QuantConfig, amax: Amax, planes: int | None) -> Operand:
+def _weight_operand(x: torch.Tensor, cfg: QuantConfig, amax: Amax, planes: int | None,
+                    midpoint: bool = False) -> Operand:
     """A weight (rows, L) quantized, with ``planes`` its integers truncated to their top bit planes:
-    floor(q / 2^(W-planes)) * 2^(W-planes) (:func:`vsquant.bitserial.top_planes`), the scales unchanged."""
+    floor(q / 2^(W-planes)) * 2^(W-planes) (:func:`vsquant.bitserial.top_planes`; ``midpoint``: plus
+    (2^(W-planes) - 1) / 2), the scales unchanged."""
     W = cfg.weight_bits
     if planes is None or planes == W:
         return _operand(x, cfg, "weight", False, True, amax)
@@ -347,7 +351,7 @@ def _weight_operand(x: torch.Tensor, cfg: QuantConfig, amax: Amax, planes: int |
     op = _operand(x, cfg, "weight", False, True, amax, keep=True)
     assert op.codes is not None
     step = float(1 << (W - planes))
-    codes = torch.floor(op.codes / step) * step
+    codes = torch.floor(op.codes / step) * step + (dropped_planes_mean(W, planes) if midpoint else 0.0)
     rows, L = codes.shape
     values = codes if op.scales is None else _from_vectors(
         _vector_view(codes, cfg.vector_size) * op.scales[..., None], rows, L)
@@ -357,14 +361,14 @@ def _weight_operand(x: torch.Tensor, cfg: QuantConfig, amax: Amax, planes: int |
 
 
 def quantized_conv_weight(w: torch.Tensor, cfg: QuantConfig, amax: Amax = None,
-                          planes: int | None = None) -> Operand:
+                          planes: int | None = None, midpoint: bool = False) -> Operand:
     """A conv weight (K, Cg, R, S) as ``vsquant.layers.quantize_conv_weight``: vectors of V input channels at
     each kernel position, each position's channels zero-padded to whole vectors; ``values`` in (K, Cg, R, S),
     a block format's ``codes`` (K, R, S, Cg padded) and ``scales`` (K, R, S, vectors) in the buffer's order."""
     K, Cg, R, S = w.shape
     wp = F.pad(w.double().permute(0, 2, 3, 1), (0, -Cg % cfg.vector_size))
     if not cfg.weight_scale.is_block:
-        op = _weight_operand(wp.reshape(K, -1), cfg, amax, planes)
+        op = _weight_operand(wp.reshape(K, -1), cfg, amax, planes, midpoint)
         values = op.values.reshape(K, R, S, -1)[..., :Cg].permute(0, 3, 1, 2)
         if op.codes is None:
             return Operand(values, op.gamma)
