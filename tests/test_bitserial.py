@@ -229,3 +229,18 @@ def test_run_py_refuses_bit_serial_float_scales():
     r = subprocess.run([sys.executable, "run.py", "--workload", "gemm:64x64x64", "--arch", "4/8/fp16/fp16",
                         "--datapath", "bit-serial"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "--arch" in r.stderr and "bit-serial" in r.stderr
+
+
+def test_datapath_field_checked_and_kept_out_of_parallel_presets():
+    hw = load_hardware("tiny")
+    with pytest.raises(ValueError, match="pe.datapath must be one of parallel, bit-serial"):
+        hw.replace_pe(datapath="serial")
+    with pytest.raises(ValueError, match="states no pe.bit_serial_lanes"):
+        hw.replace_pe(bit_serial_lanes=0).with_datapath("bit-serial")
+    bs = hw.with_datapath("bit-serial")
+    assert bs.with_datapath("bit-serial") is bs and "bit-serial lanes" in bs.summary()
+    with pytest.raises(ValueError, match="is bit-serial"):
+        bs.with_datapath("parallel")
+    # a parallel PE without bit_serial_lanes writes no datapath keys (its hash is as before the field existed)
+    assert "datapath" not in hw.pe.to_dict() and "datapath" in bs.pe.to_dict()
+    assert type(bs).from_dict(bs.to_dict()) == bs

@@ -10,7 +10,9 @@ post-processes it and writes it back through the NoC.
 
 Data reuse as in Sec. 5: (i) each activation vector is broadcast to the ``lanes`` vector MAC
 units, (ii) a weight vector stays in its unit's weight collector across the rows of a tile,
-(iii) partial sums stay in the accumulation collector across the tile's vectors.
+(iii) partial sums stay in the accumulation collector across the tile's vectors. A bit-serial PE
+(``pe.datapath``) keeps an activation vector broadcast while its lanes pass over their weight vectors' bit
+planes (:mod:`tlm.vector_mac_unit`), so a tile computes ``planes`` times as long.
 """
 from __future__ import annotations
 

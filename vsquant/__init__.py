@@ -4,7 +4,8 @@ The golden model the transaction-level simulator is checked against, bit for bit
 the ``W/A/ws/as`` config (:mod:`.config`), calibration of Eq. 1's alpha (:mod:`.calibration`),
 the quantizers of Eq. 1-3 and Eq. 7a-7j (:mod:`.quantize`), the block-scaled formats that descend from them
 (OCP MX, NVFP4: :mod:`.formats`), the integer vector MAC of Eq. 4-5
-and Sec. 5 (:mod:`.vector_mac`), the PPU (:mod:`.ppu`) and reference layers (:mod:`.layers`), and their
+and Sec. 5 (:mod:`.vector_mac`) and its bit-serial form over two's-complement weight bit planes (:mod:`.bitserial`,
+PrecisionBatching), the PPU (:mod:`.ppu`) and reference layers (:mod:`.layers`), and their
 batched PyTorch twin (:mod:`.fakequant`, imported on demand: ``import vsquant`` does not import torch).
 Imports nothing of the rest of the project.
 """
