@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--datapath", choices=("parallel", "bit-serial"), default="parallel",
                     help="the vector MAC units: parallel W x A multipliers (default), or bit-serial, one weight bit "
                          "plane a pass (W passes; the preset's bit_serial_lanes, equal area; PrecisionBatching)")
+    ap.add_argument("--planes", type=int, metavar="K",
+                    help="with --datapath bit-serial: run the stored weights with their top K bit planes (run-time "
+                         "precision, K passes; a truncated weight, its accuracy measured)")
+    ap.add_argument("--midpoint", action="store_true",
+                    help="with --planes: add the dropped planes' mean back (one activation sum per PE broadcast)")
     ap.add_argument("--scale-product", metavar="full|R", help="round the scale product sw*sa to R bits, or full")
     ap.add_argument("--timing-only", action="store_true",
                     help="simulate cycles and action counts without tensors (no accuracy, no gating counts)")
@@ -95,6 +100,12 @@ def _validate(ap, args):
             check_bit_serial(cfg)
     except ValueError as e:
         ap.error(f"--arch: {e}")
+    if args.planes is not None and not args.hw_spec.pe.bit_serial:
+        ap.error("--planes runs the weights' top bit planes: it needs --datapath bit-serial")
+    if args.planes is not None and not 1 <= args.planes <= cfg.weight_bits:
+        ap.error(f"--planes must be in [1, {cfg.weight_bits}] (the weights' bits at {cfg}), got {args.planes}")
+    if args.midpoint and args.planes is None:
+        ap.error("--midpoint adds the dropped planes' mean back: it needs --planes")
     for flag, path, suffixes in (("--json", args.json, (".json",)), ("--csv", args.csv, None),
                                  ("--plot", args.plot, PLOT_SUFFIXES), ("--graph", args.graph, (".graphml", ".json"))):
         if path is not None and (why := check_output_path(path, flag, suffixes)):
@@ -125,8 +136,11 @@ def summary(r: dict, n_layers: int) -> str:
         f"{a['metric']}: {a['value']:.4f} ({a['kind']})"
         + (f", float model {a['float_value']:.4f}" if "float_value" in a else "")
         + (f"; output cosine {_fixed(a['cosine'], 5)}, SQNR {_fixed(a['sqnr_db'], 2)} dB" if "cosine" in a else ""))
+    opts = r.get("options", {})
+    planes = (f" with the top {opts['planes']} weight planes{' + midpoint' if opts.get('midpoint') else ''}"
+              if opts.get("planes") else "")
     lines = [
-        f"vsqsim  {r['workload']} at {r['arch']} on {hw['name']} ({hw['num_pes']} PEs x {hw['lanes']} "
+        f"vsqsim  {r['workload']} at {r['arch']}{planes} on {hw['name']} ({hw['num_pes']} PEs x {hw['lanes']} "
         f"{'bit-serial ' if hw.get('datapath') == 'bit-serial' else ''}lanes x "
         f"V={hw['vector_size']}, {hw['clock_hz'] / 1e9:g} GHz, {hw['technology_nm']:g} nm)",
         f"  MAC layers        {t['mac_layers']}  ({t['macs'] / 1e9:.3f} GMAC); ops by unit {t['ops_by_unit']}",
@@ -196,7 +210,8 @@ def main(argv=None) -> int:
             args.workload, args.arch, hw=args.hw, seq=args.seq, batch=args.batch, scale_product=args.scale_product,
             timing_only=args.timing_only, checkpoint=args.checkpoint, seed=args.seed, on_unknown=args.on_unknown,
             progress=progress, return_costs=True, graph_path=args.graph,
-            dp=datapath(args.arch, args.hw_spec, scale_product=args.scale_product, preset=args.hw),
+            dp=datapath(args.arch, args.hw_spec, scale_product=args.scale_product, preset=args.hw, planes=args.planes,
+                        midpoint=args.midpoint),
             use_cache=not args.no_cache, stats=stats)
     except user_errors() as e:
         bar.close()

@@ -120,6 +120,8 @@ class Datapath:
     baseline: QuantConfig
     hw: HardwareSpec          # the iso-depth hardware of cfg (the TLM runs on it)
     hw_ref: HardwareSpec      # the iso-depth hardware of the baseline
+    planes: int | None = None  # a bit-serial datapath's run-time precision: the weights' top planes (None: all)
+    midpoint: bool = False     # ... with the dropped planes' mean (vsquant.bitserial)
 
 
 @dataclass(eq=False)
@@ -144,15 +146,20 @@ class Costs:
 
 
 def datapath(arch: str, hw: str | HardwareSpec = "magnet16", *, scale_product=None,
-             preset: str | None = None) -> Datapath:
+             preset: str | None = None, planes: int | None = None, midpoint: bool = False) -> Datapath:
     """Stage 1: ``arch`` on the hardware ``hw`` (a preset name, a YAML path or a loaded spec; ``preset``: the
-    name reports give it, by default ``hw`` itself or the spec's name)."""
+    name reports give it, by default ``hw`` itself or the spec's name); on a bit-serial ``hw``, ``planes`` and
+    ``midpoint`` set the weights' run-time precision (checked here, as the accelerator checks them)."""
+    from tlm import Accelerator
     base_hw = load_hardware(hw)
     cfg = datapath_config(arch, base_hw, scale_product=scale_product)
     baseline = baseline_config(base_hw)
     preset = preset or (hw if isinstance(hw, str) else base_hw.name)
+    if midpoint and planes is None:
+        raise ValueError("midpoint adds the dropped planes' mean: it needs planes (fewer than the weights' bits)")
+    Accelerator(base_hw, cfg, planes=planes, midpoint=midpoint)
     return Datapath(preset, base_hw, cfg, baseline, iso_depth_hardware(base_hw, cfg),
-                    iso_depth_hardware(base_hw, baseline))
+                    iso_depth_hardware(base_hw, baseline), planes, midpoint)
 
 
 def load_workload(workload: str, *, seq: int | None = None, batch: int | None = None, seed: int = 0,
@@ -188,7 +195,7 @@ def simulate(wl: Workload, dp: Datapath, *, timing_only: bool = False, on_unknow
         step("lower")
         low = lower(cap, on_unknown=on_unknown)
         step("simulate")
-        run = timing(low, dp.cfg, dp.hw)
+        run = timing(low, dp.cfg, dp.hw, planes=dp.planes, midpoint=dp.midpoint)
         return Simulation(low, run, _not_measured(info))
     from mapping.backends import float_backend
     from mapping.interpret import QuantInterpreter
@@ -200,7 +207,8 @@ def simulate(wl: Workload, dp: Datapath, *, timing_only: bool = False, on_unknow
     float_run = QuantInterpreter(cap, float_backend, on_unknown=on_unknown)
     y_float = main_output(float_run.forward())
     step("simulate")
-    run = simulate_numerics(cap, dp.cfg, dp.hw, on_unknown=on_unknown, lowered=float_run.lowered)
+    run = simulate_numerics(cap, dp.cfg, dp.hw, on_unknown=on_unknown, lowered=float_run.lowered, planes=dp.planes,
+                            midpoint=dp.midpoint)
     step("accuracy")
     accuracy = {**accuracy_metric(wl.metric, info, main_output(run.output), y_float),
                 "measured_on": measured_on(info, run.output)}
@@ -259,12 +267,13 @@ def cached_timing(key: tuple, stats: dict | None = None):
     """:func:`mapping.timing.simulate_timing` through the cache: the layer runs of the lowering ``key`` at a
     datapath on a hardware are loaded when stored, else simulated and stored (``stats`` records hit or miss per
     datapath)."""
-    def timing(low: LoweredModel, cfg: QuantConfig, hw: HardwareSpec) -> NetworkRun:
-        k = ("timing", key, repr(QuantConfig.parse(cfg)), repr(hw))
+    def timing(low: LoweredModel, cfg: QuantConfig, hw: HardwareSpec, planes: int | None = None,
+               midpoint: bool = False) -> NetworkRun:
+        k = ("timing", key, repr(QuantConfig.parse(cfg)), repr(hw)) + ((planes, midpoint) if planes else ())
         runs = cache.load(k, list)
         hit = runs is not None and len(runs) == len(low.layers)
         if not hit:
-            runs = [r for _, r in simulate_timing(low, cfg, hw).layers]
+            runs = [r for _, r in simulate_timing(low, cfg, hw, planes=planes, midpoint=midpoint).layers]
             cache.store(k, runs)
         if stats is not None:
             stats[str(cfg)] = "hit" if hit else "miss"
@@ -305,7 +314,8 @@ def report(wl: Workload | WorkloadShapes, dp: Datapath, sim: Simulation, costs: 
                      "technology_nm": hw_cfg.technology_nm, "weight_buffer_bits": hw_cfg.pe.weight_buffer_bits,
                      "activation_buffer_bits": hw_cfg.pe.activation_buffer_bits},
         "options": {"seq": seq, "batch": batch, "seed": seed, "timing_only": timing_only,
-                    "scale_product": cfg.scale_product_bits, "checkpoint": checkpoint},
+                    "scale_product": cfg.scale_product_bits, "checkpoint": checkpoint,
+                    "planes": dp.planes, "midpoint": dp.midpoint},
         "totals": {
             "macs": int(run.macs), "cycles": int(run.cycles), "ideal_cycles": int(run.ideal_cycles),
             "latency_s": run.latency_s, "utilization": run.utilization,
@@ -347,7 +357,8 @@ def run_design_point(workload: str, arch: str, *, hw: str = "magnet16", seq: int
         step("lowering (cached)")
         wl: Workload | WorkloadShapes = shapes
         step("simulate")
-        sim = Simulation(shapes.lowered, timing(shapes.lowered, dp.cfg, dp.hw), _not_measured(shapes.info))
+        sim = Simulation(shapes.lowered, timing(shapes.lowered, dp.cfg, dp.hw, planes=dp.planes, midpoint=dp.midpoint),
+                         _not_measured(shapes.info))
     else:
         step("load workload")
         wl = load_workload(workload, seq=seq, batch=batch, seed=seed, timing_only=timing_only, checkpoint=checkpoint)

@@ -244,3 +244,31 @@ def test_datapath_field_checked_and_kept_out_of_parallel_presets():
     # a parallel PE without bit_serial_lanes writes no datapath keys (its hash is as before the field existed)
     assert "datapath" not in hw.pe.to_dict() and "datapath" in bs.pe.to_dict()
     assert type(bs).from_dict(bs.to_dict()) == bs
+
+
+def test_run_py_planes(tmp_path):
+    """run.py --planes K: the stored weights' top K planes through the TLM; the accuracy is the fake-quant path's at
+    K planes (what studies.precision reports); fewer cycles; refused without a bit-serial datapath."""
+    import json
+    import subprocess
+    import sys
+
+    import run
+    from studies.precision import _accuracy
+    p = tmp_path / "r.json"
+    args = ["--workload", "digits-cnn", "--arch", "8/8/-/-", "--datapath", "bit-serial", "--json", str(p)]
+    assert run.main(args + ["--planes", "4", "--midpoint"]) == 0
+    r = json.loads(p.read_text())
+    assert r["options"]["planes"] == 4 and r["options"]["midpoint"] is True
+    assert r["accuracy"]["value"] == _accuracy("digits-cnn", "8/8/-/-", 4, True)["value"]
+    cycles = {}
+    for k in ("8", "2"):
+        assert run.main(args + ["--planes", k, "--timing-only"]) == 0
+        cycles[k] = json.loads(p.read_text())["totals"]["cycles"]
+    assert cycles["2"] < cycles["8"]
+    for bad, why in ((["--planes", "4"], "needs --datapath bit-serial"),
+                     (["--datapath", "bit-serial", "--planes", "9"], "must be in [1, 8]"),
+                     (["--datapath", "bit-serial", "--midpoint"], "needs --planes")):
+        out = subprocess.run([sys.executable, "run.py", "--workload", "gemm:64x64x64", "--arch", "8/8/-/-", *bad],
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 2 and why in out.stderr, out.stderr
