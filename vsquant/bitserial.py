@@ -66,8 +66,8 @@ def _check_range(values: np.ndarray, bits: int, unsigned: bool) -> np.ndarray:
     v = v.astype(np.int64)
     lo, hi = (0, (1 << bits) - 1) if unsigned else (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
     if v.size and (v.min() < lo or v.max() > hi):
-        raise ValueError(f"values in [{v.min()}, {v.max()}] do not fit {bits}-bit "
-                         f"{'unsigned' if unsigned else 'two''s-complement'} planes [{lo}, {hi}]")
+        kind = "unsigned" if unsigned else "two's-complement"
+        raise ValueError(f"values in [{v.min()}, {v.max()}] do not fit {bits}-bit {kind} planes [{lo}, {hi}]")
     return v
 
 
