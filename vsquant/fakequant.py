@@ -265,48 +265,94 @@ def _product(sa: torch.Tensor, sw: torch.Tensor, cfg: QuantConfig) -> torch.Tens
     return torch.floor((p + float(1 << (shift - 1))) / float(1 << shift)).clamp_(max=top)
 
 
-#: float64 elements of the per-vector terms formed at once by the ordered sum (2 MiB: they stay in cache
-#: between the product that writes them and the additions that read them)
+#: float64 elements of the per-vector terms formed at once by the ordered sum (2 MiB), and of the block of the
+#: output they are added into (256 KiB): both stay in cache between the product that writes the terms and the
+#: additions that read them, however large the layer
 _TERM_CHUNK_ELEMS = 1 << 18
+_OUT_BLOCK_ELEMS = 1 << 15
 
 
-def _exact_terms(cfg: QuantConfig) -> bool:
-    """Whether each term dot_j * (sa_j * sw_j) of a float-scaled MAC is the dot product of the scaled operands
-    over vector j, formed exactly by any GEMM: V = 1 (one product of two exact scaled values, rounded once, as
-    the reference rounds dot * p once), or every partial sum of a vector's scaled products is exact
-    (:func:`vsquant.vector_mac.float_sum_bits` of one vector: dot width + 1 + the scales' fraction bits <= 53)."""
-    return cfg.float_scales and (cfg.vector_size == 1 or float_sum_bits(cfg, 1, 0, 0) <= EXACT_BITS)
+def _folded_scales(cfg: QuantConfig) -> tuple[bool, bool]:
+    """Which operands' float scales the GEMM that forms the terms of a float-scaled MAC may carry (a's, w's).
+
+    The reference forms each term as dot_j * p_j, rounded once, with dot_j an exact integer and p_j = sa_j * sw_j
+    exact (two float scales' significands fit in 53 bits). Where dot_j * sa_j is exact (its partial sums are
+    multiples of sa_j's lsb below 2^(D + 1 + pa) ulps: :func:`vsquant.vector_mac.float_sum_bits` of one vector
+    with only a's fraction bits), the GEMM of a's scaled values and w's codes forms it exactly and one multiply
+    by sw_j rounds it once, to the same value RN(dot_j * sa_j * sw_j); likewise for w. Both sides where the
+    whole term is exact (every partial sum of a vector's scaled products fits, or V = 1: one product of two
+    exact scaled values, rounded once). Integer (rounded) scale products fold neither: terms from the codes."""
+    if not cfg.float_scales:
+        return False, False
+    if cfg.vector_size == 1 or float_sum_bits(cfg, 1, 0, 0) <= EXACT_BITS:
+        return True, True
+    one_side = cfg.dot_product_bits + 1
+    if one_side + cfg.act_scale.significand_bits <= EXACT_BITS:
+        return True, False
+    return False, one_side + cfg.weight_scale.significand_bits <= EXACT_BITS
 
 
 def _ordered_mac(a: Operand, w: Operand, cfg: QuantConfig) -> torch.Tensor:
-    """Eq. 5 per vector in the reference's order: acc += dot_j * p_j, j ascending (``vsquant.vector_mac``'s
-    loop; each dot product is an exact integer, p_j the scale product of :func:`_product`). With integer scale
-    products every term and partial sum is an integer below 2^53, so a chunk of vectors is summed at once;
-    with float scales the terms are added one vector after another, as the reference does (each term formed
-    from the scaled operands where that is exact, :func:`_exact_terms`)."""
+    """Eq. 5 of a GEMM (rows of a, K) x (N, K) per vector in the reference's order (:func:`_ordered_gemms`)."""
+    return _ordered_gemms(_batched(a, 1), _batched(w, 1), cfg)[0]
+
+
+def _batched(o: Operand, n: int) -> Operand:
+    """An operand of ``n`` stacked matrices (n * rows, L) as (n, rows, L) (codes and scales likewise)."""
+    def view(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else t.reshape(n, -1, t.shape[-1])
+    values = view(o.values)
+    assert values is not None
+    return Operand(values, o.gamma, view(o.codes), view(o.scales))
+
+
+def _ordered_gemms(a: Operand, w: Operand, cfg: QuantConfig) -> torch.Tensor:
+    """Eq. 5 per vector in the reference's order for a batch of GEMMs a (B, M, K) x w (B, N, K): acc += dot_j *
+    p_j, j ascending (``vsquant.vector_mac``'s loop; each dot product is an exact integer, p_j the scale product
+    of :func:`_product`), each output element's terms added in that order. With integer scale products every
+    term and partial sum is an integer below 2^53, so a chunk of vectors is summed at once; with float scales
+    the terms are added one vector after another, as the reference does (each term formed from the scaled
+    operands where that is exact, :func:`_folded_scales`). The output is computed a block of rows (or of matrices)
+    at a time, so the block and its terms stay in cache: the order of each element's additions is unchanged."""
     V = cfg.vector_size
-    scaled = _exact_terms(cfg)
-    ac, wc = (a.values, w.values) if scaled else (_codes(a), _codes(w))
-    M, K = ac.shape
-    N = wc.shape[0]
+    fold_a, fold_w = _folded_scales(cfg)
+    ac, wc = a.values if fold_a else _codes(a), w.values if fold_w else _codes(w)
+    a_scales, w_scales = None if fold_a else a.scales, None if fold_w else w.scales
+    scaled = a_scales is None and w_scales is None      # the GEMM forms the terms dot_j * p_j
+    B, M, K = ac.shape
+    N = wc.shape[1]
     nvec = -(-K // V)
-    if not scaled:
-        sa = a.scales if a.scales is not None else torch.ones(M, nvec, dtype=torch.float64)
-        sw = w.scales if w.scales is not None else torch.ones(N, nvec, dtype=torch.float64)
-    av = _vector_view(ac, V).transpose(0, 1)                # (nvec, M, V)
-    wv = _vector_view(wc, V).permute(1, 2, 0)               # (nvec, V, N)
-    out = torch.zeros(M, N, dtype=torch.float64)
-    step = max(1, _TERM_CHUNK_ELEMS // max(M * N, 1))
-    for c0 in range(0, nvec, step):
-        c1 = min(c0 + step, nvec)
-        terms = torch.bmm(av[c0:c1], wv[c0:c1])              # Eq. 4 (times the scale product where scaled)
-        if not scaled:                                        # dot_j * p_j
-            terms.mul_(_product(sa[:, c0:c1].T[:, :, None], sw[:, c0:c1].T[:, None, :], cfg))
-        if cfg.float_scales:
-            for t in terms:                                   # Eq. 5, j ascending
-                out += t
-        else:
-            out += terms.sum(dim=0)
+    av = _vector_view(ac.reshape(B * M, K), V).reshape(B, M, nvec, -1).permute(2, 0, 1, 3)   # (nvec, B, M, V)
+    wv = _vector_view(wc.reshape(B * N, K), V).reshape(B, N, nvec, -1).permute(2, 0, 3, 1)   # (nvec, B, V, N)
+    out = torch.zeros(B, M, N, dtype=torch.float64)
+    if out.numel() == 0:
+        return out
+    one = torch.ones(1, 1, 1, dtype=torch.float64)
+    sa = (a_scales if a_scales is not None else one.expand(B, M, nvec)).permute(2, 0, 1)[..., None]
+    sw = (w_scales if w_scales is not None else one.expand(B, N, nvec)).permute(2, 0, 1)[:, :, None, :]
+    # (nvec, B, M, 1) and (nvec, B, 1, N); a float scale product with one side 1 is the other side's scale
+    only = None if scaled or not cfg.float_scales else sa if w_scales is None else sw if a_scales is None else None
+    rows = max(1, _OUT_BLOCK_ELEMS // max(N, 1))            # rows of one matrix in a block
+    mats = max(1, rows // max(M, 1))                        # whole matrices in a block (small GEMMs)
+    rows = min(rows, M)
+    step = max(1, _TERM_CHUNK_ELEMS // max(mats * rows * N, 1))
+    for b0 in range(0, B, mats):
+        b1 = min(b0 + mats, B)
+        for m0 in range(0, M, rows):
+            m1 = min(m0 + rows, M)
+            blk = out[b0:b1, m0:m1]
+            for c0 in range(0, nvec, step):
+                c1 = min(c0 + step, nvec)
+                terms = torch.matmul(av[c0:c1, b0:b1, m0:m1], wv[c0:c1, b0:b1])   # Eq. 4 (times p where scaled)
+                if only is not None:                                             # dot_j * p_j
+                    terms.mul_(only[c0:c1, b0:b1, m0:m1] if only is sa else only[c0:c1, b0:b1])
+                elif not scaled:
+                    terms.mul_(_product(sa[c0:c1, b0:b1, m0:m1], sw[c0:c1, b0:b1], cfg))
+                if cfg.float_scales:
+                    for t in terms:                                              # Eq. 5, j ascending
+                        blk += t
+                else:
+                    blk += terms.sum(dim=0)
     return out
 
 
@@ -525,12 +571,7 @@ def fake_matmul(a: torch.Tensor, b: torch.Tensor, cfg: QuantConfig, *, a_unsigne
         acc = oa.values.reshape(batch + (M, K)) @ ob.values.reshape(batch + (N, K)).transpose(-1, -2)
     else:   # one ordered per-vector sum per batch matrix, as the reference's one GEMM per matrix
         n = math.prod(batch)
-        parts = [_ordered_mac(_rows(oa, i * M, (i + 1) * M), _rows(ob, i * N, (i + 1) * N), mcfg) for i in range(n)]
-        acc = torch.stack(parts).reshape(batch + (M, N)) if parts else torch.zeros(batch + (M, N), dtype=torch.float64)
+        acc = (_ordered_gemms(_batched(oa, n), _batched(ob, n), mcfg).reshape(batch + (M, N)) if n else
+               torch.zeros(batch + (M, N), dtype=torch.float64))
     out: torch.Tensor = acc * _coarse_scale(oa.gamma[0], ob.gamma[0], mcfg)
     return out
-
-
-def _rows(o: Operand, r0: int, r1: int) -> Operand:
-    return Operand(o.values[r0:r1], o.gamma[r0:r1], None if o.codes is None else o.codes[r0:r1],
-                   None if o.scales is None else o.scales[r0:r1])
