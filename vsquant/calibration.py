@@ -77,10 +77,12 @@ import numpy.typing as npt
 
 from .config import qmax
 
-__all__ = ["CALIBRATION_METHODS", "OCTAV_MAX_ITER", "OCTAV_RTOL", "calibrate_amax", "fake_quantize_symmetric",
-           "octav_clip"]
+__all__ = ["CALIBRATION_METHODS", "CLIP_METHODS", "OCTAV_MAX_ITER", "OCTAV_RTOL", "calibrate_amax",
+           "fake_quantize_symmetric", "octav_clip", "octav_vector_rows"]
 
 CALIBRATION_METHODS = ("max", "percentile", "entropy", "mse", "octav")
+#: how a per-vector scale's clip is chosen (Eq. 7a-7b): the vector's max, or its OCTAV fixed point
+CLIP_METHODS = ("max", "octav")
 
 _ENTROPY_START_BIN = 128  # pytorch-quantization's start_bin
 _ENTROPY_TIE_RTOL = 1e-12
@@ -349,7 +351,9 @@ def octav_clip(x: npt.ArrayLike, bits: int, unsigned: bool = False, *, per: str 
     ``per``: ``"tensor"`` (a float), ``"channel"`` (one per index of the first axis, the weights' output
     channels) or ``"vector"`` (one per vector of ``vector_size`` along the last axis, shape
     ``x.shape[:-1] + (ceil(L / V),)``, the last vector short), so it can set per-vector scales before their
-    two-level quantization. All-zero rows give 0; NaN/Inf raise ``ValueError``.
+    two-level quantization (``,clip=octav``); per vector the means are ordered sums over the vector's elements
+    (:func:`octav_vector_rows`), which the torch twin reproduces bit for bit. All-zero rows give 0; NaN/Inf
+    raise ``ValueError``.
     """
     bits = _check_bits(bits)
     arr = _as_finite_float(x)
@@ -368,8 +372,44 @@ def octav_clip(x: npt.ArrayLike, bits: int, unsigned: bool = False, *, per: str 
     return float(clips[0]) if per == "tensor" else clips
 
 
+def _ordered_sum(a: np.ndarray) -> np.ndarray:
+    """Row sums of ``a`` (R, n) added in ascending element order, one IEEE addition at a time: the order
+    :func:`vsquant.fakequant._octav_vector_clips` adds in too, so the per-vector clips agree bit for bit
+    (``np.mean``'s pairwise summation is an order torch does not share)."""
+    acc = a[:, 0].copy()
+    for j in range(1, a.shape[1]):
+        acc += a[:, j]
+    return acc
+
+
+def octav_vector_rows(mag: np.ndarray, q: int) -> np.ndarray:
+    """The OCTAV fixed point of each short row (a vector) of magnitudes ``mag`` (R, n), as :func:`_octav_rows`
+    but with every mean an ordered sum divided by n (:func:`_ordered_sum`), so the torch twin can reproduce
+    it exactly; all-zero rows give 0. The clip of every per-vector OCTAV scale (``,clip=octav``)."""
+    n = mag.shape[1]
+    noise = 1.0 / (12.0 * q * q)
+    m = mag.max(axis=1)
+    s = _ordered_sum(mag) / n                                         # s_0 = E|x|
+    active = s > 0
+    for _ in range(OCTAV_MAX_ITER):
+        if not active.any():
+            break
+        idx = np.flatnonzero(active)
+        a = mag[idx]
+        sa = s[idx]
+        over = a >= sa[:, None]
+        p_over = np.count_nonzero(over, axis=1) / n                    # E[1{|x| >= s}]
+        num = _ordered_sum(np.where(over, a, 0.0)) / n                 # E[|x| 1{|x| >= s}]
+        new = num / (noise * (1.0 - p_over) + p_over)
+        done = np.abs(new - sa) <= OCTAV_RTOL * sa
+        s[idx] = new
+        active[idx[done]] = False
+    return cast(np.ndarray, np.minimum(s, m))
+
+
 def _octav_vectors(arr: np.ndarray, q: int, vector_size: object, unsigned: bool) -> np.ndarray:
-    """OCTAV per vector of ``vector_size`` along the last axis; a short last vector on its own elements."""
+    """OCTAV per vector of ``vector_size`` along the last axis (:func:`octav_vector_rows`); a short last vector
+    on its own elements."""
     if isinstance(vector_size, (bool, np.bool_)) or not isinstance(vector_size, numbers.Integral) \
             or int(vector_size) < 1:
         raise ValueError(f"vector_size must be a positive int, got {vector_size!r}")
@@ -379,11 +419,9 @@ def _octav_vectors(arr: np.ndarray, q: int, vector_size: object, unsigned: bool)
     full, rest = L // V, L % V
     parts = []
     if full:
-        c, _ = _octav_rows(mag[..., :full * V].reshape(-1, V), q)
-        parts.append(c.reshape(lead + (full,)))
+        parts.append(octav_vector_rows(mag[..., :full * V].reshape(-1, V), q).reshape(lead + (full,)))
     if rest:
-        c, _ = _octav_rows(mag[..., full * V:].reshape(-1, rest), q)
-        parts.append(c.reshape(lead + (1,)))
+        parts.append(octav_vector_rows(mag[..., full * V:].reshape(-1, rest), q).reshape(lead + (1,)))
     return np.concatenate(parts, axis=-1)
 
 

@@ -14,8 +14,14 @@ unless set). The string form appends them as ``,R=4`` and ``,V=32``; ``str()`` r
 
 Two variants of Eq. 7 are flags (see ``vsquant.quantize``): ``,requantize`` and ``,nonzero``.
 
+``,clip=octav`` (default ``,clip=max``, not written) sets each weight vector's per-vector scale (Eq. 7b, fp or
+the fp scale before its two-level quantization) from the vector's OCTAV clip (Sakr et al., ICML 2022; the
+MSE-optimal clip of ``vsquant.calibration.octav_clip`` per vector) instead of its max. Weights only: they are
+quantized once, offline; an activation's per-vector scales stay the PPU's dynamic vector max (Eq. 7a), which
+a fixed-iteration-count recursion per vector would replace with a loop no datapath in the paper has.
+
 Examples: ``8/8/-/-``, ``6/8/6/-``, ``6/3/-/4``, ``4/4U/4/6``, ``4/8/fp16/fp16``,
-``4/4/4/4,R=4``, ``6/8/6/-,V=32``.
+``4/4/4/4,R=4``, ``6/8/6/-,V=32``, ``4/8/6/10,clip=octav``.
 
 The block-scaled formats of :mod:`vsquant.formats` (OCP MX, NVFP4) are configs too: one name for both operands
 (``nvfp4``, ``mxfp8_e4m3``), or ``weights/activations`` where each side is a block format name or a VS-Quant bit
@@ -43,7 +49,7 @@ from .formats import (
 )
 
 __all__ = ["BASELINE", "COARSE", "FLOAT_SCALE_FORMATS", "MAX_BITS", "MAX_SCALE_BITS", "MIN_BITS", "MIN_SCALE_BITS",
-           "QuantConfig", "ScaleFormat", "VECTOR_SIZES", "check_vector_size", "parse_config", "qmax"]
+           "QuantConfig", "ScaleFormat", "VECTOR_SIZES", "WEIGHT_CLIPS", "check_vector_size", "parse_config", "qmax"]
 
 MIN_BITS, MAX_BITS = 2, 16
 #: Vector sizes a datapath can have: V multipliers feed a binary adder tree of log2 V levels (Sec. 5), so V is a
@@ -70,6 +76,8 @@ def qmax(bits: int, unsigned: bool = False) -> int:
 
 
 _FLAGS = {"requantize": "requantize", "nonzero": "nonzero_scales"}
+#: how the weights' per-vector scales are clipped (``,clip=``): each vector's max (Eq. 7a) or its OCTAV clip
+WEIGHT_CLIPS = ("max", "octav")
 
 
 def _parse_bits(text: str, field: str, allow_unsigned: bool) -> tuple[int, bool]:
@@ -148,12 +156,21 @@ class QuantConfig:
     nonzero_scales: bool = False   # Eq. 7g variant: a non-zero vector's scale never rounds to 0
     weight_element: ElementFormat | None = None   # None: VS-Quant's W-bit integer
     act_element: ElementFormat | None = None      # None: VS-Quant's A-bit integer (unsigned with act_unsigned)
+    weight_clip: str = "max"       # ,clip=octav: weight per-vector scales from each vector's OCTAV clip
 
     def __post_init__(self) -> None:
         for name, b in (("weight", self.weight_bits), ("activation", self.act_bits)):
             if isinstance(b, bool) or not isinstance(b, int) or not MIN_BITS <= b <= MAX_BITS:
                 raise ValueError(f"{name} bits {b!r} must be an integer in [{MIN_BITS}, {MAX_BITS}]")
         check_vector_size(self.vector_size)
+        if not isinstance(self.weight_clip, str) or self.weight_clip not in WEIGHT_CLIPS:
+            raise ValueError(f"weight clip clip={self.weight_clip!r} is not allowed: use clip=" + " or clip=".join(
+                WEIGHT_CLIPS) + " (the clip that sets each weight vector's per-vector scale)")
+        if self.weight_clip != "max" and self.weight_scale.kind not in ("int", "fp"):
+            raise ValueError(
+                f"clip={self.weight_clip} sets the weights' per-vector scales, and ws={self.weight_scale} has none: "
+                "use an integer (e.g. 6) or fp16/fp32 ws; per-channel OCTAV weights are the PTQ calibration "
+                "method 'octav'")
         for side, el, bits, sc in (("weight", self.weight_element, self.weight_bits, self.weight_scale),
                                    ("activation", self.act_element, self.act_bits, self.act_scale)):
             if el is not None and el.bits != bits:
@@ -242,11 +259,14 @@ class QuantConfig:
                 if not eq and key.lower() in _FLAGS:
                     kw[_FLAGS[key.lower()]] = True
                     continue
-                if not eq or key not in ("R", "V"):
+                if not eq or key not in ("R", "V", "CLIP"):
                     raise ValueError(
                         f"option {opt!r} in {text!r} is not allowed: use R=<bits>|full "
-                        "(scale-product rounding), V=<vector size>, 'requantize' or 'nonzero'")
-                if key == "R":
+                        "(scale-product rounding), V=<vector size>, clip=" + "|".join(WEIGHT_CLIPS)
+                        + " (weight per-vector clip), 'requantize' or 'nonzero'")
+                if key == "CLIP":
+                    kw["weight_clip"] = val.strip().lower()
+                elif key == "R":
                     kw["scale_product_bits"] = _parse_rounding(val)
                 else:
                     if not val.strip().isdigit():
@@ -274,6 +294,8 @@ class QuantConfig:
         for flag, field in _FLAGS.items():
             if getattr(self, field):
                 s += f",{flag}"
+        if self.weight_clip != "max":
+            s += f",clip={self.weight_clip}"
         return s
 
     def with_(self, **changes: Any) -> "QuantConfig":
@@ -285,7 +307,7 @@ class QuantConfig:
         scale product as + as bits (R rounding applies only with integer scales)."""
         r = self.scale_product_bits if self.act_scale.kind == "int" else None
         return replace(self, weight_bits=self.act_bits, weight_scale=self.act_scale, scale_product_bits=r,
-                       weight_element=self.act_element)
+                       weight_element=self.act_element, weight_clip="max")
 
     def for_layer(self, kind: str) -> "QuantConfig":
         """The arithmetic of a MAC layer of ``kind`` (``linear``, ``conv2d``: this config; ``matmul``, a product

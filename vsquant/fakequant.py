@@ -18,6 +18,10 @@ reference's ascending vector order, or as one GEMM where that sum is provably ex
 (``vsquant.vector_mac.float_sum_exact``); rounded scale products (``,R=``, Sec. 5 and Fig. 3), whose integer
 terms dot_j * round_R(sa_j * sw_j) are not one GEMM but are summed exactly a chunk of vectors at a time.
 
+``,clip=octav`` (each weight vector's scale from its OCTAV clip, :func:`vsquant.calibration.octav_vector_rows`)
+runs the same recursion in torch (:func:`_octav_vector_clips`), its means the same ordered sums, so the clips
+and everything after them equal the reference's bit for bit.
+
 Used by the interpreter backends of :mod:`mapping.backends` and by the straight-through-estimator modules
 of :mod:`studies.qat`. This module imports torch; ``import vsquant`` does not import it.
 """
@@ -32,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from .bitserial import check_bit_serial, dropped_planes_mean
+from .calibration import OCTAV_MAX_ITER, OCTAV_RTOL
 from .config import QuantConfig, ScaleFormat, qmax
 from .formats import ELEMENT_FORMATS, ElementFormat, NumberFormat
 from .layers import conv_output_size, unsigned_policy
@@ -78,15 +83,71 @@ def _from_vectors(v: torch.Tensor, rows: int, L: int) -> torch.Tensor:
     return v[:, :L] if v.shape[1] != L else v
 
 
+def _ordered_sum(a: torch.Tensor) -> torch.Tensor:
+    """Row sums of ``a`` (R, n) in ascending element order, as ``vsquant.calibration._ordered_sum``."""
+    acc = a[:, 0].clone()
+    for j in range(1, a.shape[1]):
+        acc += a[:, j]
+    return acc
+
+
+def _octav_rows(mag: torch.Tensor, q: int) -> torch.Tensor:
+    """``vsquant.calibration.octav_vector_rows`` in torch: the OCTAV fixed point of each row (a vector) of
+    magnitudes ``mag`` (R, n), every operation the reference's in its order (so equal bit for bit)."""
+    n = mag.shape[1]
+    noise = 1.0 / (12.0 * q * q)
+    m = mag.amax(dim=1)
+    s = _ordered_sum(mag) / n                                          # s_0 = E|x|
+    active = s > 0
+    for _ in range(OCTAV_MAX_ITER):
+        idx = torch.nonzero(active).reshape(-1)
+        if idx.numel() == 0:
+            break
+        a = mag[idx]
+        sa = s[idx]
+        over = a >= sa[:, None]
+        p_over = over.sum(dim=1).to(torch.float64) / n                  # E[1{|x| >= s}]
+        num = _ordered_sum(torch.where(over, a, torch.zeros_like(a))) / n   # E[|x| 1{|x| >= s}]
+        new = num / (noise * (1.0 - p_over) + p_over)
+        done = (new - sa).abs() <= OCTAV_RTOL * sa
+        s[idx] = new
+        active[idx[done]] = False
+    return torch.minimum(s, m)
+
+
+def _octav_vector_clips(x: torch.Tensor, bits: int, V: int, unsigned: bool) -> torch.Tensor:
+    """The OCTAV clip of every vector of ``x`` (rows, L), shape (rows, vectors) as :func:`_vector_view`'s: a
+    short last vector on its own elements (``vsquant.calibration.octav_clip(per='vector')``)."""
+    q = qmax(bits, unsigned)
+    mag = x.clamp_min(0) if unsigned else x.abs()
+    rows, L = mag.shape
+    full, rest = L // V, L % V
+    parts = []
+    if full:
+        parts.append(_octav_rows(mag[:, :full * V].reshape(-1, V), q).reshape(rows, full))
+    if rest:
+        parts.append(_octav_rows(mag[:, full * V:].contiguous(), q).reshape(rows, 1))
+    return torch.cat(parts, dim=1)
+
+
+def _vector_clip(x: torch.Tensor, xv: torch.Tensor, bits: int, V: int, unsigned: bool, clip: str) -> torch.Tensor:
+    """Each vector's clip (Eq. 7a): its max, or (``clip="octav"``) its OCTAV clip; ``xv`` the vector view."""
+    if clip == "max" or x.numel() == 0:
+        return _absmax(xv, 2, unsigned)
+    if clip != "octav":
+        raise ValueError(f"clip {clip!r} is not a per-vector clip method; allowed: max, octav")
+    return _octav_vector_clips(x, bits, V, unsigned)
+
+
 def _scaled_integers(x: torch.Tensor, bits: int, fmt: ScaleFormat, V: int, unsigned: bool, per_row: bool,
                      amax: Amax = None, *, keep: bool = False, requantize: bool = False,
-                     nonzero_scales: bool = False) -> Operand:
+                     nonzero_scales: bool = False, clip: str = "max") -> Operand:
     """``x`` (rows, L) quantized as vsquant: values times their integer per-vector scale and the coarse scale
     per row, and with ``keep`` also the integers (``codes``) and the integer scales apart (the ordered sum of
     rounded scale products needs them).
 
     ``fmt`` kind "int": two-level Eq. 7a-7g (gamma per row or per tensor), with the ``requantize`` and
-    ``nonzero_scales`` variants of ``vsquant.quantize_two_level``; "coarse": per-channel (per row) or
+    ``nonzero_scales`` variants of ``vsquant.quantize_two_level`` and its ``clip``; "coarse": per-channel (per row) or
     per-tensor scaling, Eq. 1-2, from the max or from a calibrated ``amax`` (a scalar or one per row: static
     scales). Vectors along the last axis, zero-padded.
     """
@@ -109,7 +170,7 @@ def _scaled_integers(x: torch.Tensor, bits: int, fmt: ScaleFormat, V: int, unsig
         raise ValueError(f"two-level scales ({fmt}) are dynamic here: a calibrated amax applies to per-tensor or "
                          "per-channel ('-') scales")
     xv = _vector_view(x, V)
-    s = _absmax(xv, 2, unsigned) / q                                   # Eq. 7a-7b
+    s = _vector_clip(x, xv, bits, V, unsigned, clip) / q               # Eq. 7a-7b
     smax_int = (1 << fmt.bits) - 1
     smax = s.amax(dim=1) if per_row else s.max().expand(rows)
     gamma = smax / smax_int                                            # Eq. 7e-7f
@@ -123,14 +184,16 @@ def _scaled_integers(x: torch.Tensor, bits: int, fmt: ScaleFormat, V: int, unsig
     return Operand(_from_vectors(codes * sq[..., None], rows, L), gamma, _from_vectors(codes, rows, L), sq)
 
 
-def _fp_vector(x: torch.Tensor, bits: int, fmt: ScaleFormat, V: int, unsigned: bool, what: str) -> Operand:
+def _fp_vector(x: torch.Tensor, bits: int, fmt: ScaleFormat, V: int, unsigned: bool, what: str,
+               clip: str = "max") -> Operand:
     """``vsquant.quantize_per_vector`` of ``x`` (rows, L): single-level fp16/fp32 scales per vector (Eq. 7a-7d),
     stored in their format with its range checks (``vsquant.quantize._fp_scales``: an overflow raises, an
-    underflow flushes the vector with a warning), the integers taken with the stored scale; gamma 1."""
+    underflow flushes the vector with a warning), the integers taken with the stored scale; gamma 1; ``clip``
+    as ``vsquant.quantize_per_vector``'s."""
     q = qmax(bits, unsigned)
     rows, L = x.shape
     xv = _vector_view(x, V)
-    s64 = _absmax(xv, 2, unsigned) / q                                 # Eq. 7a-7b
+    s64 = _vector_clip(x, xv, bits, V, unsigned, clip) / q             # Eq. 7a-7b
     s = torch.from_numpy(_fp_scales(s64.numpy(), fmt.bits, what).astype(np.float64))
     codes = torch.div(xv, _safe(s)[..., None]).round_().clamp_(0 if unsigned else -q, q)   # Eq. 7c
     return Operand(_from_vectors(codes * s[..., None], rows, L), torch.ones(rows, dtype=torch.float64),
@@ -221,11 +284,13 @@ def _operand(x: torch.Tensor, cfg: QuantConfig, side: str, unsigned: bool, per_r
     if fmt.scale.is_block:
         return _block_operand(x, fmt, cfg.vector_size)
     bits = cfg.weight_bits if side == "weight" else cfg.act_bits
+    clip = cfg.weight_clip if side == "weight" else "max"             # ,clip=: the weights' per-vector scales
     if fmt.scale.kind == "fp":
-        return _fp_vector(x, bits, fmt.scale, cfg.vector_size, unsigned, "weight" if side == "weight" else "activation")
+        return _fp_vector(x, bits, fmt.scale, cfg.vector_size, unsigned, "weight" if side == "weight" else "activation",
+                          clip)
     return _scaled_integers(x, bits, fmt.scale, cfg.vector_size, unsigned, per_row, amax,
                             keep=not cfg.separable if keep is None else keep, requantize=cfg.requantize,
-                            nonzero_scales=cfg.nonzero_scales)
+                            nonzero_scales=cfg.nonzero_scales, clip=clip)
 
 
 def _span(s: torch.Tensor) -> int:

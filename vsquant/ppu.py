@@ -84,17 +84,19 @@ def post_process_mac(mac: MacResult, a: QuantizedTensor, w: QuantizedTensor, bia
 
 
 def quantize_weight(w: npt.ArrayLike, cfg: QuantConfig, *, method: str = "max", **calib: Any) -> QuantizedTensor:
-    """Weights per the config: per-channel ('-'), two-level per output channel, fp per vector, or a block
-    format (its per-tensor level, NVFP4's, over the whole weight)."""
+    """Weights per the config: per-channel ('-'), two-level per output channel, fp per vector (both with each
+    vector's max or, ``,clip=octav``, its OCTAV clip), or a block format (its per-tensor level, NVFP4's, over
+    the whole weight)."""
     fmt = cfg.weight_scale
     if fmt.kind == "coarse":
         return quantize_per_channel(w, cfg.weight_bits, method=method, vector_size=cfg.vector_size, **calib)
     if fmt.kind == "int":
         return quantize_two_level(w, cfg.weight_bits, fmt.bits, cfg.vector_size, per="row",
-                                  requantize=cfg.requantize, nonzero_scales=cfg.nonzero_scales)
+                                  requantize=cfg.requantize, nonzero_scales=cfg.nonzero_scales,
+                                  clip=cfg.weight_clip)
     if fmt.kind == "fp":
         return quantize_per_vector(w, cfg.weight_bits, cfg.vector_size, scale_format=f"fp{fmt.bits}",
-                                   what="weight")
+                                   what="weight", clip=cfg.weight_clip)
     if fmt.is_block:
         _dynamic_only(cfg.weight_format.name, method != "max" or bool(calib))
         return quantize_block_operand(w, cfg.weight_format, cfg.vector_size)

@@ -3,6 +3,9 @@
 - per-tensor and per-channel scale-only quantization, Eq. 1-3 (Sec. 3), with a calibrated
   clipping range alpha (``vsquant.calibration``: max, percentile, entropy, MSE);
 - per-vector quantization with a floating-point scale per vector, Eq. 7a-7d (Sec. 4.1);
+  ``clip="octav"`` sets each vector's scale from its OCTAV clip instead of its max (Sakr et al.,
+  ICML 2022: ``s = clip / qmax`` in Eq. 7b, the values beyond it clipped by Eq. 7c), for single-level
+  and two-level scales alike;
 - two-level quantization with an M-bit unsigned integer scale per vector and an fp coarse
   scale gamma per row (weights: per output channel) or per tensor (activations), Eq. 7a-7j
   (Sec. 4.4);
@@ -35,7 +38,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .calibration import _check_bits, calibrate_amax
+from .calibration import CLIP_METHODS, _check_bits, calibrate_amax, octav_clip
 from .config import MAX_SCALE_BITS, MIN_SCALE_BITS
 from .config import qmax as qmax  # re-exported: callers import it from here
 from .formats import NumberFormat, block_format, quantize_block
@@ -257,6 +260,21 @@ def quantize_per_channel(x: npt.ArrayLike, bits: int, unsigned: bool = False, *,
     return quantize_with_scale(x, scale, bits, unsigned, "channel", vector_size)
 
 
+def check_clip(clip: object) -> str:
+    """A per-vector clip method from :data:`~vsquant.calibration.CLIP_METHODS`, else a ValueError listing them."""
+    if not isinstance(clip, str) or clip not in CLIP_METHODS:
+        raise ValueError(f"clip {clip!r} is not a per-vector clip method; allowed: {', '.join(CLIP_METHODS)}")
+    return clip
+
+
+def vector_clip(x: np.ndarray, bits: int, vector_size: int, unsigned: bool, clip: str = "max") -> np.ndarray:
+    """The clip of each vector that sets its scale (Eq. 7a): its max (:func:`vector_amax`), or with
+    ``clip="octav"`` its OCTAV fixed point (:func:`vsquant.calibration.octav_clip` per vector)."""
+    if check_clip(clip) == "max" or x.size == 0:
+        return vector_amax(x, vector_size, unsigned)
+    return np.asarray(octav_clip(x, bits, unsigned, per="vector", vector_size=vector_size))
+
+
 def vector_amax(x: np.ndarray, vector_size: int, unsigned: bool) -> np.ndarray:
     """Eq. 7a: the absolute maximum of each vector (the PPU's vector max unit); last vector may be short."""
     L = x.shape[-1]
@@ -297,12 +315,12 @@ def _fp_scales(s64: np.ndarray, fbits: int, what: str) -> np.ndarray:
 
 
 def quantize_per_vector(x: npt.ArrayLike, bits: int, vector_size: int = 16, unsigned: bool = False, *,
-                        scale_format: str | int = "fp32", what: str = "tensor") -> QuantizedTensor:
+                        scale_format: str | int = "fp32", what: str = "tensor", clip: str = "max") -> QuantizedTensor:
     """Single-level per-vector scaling with fp scales, Eq. 7a-7d.
 
-    The scale ``s = xmax / qmax`` (Eq. 7b) is stored in ``scale_format`` (fp16, fp32 or fp64)
-    and the values are taken with the stored scale (Eq. 7c), clipped to the N-bit range so a
-    scale rounded down in fp16 cannot overflow it.
+    The scale ``s = xmax / qmax`` (Eq. 7b; ``clip="octav"``: the vector's OCTAV clip instead of its max) is
+    stored in ``scale_format`` (fp16, fp32 or fp64) and the values are taken with the stored scale (Eq. 7c),
+    clipped to the N-bit range so a scale rounded down in fp16 cannot overflow it.
     """
     x = check_finite(x)
     bits = check_bits(bits)
@@ -312,7 +330,7 @@ def quantize_per_vector(x: npt.ArrayLike, bits: int, vector_size: int = 16, unsi
     if fbits not in _FLOAT_DTYPES:
         raise ValueError(f"scale_format {scale_format!r} must be one of fp16, fp32, fp64")
     xv = to_vectors(x, vector_size)
-    s64 = vector_amax(x, vector_size, unsigned) / qmax(bits, unsigned)
+    s64 = vector_clip(x, bits, vector_size, unsigned, clip) / qmax(bits, unsigned)
     s = _fp_scales(s64, fbits, what)
     values = _quantize_vectors(xv, s.astype(np.float64), x.shape[-1], bits, unsigned)
     gamma = np.ones(x.shape[:-1])
@@ -321,7 +339,7 @@ def quantize_per_vector(x: npt.ArrayLike, bits: int, vector_size: int = 16, unsi
 
 def quantize_two_level(x: npt.ArrayLike, bits: int, scale_bits: int, vector_size: int = 16, unsigned: bool = False, *,
                        per: str = "row", gamma: npt.ArrayLike | None = None, requantize: bool = False,
-                       nonzero_scales: bool = False) -> QuantizedTensor:
+                       nonzero_scales: bool = False, clip: str = "max") -> QuantizedTensor:
     """Two-level per-vector quantization, Eq. 7a-7j.
 
     ``per="row"``: one gamma per index of the first axis (weights: per output channel, the
@@ -329,6 +347,8 @@ def quantize_two_level(x: npt.ArrayLike, bits: int, scale_bits: int, vector_size
     ``per="tensor"``: one gamma for the tensor (activations: per layer).
     ``gamma``: a static coarse scale (scalar or per row) instead of Eq. 7e-7f.
     ``requantize``, ``nonzero_scales``: the variants described in the module docstring.
+    ``clip="octav"``: the fp per-vector scale of Eq. 7b from each vector's OCTAV clip instead of its max;
+    gamma (Eq. 7f) and the integer scales (Eq. 7g) follow from those scales as from the max-scaled ones.
     """
     x = check_finite(x)
     bits = check_bits(bits)
@@ -339,7 +359,7 @@ def quantize_two_level(x: npt.ArrayLike, bits: int, scale_bits: int, vector_size
     q = qmax(bits, unsigned)
     smax_int = (1 << scale_bits) - 1
     xv = to_vectors(x, vector_size)
-    s = vector_amax(x, vector_size, unsigned) / q                                     # Eq. 7a-7b
+    s = vector_clip(x, bits, vector_size, unsigned, clip) / q                        # Eq. 7a-7b
     if gamma is None:
         if per == "row" and x.ndim > 1:  # per index of the first axis (a weight's output channel k)
             smax = s.reshape(s.shape[0], -1).max(axis=1).reshape((-1,) + (1,) * (s.ndim - 2))
