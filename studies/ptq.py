@@ -33,12 +33,14 @@ the long-form frames carry every metric):
 - :func:`table_vector_size` (Table 4): N/N(U)/fp32/fp32 at V in ``sizes``.
 - :func:`table_two_level` (Tables 5-7): two-level integer scales ``ws/as`` and fp16 scales, plus
   the best per-channel column.
+- :func:`table_clip` (beyond the paper): per-vector scales from each weight vector's max (Eq. 7a) against its
+  OCTAV clip (``,clip=octav``; Sakr et al., ICML 2022), two-level and fp32 per-vector scales side by side.
 - :func:`table_formats` (beyond the paper): VS-Quant's points beside the block formats that descend from
   it (OCP MX, NVFP4) on the same datapath, accuracy next to energy per op and area from the cost model;
   :func:`plot_formats` plots accuracy against energy and perf/area by format family.
 
 CLI: ``python -m studies.ptq --workload digits-cnn|minilm|mpnet-base|mobilenetv2|all --table calibration|
-per-vector|vector-size|two-level|variants|findings|formats|all [--quick] [--csv DIR] [--store FILE]
+per-vector|vector-size|two-level|variants|clip|findings|formats|all [--quick] [--csv DIR] [--store FILE]
 [--plot FILE]``; every finished
 configuration is committed to the store at once (with ``--csv``, ``DIR/ptq.sqlite``), so a killed study
 loses nothing it finished and a rerun computes only what is missing.
@@ -71,6 +73,7 @@ __all__ = [
     "load_sentence_model",
     "sentence_batches",
     "table_calibration",
+    "table_clip",
     "table_findings",
     "table_formats",
     "plot_formats",
@@ -461,6 +464,21 @@ def table_variants(workload, configs=("4/8/4/6", "4/8/6/10", "6/8/4/6", "8/8/6/1
     return _wide(w, records, "config", "variant")
 
 
+CLIPS = {"max": "", "octav": ",clip=octav"}
+
+
+def table_clip(workload, configs=("4/8/6/10", "4/8/fp32/fp32", "3/8/6/10", "3/8/fp32/fp32")) -> pd.DataFrame:
+    """The clip of the weights' per-vector scales: each vector's max (Eq. 7a, the paper) against its OCTAV
+    clip (``,clip=octav``: the MSE-optimal clip of each vector, Sakr et al., ICML 2022, before the two-level
+    quantization of the scales); activations dynamic, max-scaled, in both. Rows: configs; columns: clips."""
+    w = _as_workload(workload)
+    records = [dict(_fp32(w), config="fp32", clip=name) for name in CLIPS]
+    for cfg in configs:
+        for name, opt in CLIPS.items():
+            records.append(dict(evaluate_config(w, cfg + opt), config=cfg, clip=name))
+    return _wide(w, records, "config", "clip")
+
+
 # --- CLI ----------------------------------------------------------------------------------------
 
 def table_findings(workload) -> pd.DataFrame:
@@ -587,7 +605,7 @@ def plot_formats(tables: dict[str, pd.DataFrame], path) -> None:
     plt.close(fig)
 
 
-TABLES = ("calibration", "per-vector", "vector-size", "two-level", "variants", "findings", "formats")
+TABLES = ("calibration", "per-vector", "vector-size", "two-level", "variants", "clip", "findings", "formats")
 
 
 def _build(w: PTQWorkload, table: str, quick: bool) -> pd.DataFrame:
@@ -601,6 +619,9 @@ def _build(w: PTQWorkload, table: str, quick: bool) -> pd.DataFrame:
         return table_per_vector(w, bits=(3, 4) if quick else (3, 4, 6, 8))
     if table == "vector-size":
         return table_vector_size(w, sizes=(1, 16, 64) if quick else (1, 2, 4, 8, 16, 32, 64))
+    if table == "clip":
+        return table_clip(w, configs=("4/8/6/10", "4/8/fp32/fp32") if quick else
+                          ("4/8/6/10", "4/8/fp32/fp32", "3/8/6/10", "3/8/fp32/fp32"))
     if table == "variants":
         return table_variants(w, configs=("4/8/4/6", "4/8/6/10") if quick else ("4/8/4/6", "4/8/6/10", "6/8/4/6",
                                                                                   "8/8/6/10"))
@@ -695,7 +716,7 @@ def _print_tables(w: PTQWorkload, tables, quick: bool, csv: str | None, built: d
         print(df.to_string(float_format=lambda v: f"{v:.4f}"))
         long = df.attrs["long"]
         if w.metric != "top1" and t not in ("findings", "formats"):
-            cols = [c for c in ("bits", "method", "scheme", "V", "scales", "config", "calibration", "mean_cos",
+            cols = [c for c in ("bits", "method", "scheme", "V", "scales", "config", "clip", "calibration", "mean_cos",
                                 "min_cos", "spearman", "retrieval_top1", "top1_agree", "top5_agree", "kl")
                     if c in long.columns]
             print(long[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"), flush=True)
