@@ -17,7 +17,8 @@ The second step of DESIGN.md's "How data flows" (``op graph --mapping.lower--> M
             norm (a per-channel affine that folds into the PPU's scale and bias). An elementwise
             op whose output is not floating (index and mask arithmetic) goes to the host.
 ``host``    work the accelerator does not do: softmax, layer norm, pooling, embedding lookup,
-            reductions, comparisons, mask and position construction, dtype casts.
+            reductions, comparisons, mask and position construction (a causal mask's ``triu``, rotary
+            embeddings' ``cos``/``sin`` of the positions), dtype casts.
 ``layout``  free data movement: view/reshape/permute/transpose, getitem/select/slice, cat,
             contiguous, eval-mode dropout and identity.
 ``io``      graph inputs, parameters/constants (``get_attr``) and the output.
@@ -198,9 +199,10 @@ _HOST = ("softmax", "log_softmax", "layer_norm", "group_norm", "max_pool2d", "av
          "lift_fresh_copy", "where", "masked_fill", "gather", "index", "index_select", "cumsum", "eq", "ne",
          "lt", "le", "gt", "ge", "and", "or", "not", "invert", "bitwise_and", "bitwise_or", "bitwise_not",
          "logical_and", "logical_or", "logical_not", "log", "exp", "sqrt", "rsqrt", "pow", "abs", "erf",
-         "floordiv", "mod", "remainder", "floor", "ceil", "round", "sign", "type_as", "to", "float", "double",
-         "half", "long", "int", "bool", "type", "assert", "assert_async", "assert_scalar", "assert_tensor_metadata",
-         "guards", "sym_size", "size", "dim", "getattr", "item", "interpolate")
+         "floordiv", "mod", "remainder", "floor", "ceil", "round", "sign", "cos", "sin", "triu", "tril",
+         "type_as", "to", "float", "double", "half", "long", "int", "bool", "type", "assert", "assert_async",
+         "assert_scalar", "assert_tensor_metadata", "guards", "sym_size", "size", "dim", "getattr", "item",
+         "interpolate")
 _LAYOUT = ("view", "reshape", "view_as", "reshape_as", "permute", "transpose", "t", "contiguous", "flatten",
            "unflatten", "squeeze", "unsqueeze", "expand", "expand_as", "getitem", "select", "slice", "narrow",
            "split", "split_with_sizes", "chunk", "unbind", "tensor_split", "cat", "concat", "stack", "repeat",
